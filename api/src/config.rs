@@ -1,0 +1,72 @@
+//! The API's settings: flags with environment fallbacks (see docs/configuration.md).
+
+use clap::{Args, Parser, Subcommand};
+use flow_like_shared::config::{DatabaseConfig, RedisConfig, S3Config, TelemetryConfig};
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "flow-like-api",
+    version,
+    about = "flow-like HTTP API: accepts workflow executions and queues them",
+    after_help = "Settings: `flow-like-api serve --help` lists every setting with its environment variable."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API.
+    Serve(Box<ApiConfig>),
+    /// Apply the database migrations and exit (for the chart's migration Job).
+    Migrate(DatabaseConfig),
+    /// Print the OpenAPI document and exit.
+    Openapi,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApiConfig {
+    /// Address the HTTP server listens on.
+    #[arg(long = "listen", env = "API_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Bootstrap admin token: grants the admin endpoints (creating tenants' API keys). Unset disables it.
+    #[arg(
+        long = "admin-token",
+        env = "FLOWLIKE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+    /// Apply database migrations at start-up; turn off when a migration Job runs them.
+    #[arg(long = "migrate-on-start", env = "API_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate_on_start: bool,
+    /// Largest accepted request body in bytes; larger bodies are refused with 413 while streaming.
+    #[arg(long = "max-body-bytes", env = "API_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Inputs larger than this many bytes (serialized JSON) are stored in the meta bucket instead of the record.
+    #[arg(long = "inline-input-max-bytes", env = "API_INLINE_INPUT_MAX_BYTES", default_value_t = 64 * 1024)]
+    pub inline_input_max_bytes: usize,
+    /// Seconds a verified API key is cached; a revoked key stops working within this time on every replica.
+    #[arg(
+        long = "api-key-cache-secs",
+        env = "API_KEY_CACHE_SECS",
+        default_value_t = 5
+    )]
+    pub api_key_cache_secs: u64,
+    /// Seconds to finish in-flight requests after SIGTERM before exiting.
+    #[arg(
+        long = "shutdown-grace-secs",
+        env = "API_SHUTDOWN_GRACE_SECS",
+        default_value_t = 20
+    )]
+    pub shutdown_grace_secs: u64,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    #[command(flatten)]
+    pub s3: S3Config,
+}

@@ -1,0 +1,3 @@
+//! flow-like-api library.
+
+pub mod config;

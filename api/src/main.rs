@@ -1,0 +1,4 @@
+use clap::Parser;
+fn main() {
+    let _ = flow_like_api::config::Cli::parse();
+}

@@ -1,0 +1,241 @@
+//! The dispatcher's settings: flags with environment fallbacks (see docs/configuration.md).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use flow_like_shared::config::{DatabaseConfig, RedisConfig, S3Config, TelemetryConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "flow-like-dispatcher",
+    version,
+    about = "flow-like dispatcher: drains the queue under concurrency limits and starts one runner per attempt",
+    after_help = "Settings: `flow-like-dispatcher run --help` lists every setting with its environment variable."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run the dispatcher.
+    Run(Box<DispatcherConfig>),
+}
+
+/// Which runner starts execution attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunnerKind {
+    /// One Kubernetes Job per attempt.
+    Kubernetes,
+    /// One local `flow-like-executor` process per attempt (development, tests, single machine).
+    Process,
+    /// Starts nothing and reports success at once: measures the dispatcher's own overhead.
+    Noop,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DispatcherConfig {
+    /// This replica's name in Redis (consumer name, lease owner); defaults to the host name plus a random suffix.
+    #[arg(long = "dispatcher-id", env = "DISPATCHER_ID")]
+    pub id: Option<String>,
+    /// Runner that starts attempts.
+    #[arg(long = "runner", env = "DISPATCHER_RUNNER", value_enum, default_value_t = RunnerKind::Process)]
+    pub runner: RunnerKind,
+    /// Most executions running at once across all tenants and dispatchers.
+    #[arg(
+        long = "global-limit",
+        env = "DISPATCHER_GLOBAL_LIMIT",
+        default_value_t = 100
+    )]
+    pub global_limit: u32,
+    /// Default most executions running at once per tenant (overridable per tenant through the admin API).
+    #[arg(
+        long = "tenant-limit",
+        env = "DISPATCHER_TENANT_LIMIT",
+        default_value_t = 10
+    )]
+    pub tenant_limit: u32,
+    /// Default most executions running at once per workflow of a tenant; 0 means only the tenant limit applies.
+    #[arg(
+        long = "workflow-limit",
+        env = "DISPATCHER_WORKFLOW_LIMIT",
+        default_value_t = 0
+    )]
+    pub workflow_limit: u32,
+    /// Seconds a concurrency lease lives without a heartbeat before other dispatchers take it over.
+    #[arg(
+        long = "lease-ttl-secs",
+        env = "DISPATCHER_LEASE_TTL_SECS",
+        default_value_t = 30
+    )]
+    pub lease_ttl_secs: u64,
+    /// Attempts per execution when the infrastructure fails (the workflow failing is not retried).
+    #[arg(
+        long = "max-attempts",
+        env = "DISPATCHER_MAX_ATTEMPTS",
+        default_value_t = 3
+    )]
+    pub max_attempts: u32,
+    /// Deliveries of one queue message before it goes to the dead-letter stream.
+    #[arg(
+        long = "max-deliveries",
+        env = "DISPATCHER_MAX_DELIVERIES",
+        default_value_t = 5
+    )]
+    pub max_deliveries: u32,
+    /// Seconds after SIGTERM to finish or hand back held work; keep it below the pod's grace period.
+    #[arg(
+        long = "drain-timeout-secs",
+        env = "DISPATCHER_DRAIN_TIMEOUT_SECS",
+        default_value_t = 25
+    )]
+    pub drain_timeout_secs: u64,
+    /// Seconds between reconciler passes (re-enqueueing committed executions Redis lost).
+    #[arg(
+        long = "reconcile-interval-secs",
+        env = "DISPATCHER_RECONCILE_INTERVAL_SECS",
+        default_value_t = 10
+    )]
+    pub reconcile_interval_secs: u64,
+    /// Address of the health and Prometheus metrics endpoint (`/healthz`, `/readyz`, `/metrics`).
+    #[arg(
+        long = "metrics-listen",
+        env = "DISPATCHER_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub metrics_listen: SocketAddr,
+    /// Process runner: path of the `flow-like-executor` binary; defaults to the one beside this binary.
+    #[arg(long = "executor-path", env = "DISPATCHER_EXECUTOR_PATH")]
+    pub executor_path: Option<PathBuf>,
+    #[command(flatten)]
+    pub kubernetes: KubernetesConfig,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    #[command(flatten)]
+    pub s3: S3Config,
+}
+
+/// Kubernetes runner settings: where and how executor Jobs run.
+#[derive(Debug, Clone, Args)]
+pub struct KubernetesConfig {
+    /// Namespace the executor Jobs are created in; defaults to the dispatcher's own namespace.
+    #[arg(long = "kube-namespace", env = "KUBE_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Client-side rate limit for Kubernetes API requests, per second.
+    #[arg(long = "kube-qps", env = "KUBE_QPS", default_value_t = 50.0)]
+    pub qps: f64,
+    /// Requests allowed at once above the rate limit.
+    #[arg(long = "kube-burst", env = "KUBE_BURST", default_value_t = 100)]
+    pub burst: u32,
+    /// Executor container image.
+    #[arg(
+        long = "executor-image",
+        env = "EXECUTOR_IMAGE",
+        default_value = "ghcr.io/flow-like/flow-like-executor:latest"
+    )]
+    pub image: String,
+    /// Executor image pull policy (Always, IfNotPresent, Never).
+    #[arg(
+        long = "executor-image-pull-policy",
+        env = "EXECUTOR_IMAGE_PULL_POLICY",
+        default_value = "IfNotPresent"
+    )]
+    pub image_pull_policy: String,
+    /// Comma-separated names of image pull secrets for executor pods.
+    #[arg(
+        long = "executor-image-pull-secrets",
+        env = "EXECUTOR_IMAGE_PULL_SECRETS",
+        value_delimiter = ','
+    )]
+    pub image_pull_secrets: Vec<String>,
+    /// Service account executor pods run as (its token is never mounted).
+    #[arg(
+        long = "executor-service-account",
+        env = "EXECUTOR_SERVICE_ACCOUNT",
+        default_value = "default"
+    )]
+    pub service_account: String,
+    /// Secret holding the executor's REDIS_URL and S3 credentials, passed with `envFrom`.
+    #[arg(
+        long = "executor-secret",
+        env = "EXECUTOR_SECRET",
+        default_value = "flow-like-executor"
+    )]
+    pub secret: String,
+    /// RuntimeClass for executor pods (for example `kata`); unset uses the cluster default.
+    #[arg(long = "executor-runtime-class", env = "EXECUTOR_RUNTIME_CLASS")]
+    pub runtime_class: Option<String>,
+    /// CPU request of an executor pod.
+    #[arg(
+        long = "executor-cpu-request",
+        env = "EXECUTOR_CPU_REQUEST",
+        default_value = "100m"
+    )]
+    pub cpu_request: String,
+    /// CPU limit of an executor pod (also the most a workflow may ask for).
+    #[arg(
+        long = "executor-cpu-limit",
+        env = "EXECUTOR_CPU_LIMIT",
+        default_value = "1"
+    )]
+    pub cpu_limit: String,
+    /// Memory request of an executor pod.
+    #[arg(
+        long = "executor-memory-request",
+        env = "EXECUTOR_MEMORY_REQUEST",
+        default_value = "128Mi"
+    )]
+    pub memory_request: String,
+    /// Memory limit of an executor pod (also the most a workflow may ask for).
+    #[arg(
+        long = "executor-memory-limit",
+        env = "EXECUTOR_MEMORY_LIMIT",
+        default_value = "512Mi"
+    )]
+    pub memory_limit: String,
+    /// Ephemeral storage limit of an executor pod, also the size limit of its /tmp.
+    #[arg(
+        long = "executor-ephemeral-storage-limit",
+        env = "EXECUTOR_EPHEMERAL_STORAGE_LIMIT",
+        default_value = "1Gi"
+    )]
+    pub ephemeral_storage_limit: String,
+    /// Deadline of an executor Job in seconds when the workflow sets none.
+    #[arg(
+        long = "executor-deadline-secs",
+        env = "EXECUTOR_DEADLINE_SECS",
+        default_value_t = 3600
+    )]
+    pub deadline_secs: u64,
+    /// `backoffLimit` of executor Jobs (pod retries inside one attempt).
+    #[arg(
+        long = "executor-backoff-limit",
+        env = "EXECUTOR_BACKOFF_LIMIT",
+        default_value_t = 0
+    )]
+    pub backoff_limit: i32,
+    /// Seconds a finished executor Job is kept before Kubernetes deletes it.
+    #[arg(
+        long = "executor-ttl-secs",
+        env = "EXECUTOR_TTL_SECS",
+        default_value_t = 600
+    )]
+    pub ttl_secs: i32,
+    /// Node selector for executor pods, as a JSON object.
+    #[arg(long = "executor-node-selector", env = "EXECUTOR_NODE_SELECTOR")]
+    pub node_selector: Option<String>,
+    /// Tolerations for executor pods, as a JSON array.
+    #[arg(long = "executor-tolerations", env = "EXECUTOR_TOLERATIONS")]
+    pub tolerations: Option<String>,
+    /// Affinity for executor pods, as a JSON object.
+    #[arg(long = "executor-affinity", env = "EXECUTOR_AFFINITY")]
+    pub affinity: Option<String>,
+    /// PriorityClass of executor pods.
+    #[arg(long = "executor-priority-class", env = "EXECUTOR_PRIORITY_CLASS")]
+    pub priority_class: Option<String>,
+}

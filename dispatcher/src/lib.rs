@@ -1,0 +1,3 @@
+//! flow-like-dispatcher library.
+
+pub mod config;

@@ -1,0 +1,3 @@
+//! flow-like-executor library.
+
+pub mod config;

@@ -1,0 +1,83 @@
+//! Configuration groups shared by the binaries. Each is a clap `Args` struct with an environment fallback per
+//! field; binaries `#[command(flatten)]` the groups they need. The names are a contract with the Helm chart and
+//! docs/configuration.md (a test checks that all three agree).
+
+use clap::{Args, ValueEnum};
+
+/// PostgreSQL connection (API and dispatcher only; the executor never touches the database).
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// PostgreSQL connection URL.
+    #[arg(long = "database-url", env = "DATABASE_URL")]
+    pub url: String,
+    /// Largest number of pooled PostgreSQL connections.
+    #[arg(
+        long = "database-max-connections",
+        env = "DATABASE_MAX_CONNECTIONS",
+        default_value_t = 32
+    )]
+    pub max_connections: u32,
+}
+
+/// Redis connection and key prefix.
+#[derive(Debug, Clone, Args)]
+pub struct RedisConfig {
+    /// Redis URL (redis:// or rediss://), may carry an ACL user and password.
+    #[arg(long = "redis-url", env = "REDIS_URL")]
+    pub url: String,
+    /// Prefix of every Redis key this installation uses (several installations can share one Redis).
+    #[arg(
+        long = "redis-prefix",
+        env = "REDIS_PREFIX",
+        default_value = "flowlike"
+    )]
+    pub prefix: String,
+}
+
+/// S3-compatible object storage.
+#[derive(Debug, Clone, Args)]
+pub struct S3Config {
+    /// S3 endpoint URL; empty means the AWS default endpoint for the region.
+    #[arg(long = "s3-endpoint", env = "S3_ENDPOINT", default_value = "")]
+    pub endpoint: String,
+    /// S3 region.
+    #[arg(long = "s3-region", env = "S3_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// S3 access key id.
+    #[arg(long = "s3-access-key-id", env = "S3_ACCESS_KEY_ID")]
+    pub access_key_id: String,
+    /// S3 secret access key.
+    #[arg(
+        long = "s3-secret-access-key",
+        env = "S3_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    pub secret_access_key: String,
+    /// Bucket for immutable execution inputs (workflow snapshots, large input documents).
+    #[arg(long = "s3-meta-bucket", env = "S3_META_BUCKET")]
+    pub meta_bucket: String,
+    /// Bucket for results, logs and `object.put` data.
+    #[arg(long = "s3-content-bucket", env = "S3_CONTENT_BUCKET")]
+    pub content_bucket: String,
+    /// Address buckets by path (`endpoint/bucket/key`) instead of virtual host; needed by most self-hosted servers.
+    #[arg(long = "s3-force-path-style", env = "S3_FORCE_PATH_STYLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub force_path_style: bool,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logging. `RUST_LOG` holds the filter (for example `info,flow_like_api=debug`).
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryConfig {
+    /// Log filter in `tracing_subscriber::EnvFilter` syntax.
+    #[arg(long = "log-filter", env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+    /// Log format.
+    #[arg(long = "log-format", env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}

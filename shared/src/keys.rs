@@ -1,0 +1,134 @@
+//! Every Redis key flow-like uses, one function per key. All keys start with `REDIS_PREFIX:`; docs/redis.md
+//! lists each one with a `redis-cli` command that shows its state, and a test fails when a key written by the
+//! code is missing from that page.
+//!
+//! The key space is designed for a single Redis (or one primary with replicas). The admission script touches
+//! keys derived from tenant names, so Redis Cluster is not supported.
+
+/// The consumer group on every queue lane; all dispatchers share it.
+pub const DISPATCH_GROUP: &str = "dispatchers";
+/// The consumer group on the status stream; all dispatchers share it.
+pub const STATUS_GROUP: &str = "status";
+
+/// Builds keys for one installation (one prefix).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Stream: one queue lane per (tenant, priority). Entries are queued executions; group `dispatchers`.
+    pub fn lane(&self, tenant: &str, priority: u8) -> String {
+        format!("{}:queue:{tenant}:p{priority}", self.prefix)
+    }
+
+    /// Sorted set: tenants that may have queued work, scored by the round-robin turn they were last served in.
+    pub fn tenants(&self) -> String {
+        format!("{}:tenants", self.prefix)
+    }
+
+    /// Sorted set: the priorities (0-9) that have a lane for a tenant, as members scored by the priority.
+    pub fn lanes(&self, tenant: &str) -> String {
+        format!("{}:lanes:{tenant}", self.prefix)
+    }
+
+    /// Hash: execution id -> queue entry (`lane-key entry-id`) for every execution waiting in a lane.
+    /// The reconciler compares it with PostgreSQL to find committed executions that Redis lost.
+    pub fn queued(&self) -> String {
+        format!("{}:queued", self.prefix)
+    }
+
+    /// String counter: the round-robin turn, incremented each time a tenant is served.
+    pub fn turn(&self) -> String {
+        format!("{}:turn", self.prefix)
+    }
+
+    /// Sorted set: every running execution (concurrency lease), scored by lease expiry in ms since the epoch.
+    pub fn active(&self) -> String {
+        format!("{}:active", self.prefix)
+    }
+
+    /// Sorted set: one tenant's running executions, scored like `active`.
+    pub fn active_tenant(&self, tenant: &str) -> String {
+        format!("{}:active:tenant:{tenant}", self.prefix)
+    }
+
+    /// Sorted set: one workflow's running executions, scored like `active`.
+    pub fn active_workflow(&self, tenant: &str, workflow: &str) -> String {
+        format!("{}:active:workflow:{tenant}:{workflow}", self.prefix)
+    }
+
+    /// Hash: the lease of one running execution (dispatcher, tenant, workflow, attempt, queue entry).
+    pub fn lease(&self, execution: &str) -> String {
+        format!("{}:lease:{execution}", self.prefix)
+    }
+
+    /// Hash: concurrency limits: `global`, `tenant:<tenant>` and `workflow:<tenant>` (per workflow of that tenant).
+    pub fn limits(&self) -> String {
+        format!("{}:limits", self.prefix)
+    }
+
+    /// Sorted set: live dispatchers, scored by their last heartbeat in ms since the epoch.
+    pub fn dispatchers(&self) -> String {
+        format!("{}:dispatchers", self.prefix)
+    }
+
+    /// Stream: status events from executors and runners (started, progress, finished); group `status`.
+    pub fn status(&self) -> String {
+        format!("{}:status", self.prefix)
+    }
+
+    /// Stream: one execution's progress and log events, read by the API's Server-Sent Events endpoint.
+    pub fn progress(&self, execution: &str) -> String {
+        format!("{}:status:{execution}", self.prefix)
+    }
+
+    /// Stream: queue messages that failed too often, with the reason.
+    pub fn dead_letters(&self) -> String {
+        format!("{}:dead", self.prefix)
+    }
+
+    /// String with expiry: set while a cancellation of the execution is pending.
+    pub fn cancel(&self, execution: &str) -> String {
+        format!("{}:cancel:{execution}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_carries_the_prefix() {
+        let k = Keys::new("fl");
+        for key in [
+            k.lane("acme", 5),
+            k.tenants(),
+            k.lanes("acme"),
+            k.queued(),
+            k.turn(),
+            k.active(),
+            k.active_tenant("acme"),
+            k.active_workflow("acme", "wf"),
+            k.lease("e"),
+            k.limits(),
+            k.dispatchers(),
+            k.status(),
+            k.progress("e"),
+            k.dead_letters(),
+            k.cancel("e"),
+        ] {
+            assert!(key.starts_with("fl:"), "{key}");
+        }
+    }
+}

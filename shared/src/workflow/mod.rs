@@ -1,0 +1,1 @@
+//! The workflow document (DESIGN.md) and its validation.

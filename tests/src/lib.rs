@@ -1,0 +1,1 @@
+//! Test support: service launchers, the Kubernetes API simulator, fixtures.
