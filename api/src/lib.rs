@@ -1,3 +1,112 @@
-//! flow-like-api library.
+//! flow-like-api: the HTTP API. `app` builds the router (tests drive it without a socket); `run` serves it with
+//! a two-phase shutdown.
 
+pub mod auth;
+pub mod body;
 pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use crate::config::ApiConfig;
+use crate::state::{AppState, Inner, Settings};
+use axum::Router;
+use axum::routing::{delete, get, post, put};
+use flow_like_shared::keys::Keys;
+use flow_like_shared::storage::Storage;
+use flow_like_shared::workflow::Limits;
+use flow_like_shared::{queue, record};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("connecting to PostgreSQL failed")]
+    Database(#[from] record::RecordError),
+    #[error("connecting to Redis failed")]
+    Redis(#[from] queue::QueueError),
+    #[error("binding {addr} failed")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving HTTP failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Builds the shared state from settings; connections are lazy, so this works while services are down.
+pub fn state(config: &ApiConfig) -> Result<AppState, RunError> {
+    let db = record::connect_lazy(&config.database)?;
+    let redis = queue::connect_lazy(&config.redis)?;
+    Ok(AppState(Arc::new(Inner {
+        db,
+        redis,
+        keys: Keys::new(config.redis.prefix.clone()),
+        storage: Storage::new(&config.s3),
+        settings: Settings {
+            admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
+            max_body_bytes: config.max_body_bytes,
+            inline_input_max_bytes: config.inline_input_max_bytes,
+            workflow_limits: Limits::default(),
+        },
+        key_cache: auth::KeyCache::new(Duration::from_secs(config.api_key_cache_secs)),
+        metrics: metrics::Metrics::default(),
+    })))
+}
+
+/// The router with every route.
+pub fn app(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/executions", post(routes::executions::submit).get(routes::executions::list))
+        .route("/executions/{id}", get(routes::executions::get))
+        .route("/workflows/{name}", put(routes::workflows::put).get(routes::workflows::get_latest))
+        .route("/workflows/{name}/versions/{version}", get(routes::workflows::get_version))
+        .route("/queue", get(routes::queue::get))
+        .route("/tenants/{tenant}/api-keys", post(routes::admin::create_key))
+        .route("/tenants/{tenant}/limits", put(routes::admin::put_limits))
+        .route("/api-keys/{id}", delete(routes::admin::revoke_key));
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::health::metrics))
+        .route("/openapi.json", get(|| async { axum::Json(openapi::document()) }))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` is cancelled, then stops accepting connections and lets in-flight requests finish
+/// for at most `API_SHUTDOWN_GRACE_SECS`.
+pub async fn run(config: ApiConfig, shutdown: CancellationToken) -> Result<(), RunError> {
+    let state = state(&config)?;
+    if config.migrate_on_start {
+        record::migrate(&state.db).await?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| RunError::Bind { addr: config.listen, source })?;
+    tracing::info!(listen = %config.listen, "API listening");
+    serve(listener, app(state), shutdown, Duration::from_secs(config.shutdown_grace_secs)).await
+}
+
+/// Serves on a bound listener (tests bind port 0 themselves).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> Result<(), RunError> {
+    let draining = shutdown.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move { draining.cancelled().await });
+    tokio::select! {
+        result = server => result.map_err(RunError::Serve),
+        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("in-flight requests did not finish within the shutdown grace period");
+            Ok(())
+        }
+    }
+}

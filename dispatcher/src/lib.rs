@@ -1,3 +1,4 @@
 //! flow-like-dispatcher library.
 
 pub mod config;
+pub mod kubernetes;

@@ -1,3 +1,4 @@
 //! flow-like-executor library.
 
 pub mod config;
+pub mod engine;

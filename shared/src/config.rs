@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseConfig {
     /// PostgreSQL connection URL.
-    #[arg(long = "database-url", env = "DATABASE_URL")]
+    #[arg(id = "database_url", long = "database-url", env = "DATABASE_URL")]
     pub url: String,
     /// Largest number of pooled PostgreSQL connections.
     #[arg(
@@ -23,7 +23,7 @@ pub struct DatabaseConfig {
 #[derive(Debug, Clone, Args)]
 pub struct RedisConfig {
     /// Redis URL (redis:// or rediss://), may carry an ACL user and password.
-    #[arg(long = "redis-url", env = "REDIS_URL")]
+    #[arg(id = "redis_url", long = "redis-url", env = "REDIS_URL")]
     pub url: String,
     /// Prefix of every Redis key this installation uses (several installations can share one Redis).
     #[arg(

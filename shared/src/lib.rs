@@ -5,6 +5,7 @@
 pub mod config;
 pub mod ids;
 pub mod keys;
+pub mod limits;
 pub mod queue;
 #[cfg(feature = "record")]
 pub mod record;

@@ -1,1 +1,258 @@
-//! The Redis queue protocol.
+//! The Redis queue protocol: how a queued execution looks on a lane stream and how it gets there.
+//!
+//! A lane is one stream per (tenant, priority). Its entries carry small fields an operator can read with
+//! `XRANGE` (`id`, `tenant`, `workflow`, `priority`, `attempt`, `queued_at`) and one MessagePack `body` with
+//! the rest. Enqueueing is one Lua script, so the lane entry, the queued index and the tenant's place in the
+//! round-robin are written together or not at all, and a second enqueue of the same execution is a no-op.
+
+use crate::config::RedisConfig;
+use crate::keys::{DISPATCH_GROUP, Keys};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Priorities run from 0 (lowest) to 9 (highest); 5 is the default.
+pub const MAX_PRIORITY: u8 = 9;
+pub const DEFAULT_PRIORITY: u8 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("Redis is unavailable")]
+    Unavailable(#[source] redis::RedisError),
+    #[error("Redis command failed")]
+    Command(#[source] redis::RedisError),
+    #[error("queue entry is malformed: {0}")]
+    Malformed(String),
+}
+
+impl From<redis::RedisError> for QueueError {
+    fn from(err: redis::RedisError) -> Self {
+        if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || err.is_connection_refusal() {
+            Self::Unavailable(err)
+        } else {
+            Self::Command(err)
+        }
+    }
+}
+
+/// A multiplexed, self-reconnecting connection. Created lazily: a service starts while Redis is down and reports
+/// not-ready until it comes back. Short timeouts turn an unreachable Redis into a quick 503 rather than a hang.
+pub fn connect_lazy(config: &RedisConfig) -> Result<ConnectionManager, QueueError> {
+    let client = redis::Client::open(config.url.as_str()).map_err(QueueError::Command)?;
+    let manager_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(3)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_lazy_with_config(client, manager_config).map_err(QueueError::from)
+}
+
+/// The bulky part of a queue entry, MessagePack-encoded in the `body` field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueBody {
+    pub workflow_version: Option<i32>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One queued execution attempt as it sits on a lane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueMessage {
+    pub execution_id: Uuid,
+    pub tenant: String,
+    pub workflow: String,
+    pub priority: u8,
+    pub attempt: u32,
+    /// Milliseconds since the epoch when the execution was first queued.
+    pub queued_at_ms: i64,
+    pub body: QueueBody,
+}
+
+impl QueueMessage {
+    /// The entry's fields in stream order.
+    pub fn to_fields(&self) -> Result<Vec<(&'static str, Vec<u8>)>, QueueError> {
+        let body = rmp_serde::to_vec_named(&self.body).map_err(|e| QueueError::Malformed(e.to_string()))?;
+        Ok(vec![
+            ("id", self.execution_id.to_string().into_bytes()),
+            ("tenant", self.tenant.clone().into_bytes()),
+            ("workflow", self.workflow.clone().into_bytes()),
+            ("priority", self.priority.to_string().into_bytes()),
+            ("attempt", self.attempt.to_string().into_bytes()),
+            ("queued_at", self.queued_at_ms.to_string().into_bytes()),
+            ("body", body),
+        ])
+    }
+
+    /// Parses an entry read from a lane.
+    pub fn from_fields(fields: &HashMap<String, redis::Value>) -> Result<Self, QueueError> {
+        fn text(fields: &HashMap<String, redis::Value>, name: &str) -> Result<String, QueueError> {
+            match fields.get(name) {
+                Some(redis::Value::BulkString(bytes)) => {
+                    String::from_utf8(bytes.clone()).map_err(|_| QueueError::Malformed(format!("{name} is not UTF-8")))
+                }
+                _ => Err(QueueError::Malformed(format!("missing field {name}"))),
+            }
+        }
+        fn number<T: std::str::FromStr>(fields: &HashMap<String, redis::Value>, name: &str) -> Result<T, QueueError> {
+            text(fields, name)?.parse().map_err(|_| QueueError::Malformed(format!("{name} is not a number")))
+        }
+        let body = match fields.get("body") {
+            Some(redis::Value::BulkString(bytes)) => {
+                rmp_serde::from_slice(bytes).map_err(|e| QueueError::Malformed(format!("body: {e}")))?
+            }
+            _ => return Err(QueueError::Malformed("missing field body".into())),
+        };
+        Ok(Self {
+            execution_id: text(fields, "id")?.parse().map_err(|_| QueueError::Malformed("id is not a UUID".into()))?,
+            tenant: text(fields, "tenant")?,
+            workflow: text(fields, "workflow")?,
+            priority: number(fields, "priority")?,
+            attempt: number(fields, "attempt")?,
+            queued_at_ms: number(fields, "queued_at")?,
+            body,
+        })
+    }
+}
+
+/// Whether an enqueue added an entry or found the execution already queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    Added { entry_id: String },
+    AlreadyQueued { entry: String },
+}
+
+static ENQUEUE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("../lua/enqueue.lua")));
+
+/// Puts a message on its lane (idempotent per execution id while it waits there).
+pub async fn enqueue(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    message: &QueueMessage,
+) -> Result<Enqueued, QueueError> {
+    let priority = message.priority.min(MAX_PRIORITY);
+    let mut invocation = ENQUEUE.prepare_invoke();
+    invocation
+        .key(keys.lane(&message.tenant, priority))
+        .key(keys.tenants())
+        .key(keys.lanes(&message.tenant))
+        .key(keys.queued())
+        .arg(message.execution_id.to_string())
+        .arg(&message.tenant)
+        .arg(priority)
+        .arg(DISPATCH_GROUP);
+    for (name, value) in message.to_fields()? {
+        invocation.arg(name).arg(value);
+    }
+    let (added, entry): (i64, String) = invocation.invoke_async(conn).await?;
+    Ok(if added == 1 { Enqueued::Added { entry_id: entry } } else { Enqueued::AlreadyQueued { entry } })
+}
+
+/// Which of these executions the queued index knows (one round trip).
+pub async fn known_queued(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    ids: &[Uuid],
+) -> Result<Vec<bool>, QueueError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for id in ids {
+        pipe.hexists(keys.queued(), id.to_string());
+    }
+    Ok(pipe.query_async(conn).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_round_trip() {
+        let message = QueueMessage {
+            execution_id: Uuid::now_v7(),
+            tenant: "acme".into(),
+            workflow: "report".into(),
+            priority: 7,
+            attempt: 2,
+            queued_at_ms: 1_700_000_000_000,
+            body: QueueBody { workflow_version: Some(3), labels: BTreeMap::from([("team".into(), "x".into())]) },
+        };
+        let fields: HashMap<String, redis::Value> = message
+            .to_fields()
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), redis::Value::BulkString(v)))
+            .collect();
+        assert_eq!(QueueMessage::from_fields(&fields).unwrap(), message);
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        let fields = HashMap::from([("id".to_string(), redis::Value::BulkString(b"x".to_vec()))]);
+        let err = QueueMessage::from_fields(&fields).unwrap_err();
+        assert!(matches!(err, QueueError::Malformed(ref m) if m.contains("body")), "{err}");
+    }
+}
+
+/// What is waiting and running for one tenant, as `GET /queue` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TenantQueue {
+    /// Executions waiting in the tenant's lanes, not yet claimed by a dispatcher.
+    pub waiting: u64,
+    /// Executions holding a concurrency lease (dispatched or running).
+    pub running: u64,
+    /// Waiting executions per priority lane (only lanes with work).
+    pub waiting_by_priority: BTreeMap<u8, u64>,
+}
+
+/// Counts one tenant's waiting (group lag over its lanes) and running executions.
+pub async fn tenant_queue(conn: &mut ConnectionManager, keys: &Keys, tenant: &str) -> Result<TenantQueue, QueueError> {
+    let (priorities, running): (Vec<u8>, u64) = redis::pipe()
+        .zrange(keys.lanes(tenant), 0, -1)
+        .zcard(keys.active_tenant(tenant))
+        .query_async(conn)
+        .await?;
+    let mut out = TenantQueue { running, ..TenantQueue::default() };
+    if priorities.is_empty() {
+        return Ok(out);
+    }
+    let mut pipe = redis::pipe();
+    for priority in &priorities {
+        pipe.cmd("XINFO").arg("GROUPS").arg(keys.lane(tenant, *priority));
+    }
+    let replies: Vec<Vec<HashMap<String, redis::Value>>> = pipe.query_async(conn).await?;
+    for (priority, groups) in priorities.iter().zip(replies) {
+        let lag = groups
+            .iter()
+            .find(|g| matches!(g.get("name"), Some(redis::Value::BulkString(n)) if n == DISPATCH_GROUP.as_bytes()))
+            .and_then(|g| match g.get("lag") {
+                Some(redis::Value::Int(n)) => u64::try_from(*n).ok(),
+                _ => None,
+            })
+            .unwrap_or(0);
+        if lag > 0 {
+            out.waiting_by_priority.insert(*priority, lag);
+            out.waiting += lag;
+        }
+    }
+    Ok(out)
+}
+
+/// Overall numbers: running executions and live dispatchers (heartbeat within `alive_within`).
+pub async fn global_running(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    alive_within: Duration,
+) -> Result<(u64, u64), QueueError> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let since = now_ms - i64::try_from(alive_within.as_millis()).unwrap_or(i64::MAX);
+    let (running, dispatchers): (u64, u64) = redis::pipe()
+        .zcard(keys.active())
+        .zcount(keys.dispatchers(), since, "+inf")
+        .query_async(conn)
+        .await?;
+    Ok((running, dispatchers))
+}

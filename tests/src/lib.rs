@@ -1,1 +1,4 @@
 //! Test support: service launchers, the Kubernetes API simulator, fixtures.
+
+pub mod services;
+pub mod kube_sim;

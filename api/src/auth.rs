@@ -1,0 +1,113 @@
+//! Authentication: `Authorization: Bearer <key>` resolves to a tenant. Verified keys are cached for a few
+//! seconds so the submit path does not query PostgreSQL for every request; revocation takes effect within the
+//! cache lifetime (`API_KEY_CACHE_SECS`).
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use flow_like_shared::record::{ApiKeyRecord, api_keys, parse_api_key};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+
+/// Upper bound on cached keys; the cache is cleared when it fills (keys are few in practice).
+const MAX_CACHED_KEYS: usize = 10_000;
+
+pub struct KeyCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (ApiKeyRecord, Instant)>>,
+}
+
+impl KeyCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self { ttl, entries: Mutex::new(HashMap::new()) }
+    }
+
+    fn get(&self, prefix: &str) -> Option<ApiKeyRecord> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(prefix).filter(|(_, at)| at.elapsed() < self.ttl).map(|(record, _)| record.clone())
+    }
+
+    fn put(&self, prefix: &str, record: ApiKeyRecord) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= MAX_CACHED_KEYS {
+            entries.clear();
+        }
+        entries.insert(prefix.to_string(), (record, Instant::now()));
+    }
+
+    pub fn forget(&self, id: uuid::Uuid) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|_, (record, _)| record.id != id);
+    }
+}
+
+/// The authenticated caller: a tenant's key.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub tenant: String,
+    pub is_admin: bool,
+}
+
+/// An admin: the bootstrap `FLOWLIKE_ADMIN_TOKEN` or an admin API key.
+#[derive(Debug, Clone)]
+pub struct Admin;
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let (prefix, secret) = parse_api_key(token).ok_or(ApiError::Unauthenticated)?;
+    let record = match state.key_cache.get(prefix) {
+        Some(record) => record,
+        None => {
+            let record = api_keys::find_live(&state.db, prefix).await?.ok_or(ApiError::Unauthenticated)?;
+            state.key_cache.put(prefix, record.clone());
+            record
+        }
+    };
+    if !record.matches(secret) {
+        return Err(ApiError::Unauthenticated);
+    }
+    Ok(Caller { tenant: record.tenant, is_admin: record.is_admin })
+}
+
+fn is_admin_token(state: &AppState, token: &str) -> bool {
+    state.settings.admin_token.as_deref().is_some_and(|admin| {
+        // Compare digests so the comparison takes the same time whatever the lengths.
+        let a: [u8; 32] = Sha256::digest(admin.as_bytes()).into();
+        let b: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        a.ct_eq(&b).into()
+    })
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or(ApiError::Unauthenticated)?;
+        authenticate(state, token).await
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or(ApiError::Unauthenticated)?;
+        if is_admin_token(state, token) {
+            return Ok(Admin);
+        }
+        let caller = authenticate(state, token).await?;
+        if caller.is_admin { Ok(Admin) } else { Err(ApiError::Forbidden) }
+    }
+}

@@ -1,0 +1,161 @@
+//! `ApiError`: every failure a handler can return, rendered as RFC 9457 `application/problem+json`. Client
+//! errors carry their reason and are not logged as errors; server errors are generic to the client and logged
+//! with their cause.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use flow_like_shared::queue::QueueError;
+use flow_like_shared::record::RecordError;
+use flow_like_shared::storage::StorageError;
+use serde::Serialize;
+
+/// Seconds a client should wait before retrying when a backing service is down.
+const RETRY_AFTER_SECS: &str = "5";
+
+/// One bad part of a request, located by an RFC 6901 JSON Pointer into the request body.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct InvalidPart {
+    pub pointer: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    #[error("missing or invalid API key")]
+    Unauthenticated,
+    #[error("this needs an admin key")]
+    Forbidden,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("unsupported content type: {0}")]
+    UnsupportedMediaType(String),
+    #[error("{title}")]
+    Invalid { title: String, errors: Vec<InvalidPart> },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the database is unavailable")]
+    DatabaseUnavailable(#[source] RecordError),
+    #[error("the queue is unavailable")]
+    QueueUnavailable(#[source] QueueError),
+    #[error("object storage is unavailable")]
+    StorageUnavailable(#[source] StorageError),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn invalid(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::Invalid { title: message.clone(), errors: vec![InvalidPart { pointer: pointer.into(), message }] }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::DatabaseUnavailable(_) | Self::QueueUnavailable(_) | Self::StorageUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn slug(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed-request",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::NotFound(_) => "not-found",
+            Self::TooLarge { .. } => "too-large",
+            Self::UnsupportedMediaType(_) => "unsupported-media-type",
+            Self::Invalid { .. } => "invalid",
+            Self::Conflict(_) => "conflict",
+            Self::DatabaseUnavailable(_) | Self::QueueUnavailable(_) | Self::StorageUnavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<RecordError> for ApiError {
+    fn from(err: RecordError) -> Self {
+        match err {
+            RecordError::Unavailable(_) => Self::DatabaseUnavailable(err),
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(err: QueueError) -> Self {
+        match err {
+            QueueError::Unavailable(_) => Self::QueueUnavailable(err),
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(err: StorageError) -> Self {
+        Self::StorageUnavailable(err)
+    }
+}
+
+/// The problem document (RFC 9457).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// For 422: each invalid part of the request with a JSON Pointer to it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<InvalidPart>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            let cause = std::error::Error::source(&self).map(ToString::to_string).unwrap_or_default();
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                tracing::warn!(error = %self, cause = %cause, "backing service unavailable");
+            } else {
+                tracing::error!(error = %self, cause = %cause, "request failed");
+            }
+        }
+        let (title, errors) = match &self {
+            Self::Invalid { title, errors } => (title.clone(), errors.clone()),
+            other => (other.to_string(), Vec::new()),
+        };
+        let problem = Problem {
+            problem_type: format!("https://flow-like.dev/problems/{}", self.slug()),
+            title,
+            status: status.as_u16(),
+            detail: None,
+            errors,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,125 @@
+//! `/api/v1/workflows/{name}`: register immutable versions and read them back.
+
+use crate::auth::Caller;
+use crate::body::JsonBody;
+use crate::error::{ApiError, InvalidPart};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use flow_like_shared::ids::valid_workflow_name;
+use flow_like_shared::record::workflows::{self, WorkflowVersion};
+use flow_like_shared::workflow;
+use serde::Serialize;
+
+/// One registered version.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkflowVersionView {
+    pub name: String,
+    pub version: i32,
+    #[schema(value_type = Object)]
+    pub document: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    /// Every version number of this workflow, newest first (only on `GET /workflows/{name}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versions: Option<Vec<i32>>,
+}
+
+impl From<WorkflowVersion> for WorkflowVersionView {
+    fn from(v: WorkflowVersion) -> Self {
+        Self { name: v.name, version: v.version, document: v.document, created_at: v.created_at, versions: None }
+    }
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if valid_workflow_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "",
+            "a workflow name is 1-128 characters of a-z, 0-9, '-', '.', '_', starting with a letter or digit",
+        ))
+    }
+}
+
+/// Register a new version of a workflow (the body is the workflow document).
+#[utoipa::path(
+    put, path = "/api/v1/workflows/{name}", tag = "workflows",
+    params(("name" = String, Path)),
+    request_body(content = Object, description = "A workflow document"),
+    responses(
+        (status = 201, body = WorkflowVersionView),
+        (status = 422, body = crate::error::Problem),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    name: Result<Path<String>, PathRejection>,
+    body: JsonBody<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let name = super::path(name, "workflow")?;
+    check_name(&name)?;
+    let mut document = body.value;
+    let validated = workflow::validate(&document, &state.settings.workflow_limits).map_err(|errors| {
+        let errors: Vec<InvalidPart> =
+            errors.0.into_iter().map(|e| InvalidPart { pointer: e.pointer, message: e.message }).collect();
+        ApiError::Invalid { title: format!("invalid workflow: {} problem(s)", errors.len()), errors }
+    })?;
+    if validated.workflow().name.as_deref().is_some_and(|n| n != name) {
+        return Err(ApiError::invalid("/name", "the document's name differs from the name in the path"));
+    }
+    if let Some(object) = document.as_object_mut() {
+        object.insert("name".into(), serde_json::Value::String(name.clone()));
+    }
+    let registered = workflows::register(&state.db, &caller.tenant, &name, &document).await?;
+    let location = format!("/api/v1/workflows/{name}/versions/{}", registered.version);
+    let mut response = (StatusCode::CREATED, Json(WorkflowVersionView::from(registered))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// The latest version of a workflow, with the list of its versions.
+#[utoipa::path(
+    get, path = "/api/v1/workflows/{name}", tag = "workflows",
+    params(("name" = String, Path)),
+    responses((status = 200, body = WorkflowVersionView), (status = 404, body = crate::error::Problem)),
+    security(("api_key" = []))
+)]
+pub async fn get_latest(
+    State(state): State<AppState>,
+    caller: Caller,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<WorkflowVersionView>, ApiError> {
+    let name = super::path(name, "workflow")?;
+    let latest = workflows::get(&state.db, &caller.tenant, &name, None).await?.ok_or(ApiError::NotFound("workflow"))?;
+    let versions = workflows::versions(&state.db, &caller.tenant, &name).await?;
+    let mut view = WorkflowVersionView::from(latest);
+    view.versions = Some(versions);
+    Ok(Json(view))
+}
+
+/// One version of a workflow.
+#[utoipa::path(
+    get, path = "/api/v1/workflows/{name}/versions/{version}", tag = "workflows",
+    params(("name" = String, Path), ("version" = i32, Path)),
+    responses((status = 200, body = WorkflowVersionView), (status = 404, body = crate::error::Problem)),
+    security(("api_key" = []))
+)]
+pub async fn get_version(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, i32)>, PathRejection>,
+) -> Result<Json<WorkflowVersionView>, ApiError> {
+    let (name, version) = super::path(path, "workflow version")?;
+    let found = workflows::get(&state.db, &caller.tenant, &name, Some(version))
+        .await?
+        .ok_or(ApiError::NotFound("workflow version"))?;
+    Ok(Json(found.into()))
+}

@@ -1,0 +1,39 @@
+//! What every handler shares: the connections, settings and the key cache.
+
+use crate::auth::KeyCache;
+use crate::metrics::Metrics;
+use flow_like_shared::keys::Keys;
+use flow_like_shared::storage::Storage;
+use flow_like_shared::workflow::Limits;
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+pub struct Inner {
+    pub db: PgPool,
+    pub redis: ConnectionManager,
+    pub keys: Keys,
+    pub storage: Storage,
+    pub settings: Settings,
+    pub key_cache: KeyCache,
+    pub metrics: Metrics,
+}
+
+/// The request-handling settings, separate from connection settings so tests can build them directly.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub admin_token: Option<String>,
+    pub max_body_bytes: usize,
+    pub inline_input_max_bytes: usize,
+    pub workflow_limits: Limits,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

@@ -1,0 +1,321 @@
+#!/usr/bin/env bash
+# The local flow-like stack for development, without Docker or a cluster: PostgreSQL, Redis (append-only file,
+# fsync every second) and an S3 server (s3s-fs) on free ports, plus the API and one dispatcher (process runner:
+# each execution attempt is a local flow-like-executor process). Everything lives in .state/ (gitignored); data
+# survives `down`/`up`, `clean` removes it.
+#
+#   scripts/stack.sh up       install deps, build (release), start everything, wait for the API's /readyz
+#   scripts/stack.sh down     stop everything (data kept)
+#   scripts/stack.sh status   what runs where
+#   scripts/stack.sh clean    down, then delete .state/
+#
+# Settings for clients and tools: `set -a; . .state/env; set +a` (DATABASE_URL, REDIS_URL, S3_*, API_LISTEN,
+# FLOWLIKE_ADMIN_TOKEN, ...). Logs: .state/logs/. Knobs: STACK_SKIP_BUILD=1 (use the binaries already built),
+# STACK_READY_TIMEOUT (seconds to wait for /readyz, default 60).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="$REPO/.state"
+ENV_FILE="$STATE/env"
+LOGS="$STATE/logs"
+TARGET="${CARGO_TARGET_DIR:-$REPO/target}/release"
+READY_TIMEOUT="${STACK_READY_TIMEOUT:-60}"
+
+log() { echo "stack: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+is_root() { [[ $EUID -eq 0 ]]; }
+
+# PostgreSQL tools refuse root: run them as the postgres user then.
+as_postgres() {
+    if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_bin() {
+    local dir
+    if [[ -n ${PG_BIN:-} ]]; then echo "$PG_BIN"; return; fi
+    dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+    [[ -x $dir/initdb ]] || die "PostgreSQL server binaries not found: run scripts/install-deps.sh"
+    echo "$dir"
+}
+
+# The cluster lives in .state/ unless the postgres user cannot reach it (a repo under a private home directory).
+pg_dir() {
+    if is_root && ! runuser -u postgres -- test -x "$STATE"; then
+        echo "/var/tmp/flow-like-stack-$(echo -n "$REPO" | md5sum | cut -c1-12)/postgres"
+    else
+        echo "$STATE/postgres"
+    fi
+}
+
+s3s_fs_bin() {
+    command -v s3s-fs 2>/dev/null && return
+    local bin="${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs"
+    [[ -x $bin ]] || die "s3s-fs not found: run scripts/install-deps.sh"
+    echo "$bin"
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Sets PICKED_PORT to a port nothing listens on and that was not picked before (no subshell: the list persists).
+taken_ports=" "
+pick_port() {
+    while :; do
+        PICKED_PORT=$((20000 + RANDOM % 40000))
+        [[ $taken_ports == *" $PICKED_PORT "* ]] && continue
+        port_in_use "$PICKED_PORT" && continue
+        taken_ports+="$PICKED_PORT "
+        return
+    done
+}
+
+random_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+wait_port() { # name port seconds
+    local deadline=$((SECONDS + $3))
+    until port_in_use "$2"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.1
+    done
+}
+
+# HTTP status code of GET http://127.0.0.1:$1$2, or 000 when nothing answers.
+http_status() {
+    if command -v curl >/dev/null; then
+        curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$1$2" || true
+        return
+    fi
+    local line
+    # A subshell: a failed /dev/tcp redirection must not end the script.
+    line="$( (exec 3<>"/dev/tcp/127.0.0.1/$1" &&
+        printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3 &&
+        read -r -t 2 status_line <&3 && echo "$status_line") 2>/dev/null || true)"
+    set -- $line
+    echo "${2:-000}"
+}
+
+# pid from a pid file, if that process is still the expected program.
+live_pid() { # pidfile program
+    local pid
+    [[ -f $1 ]] || return 1
+    pid="$(head -n 1 "$1")"
+    [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$2" || return 1
+    echo "$pid"
+}
+
+stop_pid() { # name pidfile program grace-seconds
+    local pid deadline
+    if pid="$(live_pid "$2" "$3")"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        deadline=$((SECONDS + $4))
+        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+        if kill -0 "$pid" 2>/dev/null; then
+            log "$1 did not stop in $4 s: killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        log "stopped $1"
+    fi
+    rm -f "$2"
+}
+
+# Chooses ports and secrets once; later `up`s reuse them so URLs and stored data stay valid.
+write_env() {
+    [[ -f $ENV_FILE ]] && return
+    local pg redis s3 api metrics
+    pick_port; pg=$PICKED_PORT
+    pick_port; redis=$PICKED_PORT
+    pick_port; s3=$PICKED_PORT
+    pick_port; api=$PICKED_PORT
+    pick_port; metrics=$PICKED_PORT
+    umask 077
+    cat >"$ENV_FILE" <<EOF
+# flow-like local stack settings (scripts/stack.sh). Load with: set -a; . .state/env; set +a
+STACK_PG_PORT=$pg
+STACK_REDIS_PORT=$redis
+STACK_S3_PORT=$s3
+STACK_API_PORT=$api
+STACK_METRICS_PORT=$metrics
+DATABASE_URL=postgres://postgres@127.0.0.1:$pg/flowlike
+REDIS_URL=redis://127.0.0.1:$redis
+REDIS_PREFIX=flowlike
+S3_ENDPOINT=http://127.0.0.1:$s3
+S3_REGION=us-east-1
+S3_ACCESS_KEY_ID=flowlike-$(random_hex 4)
+S3_SECRET_ACCESS_KEY=$(random_hex 20)
+S3_META_BUCKET=flowlike-meta
+S3_CONTENT_BUCKET=flowlike-content
+S3_FORCE_PATH_STYLE=true
+API_LISTEN=127.0.0.1:$api
+FLOWLIKE_ADMIN_TOKEN=$(random_hex 24)
+DISPATCHER_RUNNER=process
+DISPATCHER_METRICS_LISTEN=127.0.0.1:$metrics
+DISPATCHER_EXECUTOR_PATH=$TARGET/flow-like-executor
+RUST_LOG=info
+LOG_FORMAT=text
+EOF
+    umask 022
+    log "wrote $ENV_FILE"
+}
+
+load_env() {
+    [[ -f $ENV_FILE ]] || die "no $ENV_FILE: run scripts/stack.sh up"
+    set -a
+    # shellcheck disable=SC1090
+    . "$ENV_FILE"
+    set +a
+}
+
+start_postgres() {
+    local bin dir
+    bin="$(pg_bin)"
+    dir="$(pg_dir)"
+    if [[ ! -f $dir/data/PG_VERSION ]]; then
+        mkdir -p "$dir"
+        is_root && chown -R postgres:postgres "$dir"
+        as_postgres "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 >"$LOGS/initdb.log" 2>&1 \
+            || { tail -n 20 "$LOGS/initdb.log" >&2; die "initdb failed"; }
+    fi
+    if ! as_postgres "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+        # Default durability: this is the developer's data, not a throwaway test cluster.
+        as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+            -o "-p $STACK_PG_PORT -k '$dir' -c listen_addresses=127.0.0.1" start >/dev/null \
+            || { tail -n 20 "$dir/postgres.log" >&2; die "PostgreSQL did not start (log: $dir/postgres.log)"; }
+        log "PostgreSQL on 127.0.0.1:$STACK_PG_PORT"
+    fi
+    if ! "$bin/psql" -h 127.0.0.1 -p "$STACK_PG_PORT" -U postgres -d postgres -tAc \
+        "SELECT 1 FROM pg_database WHERE datname = 'flowlike'" | grep -q 1; then
+        "$bin/createdb" -h 127.0.0.1 -p "$STACK_PG_PORT" -U postgres flowlike
+    fi
+}
+
+start_redis() {
+    mkdir -p "$STATE/redis"
+    live_pid "$STATE/redis/redis.pid" redis-server >/dev/null && return
+    command -v redis-server >/dev/null || die "redis-server not found: run scripts/install-deps.sh"
+    redis-server --port "$STACK_REDIS_PORT" --bind 127.0.0.1 --dir "$STATE/redis" \
+        --appendonly yes --appendfsync everysec --save '' \
+        --daemonize yes --pidfile "$STATE/redis/redis.pid" --logfile "$STATE/redis/redis.log"
+    wait_port redis "$STACK_REDIS_PORT" 10 \
+        || { tail -n 20 "$STATE/redis/redis.log" >&2; die "Redis did not start"; }
+    log "Redis on 127.0.0.1:$STACK_REDIS_PORT"
+}
+
+start_s3() {
+    local bin
+    mkdir -p "$STATE/s3/data/$S3_META_BUCKET" "$STATE/s3/data/$S3_CONTENT_BUCKET"
+    live_pid "$STATE/s3/s3s-fs.pid" s3s-fs >/dev/null && return
+    bin="$(s3s_fs_bin)"
+    setsid "$bin" --host 127.0.0.1 --port "$STACK_S3_PORT" --access-key "$S3_ACCESS_KEY_ID" \
+        --secret-key "$S3_SECRET_ACCESS_KEY" "$STATE/s3/data" </dev/null >>"$LOGS/s3s-fs.log" 2>&1 &
+    echo $! >"$STATE/s3/s3s-fs.pid"
+    wait_port s3s-fs "$STACK_S3_PORT" 10 || { tail -n 20 "$LOGS/s3s-fs.log" >&2; die "s3s-fs did not start"; }
+    log "S3 (s3s-fs) on $S3_ENDPOINT, buckets $S3_META_BUCKET and $S3_CONTENT_BUCKET"
+}
+
+start_binary() { # name pidfile command...
+    local name=$1 pidfile=$2
+    shift 2
+    live_pid "$pidfile" "$name" >/dev/null && return
+    [[ -x $1 ]] || die "$1 not built: run without STACK_SKIP_BUILD"
+    echo "--- $(date -u +%FT%TZ) stack.sh starts $name" >>"$LOGS/$name.log"
+    setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1 &
+    echo $! >"$pidfile"
+    log "started $name (log: $LOGS/$name.log)"
+}
+
+wait_api_ready() {
+    local deadline=$((SECONDS + READY_TIMEOUT)) code pid
+    while :; do
+        code="$(http_status "$STACK_API_PORT" /readyz)"
+        [[ $code == 200 ]] && break
+        if ! pid="$(live_pid "$STATE/api.pid" flow-like-api)"; then
+            log "flow-like-api exited; last lines of $LOGS/flow-like-api.log:"
+            tail -n 30 "$LOGS/flow-like-api.log" >&2 || true
+            die "the API did not start"
+        fi
+        if ((SECONDS >= deadline)); then
+            log "GET http://$API_LISTEN/readyz did not return 200 within $READY_TIMEOUT s (last: $code);" \
+                "last lines of $LOGS/flow-like-api.log:"
+            tail -n 30 "$LOGS/flow-like-api.log" >&2 || true
+            die "the API is not ready (it is still running: scripts/stack.sh down stops everything)"
+        fi
+        sleep 0.5
+    done
+    log "API ready on http://$API_LISTEN (admin token in $ENV_FILE)"
+}
+
+cmd_up() {
+    "$REPO/scripts/install-deps.sh"
+    if [[ -z ${STACK_SKIP_BUILD:-} ]]; then
+        log "building release binaries"
+        (cd "$REPO" && cargo build --release -p flow-like-api -p flow-like-dispatcher -p flow-like-executor)
+    fi
+    mkdir -p "$STATE" "$LOGS"
+    write_env
+    load_env
+    start_postgres
+    start_redis
+    start_s3
+    start_binary flow-like-api "$STATE/api.pid" "$TARGET/flow-like-api" serve
+    start_binary flow-like-dispatcher "$STATE/dispatcher.pid" "$TARGET/flow-like-dispatcher" run
+    wait_api_ready
+    sleep 0.5
+    live_pid "$STATE/dispatcher.pid" flow-like-dispatcher >/dev/null \
+        || { tail -n 30 "$LOGS/flow-like-dispatcher.log" >&2; die "flow-like-dispatcher exited"; }
+    log "stack is up: set -a; . $ENV_FILE; set +a"
+}
+
+cmd_down() {
+    [[ -d $STATE ]] || { log "nothing to stop"; return; }
+    # The dispatcher gets its drain time (DISPATCHER_DRAIN_TIMEOUT_SECS defaults to 25).
+    stop_pid flow-like-dispatcher "$STATE/dispatcher.pid" flow-like-dispatcher 35
+    stop_pid flow-like-api "$STATE/api.pid" flow-like-api 30
+    stop_pid s3s-fs "$STATE/s3/s3s-fs.pid" s3s-fs 5
+    stop_pid redis "$STATE/redis/redis.pid" redis-server 15
+    local dir
+    dir="$(pg_dir)"
+    if [[ -f $dir/data/postmaster.pid ]]; then
+        as_postgres "$(pg_bin)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null && log "stopped PostgreSQL"
+    fi
+}
+
+cmd_status() {
+    [[ -f $ENV_FILE ]] || { echo "stack: not set up (scripts/stack.sh up)"; return; }
+    load_env
+    local pid dir
+    report() { # name pid-or-empty address
+        if [[ -n $2 ]]; then printf '%-22s running  pid %-8s %s\n' "$1" "$2" "$3"
+        else printf '%-22s stopped\n' "$1"; fi
+    }
+    dir="$(pg_dir)"
+    pid="$(live_pid "$dir/data/postmaster.pid" postgres || true)"
+    report postgresql "$pid" "$DATABASE_URL"
+    report redis "$(live_pid "$STATE/redis/redis.pid" redis-server || true)" "$REDIS_URL"
+    report s3s-fs "$(live_pid "$STATE/s3/s3s-fs.pid" s3s-fs || true)" "$S3_ENDPOINT"
+    pid="$(live_pid "$STATE/api.pid" flow-like-api || true)"
+    report flow-like-api "$pid" "http://$API_LISTEN (readyz: $(http_status "$STACK_API_PORT" /readyz))"
+    pid="$(live_pid "$STATE/dispatcher.pid" flow-like-dispatcher || true)"
+    report flow-like-dispatcher "$pid" \
+        "http://$DISPATCHER_METRICS_LISTEN (readyz: $(http_status "$STACK_METRICS_PORT" /readyz))"
+}
+
+cmd_clean() {
+    cmd_down
+    local dir
+    dir="$(pg_dir)"
+    [[ $dir == "$STATE/postgres" ]] || rm -rf "$(dirname "$dir")"
+    rm -rf "$STATE"
+    log "removed $STATE"
+}
+
+case "${1:-}" in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    clean) cmd_clean ;;
+    *)
+        echo "usage: scripts/stack.sh up|down|status|clean" >&2
+        exit 2
+        ;;
+esac

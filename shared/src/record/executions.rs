@@ -1,0 +1,287 @@
+//! Executions: the insert on the submit path (with idempotency keys), reads for the API, and the scan the
+//! reconciler uses to find executions Redis lost.
+
+use super::RecordError;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Where an execution is in its life. Terminal states never change again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    Queued,
+    Dispatched,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+}
+
+impl ExecutionStatus {
+    pub const ALL: [ExecutionStatus; 7] = [
+        Self::Queued,
+        Self::Dispatched,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::TimedOut,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Dispatched => "dispatched",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed_out",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::TimedOut | Self::Cancelled)
+    }
+}
+
+/// What the submit path inserts.
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    pub id: Uuid,
+    pub tenant: String,
+    pub workflow_name: String,
+    pub workflow_version: Option<i32>,
+    pub workflow: serde_json::Value,
+    /// Exactly one of `input` (inline) and `input_key` (meta bucket object) is set.
+    pub input: Option<serde_json::Value>,
+    pub input_key: Option<String>,
+    pub priority: i16,
+    pub labels: serde_json::Value,
+}
+
+/// The outcome of an insert with an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotentInsert {
+    /// A new execution was committed.
+    Created { queued_at: DateTime<Utc> },
+    /// The key was used before with the same request: this is the original execution.
+    Existing(Uuid),
+    /// The key was used before with a different request.
+    Conflict,
+}
+
+/// Inserts an execution in one transaction with its idempotency key, if any. Two concurrent requests with the same
+/// key serialize on the key's primary key: the second waits for the first to commit, then sees its execution.
+pub async fn insert(
+    pool: &PgPool,
+    new: &NewExecution,
+    idempotency: Option<(&str, &[u8; 32])>,
+) -> Result<IdempotentInsert, RecordError> {
+    let mut tx = pool.begin().await?;
+    if let Some((key, request_sha256)) = idempotency {
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (tenant, key, request_sha256, execution_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant, key) DO NOTHING",
+        )
+        .bind(&new.tenant)
+        .bind(key)
+        .bind(request_sha256.as_slice())
+        .bind(new.id)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            let (stored_hash, execution_id): (Vec<u8>, Uuid) = sqlx::query_as(
+                "SELECT request_sha256, execution_id FROM idempotency_keys WHERE tenant = $1 AND key = $2",
+            )
+            .bind(&new.tenant)
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.rollback().await?;
+            return Ok(if stored_hash == request_sha256.as_slice() {
+                IdempotentInsert::Existing(execution_id)
+            } else {
+                IdempotentInsert::Conflict
+            });
+        }
+    }
+    let (queued_at,): (DateTime<Utc>,) = sqlx::query_as(
+        "INSERT INTO executions
+            (id, tenant, workflow_name, workflow_version, workflow, input, input_key, priority, labels, status)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued')
+         RETURNING queued_at",
+    )
+    .bind(new.id)
+    .bind(&new.tenant)
+    .bind(&new.workflow_name)
+    .bind(new.workflow_version)
+    .bind(&new.workflow)
+    .bind(&new.input)
+    .bind(&new.input_key)
+    .bind(new.priority)
+    .bind(&new.labels)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(IdempotentInsert::Created { queued_at })
+}
+
+/// Takes back an execution whose enqueue failed, before anyone could have seen it. Only a still-queued
+/// execution is removed; its idempotency key goes with it (cascade).
+pub async fn withdraw(pool: &PgPool, id: Uuid) -> Result<bool, RecordError> {
+    let done = sqlx::query("DELETE FROM executions WHERE id = $1 AND status = 'queued' AND attempts = 0")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// An execution as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutionRecord {
+    pub id: Uuid,
+    pub tenant: String,
+    pub workflow_name: String,
+    pub workflow_version: Option<i32>,
+    pub status: ExecutionStatus,
+    pub priority: i16,
+    pub labels: serde_json::Value,
+    pub attempts: i32,
+    pub error: Option<String>,
+    pub result_key: Option<String>,
+    pub queued_at: DateTime<Utc>,
+    pub claimed_at: Option<DateTime<Utc>>,
+    pub dispatched_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The columns of `RecordRow`, as a macro so queries stay `&'static str`.
+macro_rules! record_columns {
+    () => {
+        "id, tenant, workflow_name, workflow_version, status, priority, labels, attempts, error, result_key, \
+         queued_at, claimed_at, dispatched_at, started_at, finished_at"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct RecordRow {
+    id: Uuid,
+    tenant: String,
+    workflow_name: String,
+    workflow_version: Option<i32>,
+    status: String,
+    priority: i16,
+    labels: serde_json::Value,
+    attempts: i32,
+    error: Option<String>,
+    result_key: Option<String>,
+    queued_at: DateTime<Utc>,
+    claimed_at: Option<DateTime<Utc>>,
+    dispatched_at: Option<DateTime<Utc>>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<RecordRow> for ExecutionRecord {
+    fn from(r: RecordRow) -> Self {
+        Self {
+            id: r.id,
+            tenant: r.tenant,
+            workflow_name: r.workflow_name,
+            workflow_version: r.workflow_version,
+            // The column only ever holds values written from ExecutionStatus.
+            status: ExecutionStatus::parse(&r.status).unwrap_or(ExecutionStatus::Failed),
+            priority: r.priority,
+            labels: r.labels,
+            attempts: r.attempts,
+            error: r.error,
+            result_key: r.result_key,
+            queued_at: r.queued_at,
+            claimed_at: r.claimed_at,
+            dispatched_at: r.dispatched_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+        }
+    }
+}
+
+/// One execution of one tenant (another tenant's execution is simply not found).
+pub async fn get(pool: &PgPool, tenant: &str, id: Uuid) -> Result<Option<ExecutionRecord>, RecordError> {
+    let row: Option<RecordRow> =
+        sqlx::query_as(concat!("SELECT ", record_columns!(), " FROM executions WHERE id = $1 AND tenant = $2"))
+            .bind(id)
+            .bind(tenant)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(ExecutionRecord::from))
+}
+
+/// Filters of the list endpoint. `before` is the cursor: the last id of the previous page.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter {
+    pub status: Option<ExecutionStatus>,
+    pub workflow: Option<String>,
+    pub before: Option<Uuid>,
+    pub limit: i64,
+}
+
+/// A tenant's executions, newest first.
+pub async fn list(pool: &PgPool, tenant: &str, filter: &ExecutionFilter) -> Result<Vec<ExecutionRecord>, RecordError> {
+    let rows: Vec<RecordRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        record_columns!(),
+        " FROM executions
+         WHERE tenant = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR workflow_name = $3)
+           AND ($4::uuid IS NULL OR id < $4)
+         ORDER BY id DESC LIMIT $5"
+    ))
+    .bind(tenant)
+    .bind(filter.status.map(ExecutionStatus::as_str))
+    .bind(&filter.workflow)
+    .bind(filter.before)
+    .bind(filter.limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(ExecutionRecord::from).collect())
+}
+
+/// What the reconciler needs to put a lost execution back in the queue.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WaitingExecution {
+    pub id: Uuid,
+    pub tenant: String,
+    pub workflow_name: String,
+    pub priority: i16,
+    pub attempts: i32,
+    pub queued_at: DateTime<Utc>,
+}
+
+/// Executions waiting in the queue for longer than `min_age`, oldest first, in pages after `after`.
+pub async fn waiting(
+    pool: &PgPool,
+    min_age: std::time::Duration,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<WaitingExecution>, RecordError> {
+    let rows = sqlx::query_as(
+        "SELECT id, tenant, workflow_name, priority, attempts, queued_at FROM executions
+         WHERE status = 'queued' AND queued_at < now() - make_interval(secs => $1)
+           AND ($2::uuid IS NULL OR id > $2)
+         ORDER BY id LIMIT $3",
+    )
+    .bind(min_age.as_secs_f64())
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
+}

@@ -1,0 +1,120 @@
+//! The PostgreSQL record: the source of truth for tenants, API keys, workflows and executions. Redis only holds
+//! what can be rebuilt from here.
+
+pub mod api_keys;
+pub mod executions;
+pub mod workflows;
+
+pub use api_keys::{ApiKeyRecord, IssuedApiKey, hash_secret, parse_api_key};
+pub use executions::{
+    ExecutionFilter, ExecutionRecord, ExecutionStatus, IdempotentInsert, NewExecution, WaitingExecution,
+};
+pub use workflows::WorkflowVersion;
+
+use crate::config::DatabaseConfig;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::time::Duration;
+
+/// Why a database operation failed. `Unavailable` means "try again later" (503), the rest are caller errors.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database query failed")]
+    Query(#[source] sqlx::Error),
+    #[error("applying migrations failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for RecordError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(err),
+            sqlx::Error::Database(db) if is_unavailable_code(db.code().as_deref()) => Self::Unavailable(err),
+            _ => Self::Query(err),
+        }
+    }
+}
+
+/// SQLSTATE classes that mean the server cannot serve right now: connection exceptions (08), insufficient
+/// resources (53), operator intervention such as shutdown (57) and system errors (58).
+fn is_unavailable_code(code: Option<&str>) -> bool {
+    code.is_some_and(|c| ["08", "53", "57", "58"].iter().any(|class| c.starts_with(class)))
+}
+
+/// The embedded migrations (shared/migrations).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Opens a pool. Connections are made lazily so a service starts (and reports not-ready) while PostgreSQL is down.
+pub fn connect_lazy(config: &DatabaseConfig) -> Result<PgPool, RecordError> {
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy(&config.url)
+        .map_err(RecordError::from)
+}
+
+/// Applies pending migrations.
+pub async fn migrate(pool: &PgPool) -> Result<(), RecordError> {
+    MIGRATOR.run(pool).await.map_err(RecordError::Migrate)
+}
+
+/// Creates the tenant if it does not exist.
+pub async fn ensure_tenant<'e>(db: impl sqlx::PgExecutor<'e>, tenant: &str) -> Result<(), RecordError> {
+    sqlx::query("INSERT INTO tenants (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+        .bind(tenant)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// A tenant's concurrency overrides (None: the dispatcher's default applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TenantLimits {
+    pub concurrency_limit: Option<i32>,
+    pub workflow_limit: Option<i32>,
+}
+
+/// Sets a tenant's concurrency overrides, creating the tenant if needed.
+pub async fn set_tenant_limits(pool: &PgPool, tenant: &str, limits: TenantLimits) -> Result<(), RecordError> {
+    sqlx::query(
+        "INSERT INTO tenants (name, concurrency_limit, workflow_limit) VALUES ($1, $2, $3)
+         ON CONFLICT (name) DO UPDATE SET concurrency_limit = $2, workflow_limit = $3",
+    )
+    .bind(tenant)
+    .bind(limits.concurrency_limit)
+    .bind(limits.workflow_limit)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Every tenant's overrides, for restoring the Redis copy after Redis lost its data.
+pub async fn all_tenant_limits(pool: &PgPool) -> Result<Vec<(String, TenantLimits)>, RecordError> {
+    let rows: Vec<(String, Option<i32>, Option<i32>)> = sqlx::query_as(
+        "SELECT name, concurrency_limit, workflow_limit FROM tenants
+         WHERE concurrency_limit IS NOT NULL OR workflow_limit IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, concurrency_limit, workflow_limit)| (name, TenantLimits { concurrency_limit, workflow_limit }))
+        .collect())
+}
+
+/// One cheap round trip, for readiness checks.
+pub async fn ping(pool: &PgPool) -> Result<(), RecordError> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}
+
+impl From<TenantLimits> for crate::limits::TenantOverrides {
+    fn from(limits: TenantLimits) -> Self {
+        Self { concurrency_limit: limits.concurrency_limit, workflow_limit: limits.workflow_limit }
+    }
+}

@@ -1,0 +1,161 @@
+//! Redis servers: the launcher used by the shared pool and [`DedicatedRedis`] for fault tests.
+
+use super::process::{ServerProcess, find_binary, free_port};
+use super::{ServiceError, blocking, create_dir, unique_suffix};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// How many fresh ports are tried when another process takes the chosen one first.
+const START_ATTEMPTS: u32 = 5;
+/// Time a SIGTERMed Redis gets to flush its append-only file before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How a Redis instance keeps data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedisOptions {
+    /// Keep an append-only file fsynced every second (for "Redis restarts, nothing queued is lost" tests);
+    /// off means the data lives in memory only.
+    pub append_only: bool,
+}
+
+/// Starts Redis on `port` with its files in `dir`, in the foreground, and waits until it accepts connections.
+pub(crate) fn start_redis(
+    dir: &Path,
+    port: u16,
+    options: RedisOptions,
+) -> Result<ServerProcess, ServiceError> {
+    let binary = find_binary("redis-server", &[])?;
+    let mut command = Command::new(binary);
+    command
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .arg("--dir")
+        .arg(dir)
+        // Recorded so `flow-like-test-services stop` can end a server a crashed test left behind.
+        .arg("--pidfile")
+        .arg(dir.join("redis.pid"))
+        .args(["--save", "", "--daemonize", "no", "--maxclients", "10000"]);
+    if options.append_only {
+        command.args(["--appendonly", "yes", "--appendfsync", "everysec"]);
+    } else {
+        command.args(["--appendonly", "no"]);
+    }
+    let mut server = ServerProcess::spawn(command, "redis-server", &dir.join("redis.log"))?;
+    server.wait_ready(port)?;
+    Ok(server)
+}
+
+/// Starts Redis on a free port, retrying on a port another process took in the meantime.
+pub(crate) fn start_redis_on_free_port(
+    dir: &Path,
+    options: RedisOptions,
+) -> Result<(u16, ServerProcess), ServiceError> {
+    let mut last = None;
+    for _ in 0..START_ATTEMPTS {
+        let port = free_port()?;
+        match start_redis(dir, port, options) {
+            Ok(server) => return Ok((port, server)),
+            Err(err @ ServiceError::MissingBinary { .. }) => return Err(err),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(retries_error("start redis-server", last))
+}
+
+pub(crate) fn retries_error(what: &'static str, last: Option<ServiceError>) -> ServiceError {
+    match last {
+        Some(last) => ServiceError::Retries {
+            what,
+            attempts: START_ATTEMPTS,
+            last: Box::new(last),
+        },
+        None => ServiceError::FreePort(std::io::Error::other("no attempt made")),
+    }
+}
+
+/// A Redis server owned by one test: it can be stopped, killed and restarted on the same port (so clients
+/// configured with its URL reconnect to the restarted server). Killed and its files removed on drop.
+#[derive(Debug)]
+pub struct DedicatedRedis {
+    port: u16,
+    dir: PathBuf,
+    options: RedisOptions,
+    server: Option<ServerProcess>,
+}
+
+impl DedicatedRedis {
+    /// Starts an in-memory Redis on a free port.
+    pub async fn start() -> Result<Self, ServiceError> {
+        Self::start_with(RedisOptions::default()).await
+    }
+
+    /// Starts a Redis with `options` on a free port.
+    pub async fn start_with(options: RedisOptions) -> Result<Self, ServiceError> {
+        let dir = super::state_dir().join("dedicated").join(format!("redis-{}", unique_suffix()));
+        blocking(move || {
+            create_dir(&dir)?;
+            let (port, server) = start_redis_on_free_port(&dir, options)?;
+            Ok(Self {
+                port,
+                dir,
+                options,
+                server: Some(server),
+            })
+        })
+        .await
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>`; stays valid across restarts.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether the server process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.server.as_mut().is_some_and(ServerProcess::is_running)
+    }
+
+    /// Graceful shutdown (SIGTERM: Redis flushes its append-only file, when enabled, and exits).
+    pub async fn stop(&mut self) -> Result<(), ServiceError> {
+        match self.server.take() {
+            Some(server) => blocking(move || server.terminate(STOP_GRACE)).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Crash (SIGKILL): whatever was not yet in the append-only file is lost.
+    pub async fn kill(&mut self) -> Result<(), ServiceError> {
+        match self.server.take() {
+            Some(server) => {
+                blocking(move || {
+                    server.kill();
+                    Ok(())
+                })
+                .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Starts the server again on the same port with the same files (stops it first if it is running).
+    pub async fn restart(&mut self) -> Result<(), ServiceError> {
+        self.stop().await?;
+        let (dir, port, options) = (self.dir.clone(), self.port, self.options);
+        let server = blocking(move || start_redis(&dir, port, options)).await?;
+        self.server = Some(server);
+        Ok(())
+    }
+}
+
+impl Drop for DedicatedRedis {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
