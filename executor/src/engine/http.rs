@@ -44,7 +44,9 @@ impl HttpRunner {
     ) -> Result<Value, NodeError> {
         let limit = params
             .max_response_bytes
-            .map_or(self.max_response_bytes, |own| own.min(self.max_response_bytes));
+            .map_or(self.max_response_bytes, |own| {
+                own.min(self.max_response_bytes)
+            });
         let timeout = params
             .timeout_ms
             .map_or(DEFAULT_HTTP_TIMEOUT, Duration::from_millis);

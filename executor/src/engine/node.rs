@@ -132,7 +132,8 @@ fn execute<'a>(
                 Ok(Value::Null)
             }
             NodeKind::Log(log) => {
-                let message = match eval(ctx, &format!("{params}/message"), "message", view).await? {
+                let message = match eval(ctx, &format!("{params}/message"), "message", view).await?
+                {
                     Value::String(text) => text,
                     other => other.to_string(),
                 };
@@ -157,7 +158,13 @@ async fn run_map(
     map: &MapParams,
     view: Value,
 ) -> Result<Value, NodeError> {
-    let over = eval(ctx, &format!("{}/params/over", target.pointer), "over", view.clone()).await?;
+    let over = eval(
+        ctx,
+        &format!("{}/params/over", target.pointer),
+        "over",
+        view.clone(),
+    )
+    .await?;
     let items = match over {
         Value::Array(items) => items,
         other => return Err(NodeError::MapNotArray(json_type(&other))),

@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 pub enum Outcome {
     Succeeded,
     /// A node failed after its last attempt; the nodes still running were cancelled.
-    Failed { node: String, error: String },
+    Failed {
+        node: String,
+        error: String,
+    },
     /// The workflow's `deadline_ms` (or the caller's deadline) passed.
     TimedOut,
     /// The caller's cancellation token fired.

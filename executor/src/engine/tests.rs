@@ -441,9 +441,14 @@ async fn engine_rejects_unsafe_keys_even_without_validation() {
     use super::node::{NodeContext, Target, run_node};
     use flow_like_shared::workflow::{NodeControl, NodeKind, ObjectGetParams, ObjectPutParams};
     let h = harness();
-    h.store.put("../secret", &json!("other tenant")).await.unwrap();
+    h.store
+        .put("../secret", &json!("other tenant"))
+        .await
+        .unwrap();
     // Validation refuses these keys, so hand the engine typed nodes directly.
-    let wf = workflow(json!({"nodes": {"p": {"type": "object.put", "params": {"key": "k", "value": "1"}}}}));
+    let wf = workflow(
+        json!({"nodes": {"p": {"type": "object.put", "params": {"key": "k", "value": "1"}}}}),
+    );
     let ctx = NodeContext {
         workflow: &wf,
         store: h.store.as_ref(),
@@ -514,7 +519,9 @@ async fn jq_runtime_error_fails_the_node() {
             json!({"a": "text"}),
         )
         .await;
-    assert!(matches!(&report.outcome, Outcome::Failed { node, error } if node == "t" && error.starts_with("expr:")));
+    assert!(
+        matches!(&report.outcome, Outcome::Failed { node, error } if node == "t" && error.starts_with("expr:"))
+    );
 }
 
 /// A one-route-per-path HTTP/1.1 server on 127.0.0.1: reads a request head, answers with `handler(path)`

@@ -260,6 +260,8 @@ pub struct WaitingExecution {
     pub id: Uuid,
     pub tenant: String,
     pub workflow_name: String,
+    pub workflow_version: Option<i32>,
+    pub labels: serde_json::Value,
     pub priority: i16,
     pub attempts: i32,
     pub queued_at: DateTime<Utc>,
@@ -273,7 +275,7 @@ pub async fn waiting(
     limit: i64,
 ) -> Result<Vec<WaitingExecution>, RecordError> {
     let rows = sqlx::query_as(
-        "SELECT id, tenant, workflow_name, priority, attempts, queued_at FROM executions
+        "SELECT id, tenant, workflow_name, workflow_version, labels, priority, attempts, queued_at FROM executions
          WHERE status = 'queued' AND queued_at < now() - make_interval(secs => $1)
            AND ($2::uuid IS NULL OR id > $2)
          ORDER BY id LIMIT $3",
