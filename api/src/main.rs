@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    flow_like_shared::telemetry::install_crypto_provider();
     flow_like_shared::telemetry::init(&cli.telemetry);
     match cli.command {
         Command::Serve(config) => {

@@ -39,3 +39,9 @@ pub async fn cancel_on_signal(token: tokio_util::sync::CancellationToken) {
     tracing::info!("shutdown requested");
     token.cancel();
 }
+
+/// Installs aws-lc-rs as the process's TLS crypto provider. kube, reqwest, sqlx and the AWS SDK all use rustls;
+/// with more than one provider compiled in, rustls refuses to guess, so every binary calls this first.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -2,3 +2,4 @@
 
 pub mod services;
 pub mod kube_sim;
+pub mod api;

@@ -21,9 +21,10 @@ pub(crate) const POOL_SETTINGS: &[&str] = &[
     "full_page_writes=off",
     "max_connections=500",
 ];
-/// Server settings of dedicated clusters. Without fsync a killed server still recovers (the OS keeps the
-/// written pages); only a machine crash would lose data, which these tests do not simulate.
-const DEDICATED_SETTINGS: &[&str] = &["fsync=off", "synchronous_commit=off", "max_connections=200"];
+/// Server settings of dedicated clusters, which fault tests crash. A commit still writes its WAL before it
+/// returns (synchronous_commit stays on), so a killed server recovers every committed transaction; only fsync
+/// is off, which matters for a machine crash alone, and these tests do not simulate one.
+const DEDICATED_SETTINGS: &[&str] = &["fsync=off", "max_connections=200"];
 
 /// Directory of the PostgreSQL server binaries: `PG_BIN`, else the newest `/usr/lib/postgresql/<v>/bin`.
 fn bin_dir() -> Result<PathBuf, ServiceError> {

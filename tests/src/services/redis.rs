@@ -1,10 +1,12 @@
 //! Redis servers: the launcher used by the shared pool and [`DedicatedRedis`] for fault tests.
 
-use super::process::{ServerProcess, find_binary, free_port};
+use super::process::{READY_TIMEOUT, ServerProcess, find_binary, free_port};
 use super::{ServiceError, blocking, create_dir, unique_suffix};
 use std::path::{Path, PathBuf};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How many fresh ports are tried when another process takes the chosen one first.
 const START_ATTEMPTS: u32 = 5;
@@ -42,7 +44,37 @@ pub(crate) fn start_redis(
     }
     let mut server = ServerProcess::spawn(command, "redis-server", &dir.join("redis.log"))?;
     server.wait_ready(port)?;
+    wait_loaded(port)?;
     Ok(server)
+}
+
+/// Waits until Redis answers PING with PONG: it accepts connections while still loading its append-only file and
+/// answers `-LOADING` to every command until it is done.
+fn wait_loaded(port: u16) -> Result<(), ServiceError> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        match ping(port) {
+            Ok(true) => return Ok(()),
+            _ if Instant::now() >= deadline => {
+                return Err(ServiceError::NotReady {
+                    name: "redis-server",
+                    port,
+                    log_tail: "PING did not return PONG".into(),
+                });
+            }
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// One inline PING over a fresh connection; true on `+PONG`.
+fn ping(port: u16) -> std::io::Result<bool> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+    stream.write_all(b"PING\r\n")?;
+    let mut reply = [0_u8; 64];
+    let read = stream.read(&mut reply)?;
+    Ok(reply[..read].starts_with(b"+PONG"))
 }
 
 /// Starts Redis on a free port, retrying on a port another process took in the meantime.
