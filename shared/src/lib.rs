@@ -9,6 +9,8 @@ pub mod limits;
 pub mod queue;
 #[cfg(feature = "record")]
 pub mod record;
+pub mod spec;
+pub mod status;
 pub mod storage;
 pub mod telemetry;
 pub mod workflow;

@@ -3,3 +3,4 @@
 pub mod services;
 pub mod kube_sim;
 pub mod api;
+pub mod loadgen;

@@ -157,7 +157,10 @@ fn remove_dir(path: &Path) -> Result<(), ServiceError> {
     }
 }
 
-fn ensure_postgres(dir: &Path, entry: Option<PostgresEntry>) -> Result<PostgresEntry, ServiceError> {
+fn ensure_postgres(
+    dir: &Path,
+    entry: Option<PostgresEntry>,
+) -> Result<PostgresEntry, ServiceError> {
     if let Some(entry) = entry {
         if entry.alive() {
             return Ok(entry);

@@ -97,10 +97,15 @@ pub(crate) fn init_cluster(dir: &Path) -> Result<(), ServiceError> {
         run_checked(chown, "chown of the PostgreSQL directory to postgres")?;
     }
     let mut initdb = pg_command("initdb")?;
-    initdb
-        .arg("-D")
-        .arg(dir.join("data"))
-        .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]);
+    initdb.arg("-D").arg(dir.join("data")).args([
+        "-U",
+        "postgres",
+        "-A",
+        "trust",
+        "-E",
+        "UTF8",
+        "--no-sync",
+    ]);
     run_checked(initdb, "initdb").map(drop)
 }
 
@@ -193,7 +198,9 @@ impl DedicatedPostgres {
     pub async fn start() -> Result<Self, ServiceError> {
         blocking(|| {
             let base = cluster_base(&super::state_dir());
-            let dir = base.join("dedicated").join(format!("pg-{}", unique_suffix()));
+            let dir = base
+                .join("dedicated")
+                .join(format!("pg-{}", unique_suffix()));
             create_dir(&base.join("dedicated"))?;
             // Dropping the half-built value removes the directory if start-up fails.
             let mut cluster = Self { port: 0, dir };

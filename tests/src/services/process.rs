@@ -19,7 +19,10 @@ const POLL: Duration = Duration::from_millis(10);
 /// start-up on a fresh port when the server fails to bind.
 pub(crate) fn free_port() -> Result<u16, ServiceError> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(ServiceError::FreePort)?;
-    let port = listener.local_addr().map_err(ServiceError::FreePort)?.port();
+    let port = listener
+        .local_addr()
+        .map_err(ServiceError::FreePort)?
+        .port();
     Ok(port)
 }
 
@@ -229,7 +232,10 @@ impl ServerProcess {
 }
 
 /// Runs a command to completion and fails with its output when it does not succeed.
-pub(crate) fn run_checked(mut command: Command, what: &'static str) -> Result<String, ServiceError> {
+pub(crate) fn run_checked(
+    mut command: Command,
+    what: &'static str,
+) -> Result<String, ServiceError> {
     let output = command
         .stdin(Stdio::null())
         .output()

@@ -2,9 +2,9 @@
 
 use super::process::{READY_TIMEOUT, ServerProcess, find_binary, free_port};
 use super::{ServiceError, blocking, create_dir, unique_suffix};
-use std::path::{Path, PathBuf};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -123,7 +123,9 @@ impl DedicatedRedis {
 
     /// Starts a Redis with `options` on a free port.
     pub async fn start_with(options: RedisOptions) -> Result<Self, ServiceError> {
-        let dir = super::state_dir().join("dedicated").join(format!("redis-{}", unique_suffix()));
+        let dir = super::state_dir()
+            .join("dedicated")
+            .join(format!("redis-{}", unique_suffix()));
         blocking(move || {
             create_dir(&dir)?;
             let (port, server) = start_redis_on_free_port(&dir, options)?;

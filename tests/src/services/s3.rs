@@ -92,7 +92,12 @@ impl S3Settings {
 }
 
 /// An S3 client for `endpoint` with static keys and path-style addressing.
-pub(crate) fn client(endpoint: &str, region: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+pub(crate) fn client(
+    endpoint: &str,
+    region: &str,
+    access_key: &str,
+    secret_key: &str,
+) -> aws_sdk_s3::Client {
     let credentials = Credentials::new(access_key, secret_key, None, None, "flow-like-tests");
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())

@@ -1,0 +1,315 @@
+//! One attempt from start to exit code: connect to Redis and report `started`, load the spec, run the engine,
+//! write the result, the logs and (last) the manifest, report `finished`. Infrastructure failures end the
+//! attempt with exit code 1 and no `finished` event, so the runner retries it; workflow verdicts are final.
+
+use crate::config::ExecutorConfig;
+use crate::engine::{ChannelReporter, Engine, EngineError, EngineSettings, Outcome, RunReport};
+use crate::progress::{LogBook, LogLine, spawn_forwarder, to_json_lines};
+use crate::spec::{self, SpecError};
+use crate::status::{self, PublishError, StatusPublisher};
+use crate::store::TenantObjectStore;
+use bytes::Bytes;
+use flow_like_shared::keys::Keys;
+use flow_like_shared::status::{AttemptManifest, FinishedOutcome, StatusEvent, exit_code};
+use flow_like_shared::storage::{Storage, StorageError, layout};
+use flow_like_shared::workflow::{Limits, LogLevel};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How long the finish waits for queued progress events before writing the logs without them being sent.
+const PROGRESS_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    #[error("EXECUTION_ID `{0}` is not a UUID")]
+    ExecutionId(String),
+    #[error("publishing status events failed")]
+    Publish(#[from] PublishError),
+    #[error("loading the spec failed")]
+    Spec(#[source] SpecError),
+    #[error("starting the engine failed")]
+    Engine(#[from] EngineError),
+    #[error("writing {key} to the content bucket failed")]
+    Write {
+        key: String,
+        #[source]
+        source: StorageError,
+    },
+    #[error("encoding the {what} failed")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Runs the attempt `config` names and returns the process exit code (see `flow_like_shared::status::exit_code`).
+/// `process_start` is when the process started, for the start-up time the `started` event reports. After
+/// `cancel` fires, the engine stops and the attempt is reported as cancelled.
+pub async fn run(config: ExecutorConfig, process_start: Instant, cancel: CancellationToken) -> i32 {
+    match run_attempt(&config, process_start, &cancel).await {
+        Ok(outcome) => {
+            tracing::info!(outcome = %outcome, "attempt finished");
+            outcome.exit_code()
+        }
+        Err(err) if cancel.is_cancelled() => {
+            tracing::warn!(cause = %error_chain(&err), "attempt cancelled with incomplete reporting");
+            exit_code::CANCELLED
+        }
+        Err(err) => {
+            tracing::error!(cause = %error_chain(&err), "attempt failed on infrastructure");
+            exit_code::INFRA_FAILURE
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(execution_id = %config.execution_id, attempt = config.attempt))]
+async fn run_attempt(
+    config: &ExecutorConfig,
+    process_start: Instant,
+    cancel: &CancellationToken,
+) -> Result<FinishedOutcome, AttemptError> {
+    let execution: Uuid = config
+        .execution_id
+        .parse()
+        .map_err(|_| AttemptError::ExecutionId(config.execution_id.clone()))?;
+    let connection = tokio::select! {
+        biased;
+        () = cancel.cancelled() => return Ok(FinishedOutcome::Cancelled),
+        connection = status::connect(&config.redis) => connection?,
+    };
+    let publisher = Arc::new(StatusPublisher::new(
+        connection,
+        &Keys::new(config.redis.prefix.clone()),
+        execution,
+        config.attempt,
+    ));
+    let startup_ms = process_start.elapsed().as_millis() as u64;
+    publisher
+        .publish(StatusEvent::Started { startup_ms })
+        .await?;
+    tracing::info!(startup_ms, "reported started");
+
+    let attempt = AttemptRun {
+        storage: Storage::new(&config.s3),
+        publisher,
+        execution,
+        attempt: config.attempt,
+        logs: LogBook::default(),
+        run_start: Instant::now(),
+    };
+    let loaded = tokio::select! {
+        biased;
+        () = cancel.cancelled() => None,
+        loaded = spec::load(&attempt.storage, execution, &config.tenant) => Some(loaded),
+    };
+    let loaded = match loaded {
+        None => return attempt.finish(FinishedOutcome::Cancelled, None, None).await,
+        Some(Ok(loaded)) => loaded,
+        Some(Err(err)) if err.is_permanent() => {
+            let message = error_chain(&err);
+            attempt.log(LogLevel::Error, message.clone()).await;
+            return attempt
+                .finish(FinishedOutcome::Failed, Some(message), None)
+                .await;
+        }
+        Some(Err(err)) => {
+            attempt.log(LogLevel::Error, error_chain(&err)).await;
+            return Err(AttemptError::Spec(err));
+        }
+    };
+    tracing::info!(workflow = %loaded.workflow_name, "running workflow");
+
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let forwarder = spawn_forwarder(attempt.publisher.clone(), receiver, attempt.logs.clone());
+    let engine = Engine::new(
+        EngineSettings {
+            max_map_items: Limits::default().max_map_items,
+            http_max_response_bytes: config.http_max_response_bytes as u64,
+        },
+        Arc::new(TenantObjectStore::new(
+            attempt.storage.clone(),
+            config.tenant.clone(),
+        )),
+        Arc::new(ChannelReporter(sender)),
+    )?;
+    let report = engine
+        .run(&loaded.workflow, loaded.input, cancel, None)
+        .await;
+    // The engine holds the only sender: dropping it lets the forwarder drain and stop.
+    drop(engine);
+    if tokio::time::timeout(PROGRESS_DRAIN_TIMEOUT, forwarder)
+        .await
+        .is_err()
+    {
+        tracing::warn!("progress events still queued; finishing without them");
+    }
+    let (outcome, error) = verdict(&report.outcome);
+    attempt.finish(outcome, error, Some(&report)).await
+}
+
+/// The finished outcome and its error message for an engine outcome.
+fn verdict(outcome: &Outcome) -> (FinishedOutcome, Option<String>) {
+    match outcome {
+        Outcome::Succeeded => (FinishedOutcome::Succeeded, None),
+        Outcome::Failed { node, error } => (
+            FinishedOutcome::Failed,
+            Some(format!("node `{node}`: {error}")),
+        ),
+        Outcome::TimedOut => (
+            FinishedOutcome::TimedOut,
+            Some("workflow deadline passed".to_owned()),
+        ),
+        Outcome::Cancelled => (FinishedOutcome::Cancelled, None),
+    }
+}
+
+/// What the attempt needs once it is reporting.
+struct AttemptRun {
+    storage: Storage,
+    publisher: Arc<StatusPublisher>,
+    execution: Uuid,
+    attempt: u32,
+    logs: LogBook,
+    run_start: Instant,
+}
+
+impl AttemptRun {
+    /// Records an executor message in the logs and on the progress stream (best effort).
+    async fn log(&self, level: LogLevel, message: String) {
+        let line = LogLine {
+            at: chrono::Utc::now(),
+            node: None,
+            item: None,
+            level,
+            message,
+        };
+        if let Err(err) = self.publisher.publish(line.to_event()).await {
+            tracing::warn!(cause = %err, "could not publish a log event");
+        }
+        self.logs.push(line);
+    }
+
+    /// Writes the result (if any), the logs and the manifest, then reports `finished`.
+    async fn finish(
+        &self,
+        outcome: FinishedOutcome,
+        error: Option<String>,
+        report: Option<&RunReport>,
+    ) -> Result<FinishedOutcome, AttemptError> {
+        let bucket = &self.storage.content_bucket;
+        let result_key = match report {
+            Some(report) => {
+                let key = layout::result(self.execution, self.attempt);
+                let body = serde_json::to_vec(report).map_err(|source| AttemptError::Encode {
+                    what: "result",
+                    source,
+                })?;
+                self.put(bucket, &key, body).await?;
+                Some(key)
+            }
+            None => None,
+        };
+        let logs_key = layout::logs(self.execution, self.attempt);
+        let logs = to_json_lines(&self.logs.lines()).map_err(|source| AttemptError::Encode {
+            what: "logs",
+            source,
+        })?;
+        self.storage
+            .put(bucket, &logs_key, Bytes::from(logs), "application/x-ndjson")
+            .await
+            .map_err(|source| AttemptError::Write {
+                key: logs_key.clone(),
+                source,
+            })?;
+        let manifest = AttemptManifest {
+            execution_id: self.execution,
+            attempt: self.attempt,
+            outcome,
+            result_key: result_key.clone(),
+            logs_key,
+            finished_at: chrono::Utc::now(),
+        };
+        let body = serde_json::to_vec(&manifest).map_err(|source| AttemptError::Encode {
+            what: "manifest",
+            source,
+        })?;
+        self.put(
+            bucket,
+            &layout::manifest(self.execution, self.attempt),
+            body,
+        )
+        .await?;
+        self.publisher
+            .publish(StatusEvent::Finished {
+                outcome,
+                error,
+                result_key,
+                duration_ms: self.run_start.elapsed().as_millis() as u64,
+            })
+            .await?;
+        Ok(outcome)
+    }
+
+    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), AttemptError> {
+        self.storage
+            .put(bucket, key, Bytes::from(body), "application/json")
+            .await
+            .map_err(|source| AttemptError::Write {
+                key: key.to_owned(),
+                source,
+            })
+    }
+}
+
+/// An error and its causes on one line, for messages that leave the process.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_follow_the_engine_outcome() {
+        assert_eq!(
+            verdict(&Outcome::Succeeded),
+            (FinishedOutcome::Succeeded, None)
+        );
+        let (outcome, error) = verdict(&Outcome::Failed {
+            node: "a".into(),
+            error: "boom".into(),
+        });
+        assert_eq!(outcome, FinishedOutcome::Failed);
+        assert_eq!(error.as_deref(), Some("node `a`: boom"));
+        assert_eq!(verdict(&Outcome::TimedOut).0, FinishedOutcome::TimedOut);
+        assert_eq!(
+            verdict(&Outcome::Cancelled),
+            (FinishedOutcome::Cancelled, None)
+        );
+    }
+
+    #[test]
+    fn error_chains_include_every_cause() {
+        let err = AttemptError::Spec(SpecError::Malformed {
+            key: "k".into(),
+            source: serde_json::from_str::<serde_json::Value>("{").unwrap_err(),
+        });
+        let text = error_chain(&err);
+        assert!(
+            text.starts_with("loading the spec failed: k is not valid JSON"),
+            "{text}"
+        );
+        assert!(text.contains("EOF"), "{text}");
+    }
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Benchmarks against the local stack (scripts/stack.sh): brings it up (release build), builds the load
+# generator in release, and runs it against the stack's API; pgbench measures PostgreSQL's single-row INSERT
+# rate on the same database as the ceiling. Everything runs on this machine, so its size is printed first.
+#
+#   scripts/bench.sh [submit]        submissions/s and latency at 64 clients (the default mode)
+#
+# Knobs (environment): BENCH_REQUESTS (20000), BENCH_CONCURRENCY (64), BENCH_WARMUP (1000),
+# BENCH_TENANT (bench), STACK_SKIP_BUILD=1 (use the release binaries already built).
+#
+# The dispatcher is stopped for the run: it would otherwise start one executor process per submitted
+# execution on the same cores and measure the executor instead of the API. The stack is left up; the
+# submitted executions stay queued. `STACK_SKIP_BUILD=1 scripts/stack.sh up` restarts the dispatcher (which
+# then runs them), `scripts/stack.sh down` stops everything, `scripts/stack.sh clean` also deletes the data.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="$REPO/.state"
+TARGET="${CARGO_TARGET_DIR:-$REPO/target}/release"
+MODE="${1:-submit}"
+
+log() { echo "bench: $*" >&2; }
+
+case "$MODE" in
+    submit) ;;
+    *)
+        echo "usage: scripts/bench.sh [submit]" >&2
+        exit 2
+        ;;
+esac
+
+machine() {
+    local cpu mem pg
+    cpu="$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)"
+    mem="$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+    pg="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+    echo "machine: $(nproc) cores (${cpu:-unknown cpu}), $mem memory, $(uname -sr)"
+    echo "services: $("$pg/postgres" --version 2>/dev/null || echo 'postgres ?'), $(redis-server --version | cut -d' ' -f1-3)"
+}
+
+# Stops the dispatcher of the stack through its pid file, as scripts/stack.sh down would.
+stop_dispatcher() {
+    local pidfile="$STATE/dispatcher.pid" pid
+    [[ -f $pidfile ]] || return 0
+    pid="$(head -n 1 "$pidfile")"
+    if [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q flow-like-dispatcher; then
+        log "stopping the dispatcher (pid $pid) for the run"
+        kill -TERM "$pid"
+        for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    fi
+    rm -f "$pidfile"
+}
+
+machine
+"$REPO/scripts/stack.sh" up
+set -a
+# shellcheck disable=SC1091
+. "$STATE/env"
+set +a
+stop_dispatcher
+
+log "building the load generator (release)"
+(cd "$REPO" && cargo build --release -p flow-like-tests --bin flow-like-loadgen)
+
+log "running: flow-like-loadgen submit against http://$API_LISTEN"
+"$TARGET/flow-like-loadgen" submit \
+    --api-url "http://$API_LISTEN" \
+    --admin-token "$FLOWLIKE_ADMIN_TOKEN" \
+    --tenant "${BENCH_TENANT:-bench}" \
+    --requests "${BENCH_REQUESTS:-20000}" \
+    --concurrency "${BENCH_CONCURRENCY:-64}" \
+    --warmup "${BENCH_WARMUP:-1000}" \
+    --pgbench-url "$DATABASE_URL"
+
+log "the stack is still up (dispatcher stopped): 'scripts/stack.sh down' stops it," \
+    "'STACK_SKIP_BUILD=1 scripts/stack.sh up' restarts the dispatcher"

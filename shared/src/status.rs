@@ -1,0 +1,416 @@
+//! The status event protocol: what an executor reports about one attempt and how it sits on a Redis stream.
+//!
+//! The executor appends (plain `XADD`, nothing else) to two streams: the pipeline stream `Keys::status()` gets
+//! `started` and `finished`, the per-execution stream `Keys::progress(id)` gets every event, for live
+//! Server-Sent Events. Each entry has small readable fields (`execution`, `attempt`, `seq`, `kind`, `at`) and a
+//! MessagePack `body` holding the [`StatusEvent`]. `seq` counts the attempt's events from 1, so a reader can
+//! drop duplicates and order what it reads; it is assigned by the executor in memory.
+
+use crate::workflow::LogLevel;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+/// The executor's exit codes. The dispatcher's Job pod failure policy and its local runner act on them.
+pub mod exit_code {
+    /// The workflow succeeded.
+    pub const SUCCEEDED: i32 = 0;
+    /// Infrastructure failed (spec unreadable, S3 or Redis unreachable): another attempt may succeed.
+    pub const INFRA_FAILURE: i32 = 1;
+    /// The workflow failed or passed its deadline: another attempt would fail the same way.
+    pub const WORKFLOW_FAILED: i32 = 3;
+    /// The attempt was cancelled (SIGTERM): final, never retried.
+    pub const CANCELLED: i32 = 4;
+}
+
+/// Approximate cap (`XADD MAXLEN ~`) of one execution's progress stream.
+pub const PROGRESS_STREAM_MAXLEN: usize = 10_000;
+/// Approximate cap (`XADD MAXLEN ~`) of the pipeline status stream shared by all executions.
+pub const STATUS_STREAM_MAXLEN: usize = 1_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("cannot encode status event body")]
+    Encode(#[source] rmp_serde::encode::Error),
+    #[error("status entry is malformed: {0}")]
+    Malformed(String),
+}
+
+/// The readable `kind` field of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Started,
+    Node,
+    Log,
+    Finished,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Started => "started",
+            Self::Node => "node",
+            Self::Log => "log",
+            Self::Finished => "finished",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = StatusError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "started" => Self::Started,
+            "node" => Self::Node,
+            "log" => Self::Log,
+            "finished" => Self::Finished,
+            other => return Err(StatusError::Malformed(format!("unknown kind `{other}`"))),
+        })
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishedOutcome {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+}
+
+impl FinishedOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed_out",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The executor's exit code for this outcome.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Self::Succeeded => exit_code::SUCCEEDED,
+            Self::Failed | Self::TimedOut => exit_code::WORKFLOW_FAILED,
+            Self::Cancelled => exit_code::CANCELLED,
+        }
+    }
+}
+
+impl fmt::Display for FinishedOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened to a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodePhase {
+    /// An attempt started.
+    Started,
+    /// An attempt failed; `retry_in_ms` says when the next one starts, if any.
+    AttemptFailed,
+    Succeeded,
+    Failed,
+    /// Its `when` was false or an input was skipped.
+    Skipped,
+    /// It was running when the run ended.
+    Cancelled,
+}
+
+/// The details of one event, MessagePack-encoded in the entry's `body`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusEvent {
+    /// The executor is up and connected to Redis. `startup_ms` is the time from process start to this event.
+    Started { startup_ms: u64 },
+    Node {
+        node: String,
+        phase: NodePhase,
+        /// The attempt this is about (for finished phases: the number of attempts made).
+        attempt: u32,
+        duration_ms: Option<u64>,
+        error: Option<String>,
+        retry_in_ms: Option<u64>,
+    },
+    /// A `log` node's message (`node` set, `item` for a `map` element), or the executor's own (`node` unset).
+    Log {
+        node: Option<String>,
+        item: Option<u64>,
+        level: LogLevel,
+        message: String,
+    },
+    Finished {
+        outcome: FinishedOutcome,
+        error: Option<String>,
+        /// Content-bucket key of the result document, when it was written.
+        result_key: Option<String>,
+        /// The run's wall time.
+        duration_ms: u64,
+    },
+}
+
+impl StatusEvent {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Self::Started { .. } => EventKind::Started,
+            Self::Node { .. } => EventKind::Node,
+            Self::Log { .. } => EventKind::Log,
+            Self::Finished { .. } => EventKind::Finished,
+        }
+    }
+
+    /// Whether the event also goes to the pipeline stream (`Keys::status()`), not only the progress stream.
+    pub fn is_pipeline(&self) -> bool {
+        matches!(self.kind(), EventKind::Started | EventKind::Finished)
+    }
+
+    /// The stream entry's fields, in order, for `XADD`.
+    pub fn to_fields(
+        &self,
+        execution: Uuid,
+        attempt: u32,
+        seq: u64,
+        at_ms: i64,
+    ) -> Result<Vec<(&'static str, Vec<u8>)>, StatusError> {
+        let body = rmp_serde::to_vec_named(self).map_err(StatusError::Encode)?;
+        Ok(vec![
+            ("execution", execution.to_string().into_bytes()),
+            ("attempt", attempt.to_string().into_bytes()),
+            ("seq", seq.to_string().into_bytes()),
+            ("kind", self.kind().as_str().as_bytes().to_vec()),
+            ("at", at_ms.to_string().into_bytes()),
+            ("body", body),
+        ])
+    }
+}
+
+/// The attempt's manifest in the content bucket (`storage::layout::manifest`), written after the result and
+/// the logs: its presence marks the attempt complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptManifest {
+    pub execution_id: Uuid,
+    pub attempt: u32,
+    pub outcome: FinishedOutcome,
+    /// Content-bucket key of the result document (none when the run never started, e.g. an invalid spec).
+    pub result_key: Option<String>,
+    pub logs_key: String,
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// One entry of a status or progress stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusEntry {
+    pub execution: Uuid,
+    pub attempt: u32,
+    /// Position of the event within its attempt, from 1.
+    pub seq: u64,
+    /// Milliseconds since the epoch when the executor produced the event.
+    pub at_ms: i64,
+    pub event: StatusEvent,
+}
+
+impl StatusEntry {
+    pub fn to_fields(&self) -> Result<Vec<(&'static str, Vec<u8>)>, StatusError> {
+        self.event
+            .to_fields(self.execution, self.attempt, self.seq, self.at_ms)
+    }
+
+    /// Parses an entry read with `XREAD`/`XREADGROUP`/`XRANGE`.
+    pub fn from_fields(fields: &HashMap<String, redis::Value>) -> Result<Self, StatusError> {
+        let kind: EventKind = text(fields, "kind")?.parse()?;
+        let event: StatusEvent = rmp_serde::from_slice(bytes(fields, "body")?)
+            .map_err(|e| StatusError::Malformed(format!("body: {e}")))?;
+        if event.kind() != kind {
+            return Err(StatusError::Malformed(format!(
+                "kind `{kind}` does not match a `{}` body",
+                event.kind()
+            )));
+        }
+        Ok(Self {
+            execution: text(fields, "execution")?
+                .parse()
+                .map_err(|_| StatusError::Malformed("execution is not a UUID".into()))?,
+            attempt: number(fields, "attempt")?,
+            seq: number(fields, "seq")?,
+            at_ms: number(fields, "at")?,
+            event,
+        })
+    }
+}
+
+fn bytes<'a>(
+    fields: &'a HashMap<String, redis::Value>,
+    name: &str,
+) -> Result<&'a [u8], StatusError> {
+    match fields.get(name) {
+        Some(redis::Value::BulkString(bytes)) => Ok(bytes),
+        Some(redis::Value::SimpleString(text)) => Ok(text.as_bytes()),
+        _ => Err(StatusError::Malformed(format!("missing field {name}"))),
+    }
+}
+
+fn text<'a>(fields: &'a HashMap<String, redis::Value>, name: &str) -> Result<&'a str, StatusError> {
+    std::str::from_utf8(bytes(fields, name)?)
+        .map_err(|_| StatusError::Malformed(format!("{name} is not UTF-8")))
+}
+
+fn number<T: FromStr>(
+    fields: &HashMap<String, redis::Value>,
+    name: &str,
+) -> Result<T, StatusError> {
+    text(fields, name)?
+        .parse()
+        .map_err(|_| StatusError::Malformed(format!("{name} is not a number")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn as_redis(fields: Vec<(&'static str, Vec<u8>)>) -> HashMap<String, redis::Value> {
+        fields
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), redis::Value::BulkString(value)))
+            .collect()
+    }
+
+    fn every_event() -> Vec<StatusEvent> {
+        vec![
+            StatusEvent::Started { startup_ms: 7 },
+            StatusEvent::Node {
+                node: "fetch".into(),
+                phase: NodePhase::AttemptFailed,
+                attempt: 2,
+                duration_ms: None,
+                error: Some("http status 503".into()),
+                retry_in_ms: Some(250),
+            },
+            StatusEvent::Node {
+                node: "total".into(),
+                phase: NodePhase::Succeeded,
+                attempt: 1,
+                duration_ms: Some(12),
+                error: None,
+                retry_in_ms: None,
+            },
+            StatusEvent::Log {
+                node: Some("say".into()),
+                item: Some(3),
+                level: LogLevel::Warn,
+                message: "hello".into(),
+            },
+            StatusEvent::Log {
+                node: None,
+                item: None,
+                level: LogLevel::Error,
+                message: "spec unreadable".into(),
+            },
+            StatusEvent::Finished {
+                outcome: FinishedOutcome::TimedOut,
+                error: Some("deadline".into()),
+                result_key: Some("executions/x/attempts/1/result.json".into()),
+                duration_ms: 1500,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_event_round_trips_through_stream_fields() {
+        let execution = Uuid::now_v7();
+        for (i, event) in every_event().into_iter().enumerate() {
+            let entry = StatusEntry {
+                execution,
+                attempt: 2,
+                seq: i as u64 + 1,
+                at_ms: 1_700_000_000_000 + i as i64,
+                event,
+            };
+            let parsed = StatusEntry::from_fields(&as_redis(entry.to_fields().unwrap())).unwrap();
+            assert_eq!(parsed, entry);
+        }
+    }
+
+    #[test]
+    fn readable_fields_carry_the_header() {
+        let execution = Uuid::now_v7();
+        let event = StatusEvent::Finished {
+            outcome: FinishedOutcome::Cancelled,
+            error: None,
+            result_key: None,
+            duration_ms: 3,
+        };
+        let fields: HashMap<_, _> = event
+            .to_fields(execution, 4, 9, 1234)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(fields["execution"], execution.to_string().into_bytes());
+        assert_eq!(fields["attempt"], b"4");
+        assert_eq!(fields["seq"], b"9");
+        assert_eq!(fields["kind"], b"finished");
+        assert_eq!(fields["at"], b"1234");
+    }
+
+    #[test]
+    fn mismatched_kind_and_missing_fields_are_malformed() {
+        let execution = Uuid::now_v7();
+        let mut fields = as_redis(
+            StatusEvent::Started { startup_ms: 1 }
+                .to_fields(execution, 1, 1, 1)
+                .unwrap(),
+        );
+        fields.insert(
+            "kind".into(),
+            redis::Value::BulkString(b"finished".to_vec()),
+        );
+        assert!(matches!(
+            StatusEntry::from_fields(&fields),
+            Err(StatusError::Malformed(_))
+        ));
+        fields.insert("kind".into(), redis::Value::BulkString(b"started".to_vec()));
+        fields.remove("seq");
+        assert!(matches!(
+            StatusEntry::from_fields(&fields),
+            Err(StatusError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn outcomes_map_to_exit_codes_and_names() {
+        assert_eq!(FinishedOutcome::Succeeded.exit_code(), exit_code::SUCCEEDED);
+        assert_eq!(
+            FinishedOutcome::Failed.exit_code(),
+            exit_code::WORKFLOW_FAILED
+        );
+        assert_eq!(
+            FinishedOutcome::TimedOut.exit_code(),
+            exit_code::WORKFLOW_FAILED
+        );
+        assert_eq!(FinishedOutcome::Cancelled.exit_code(), exit_code::CANCELLED);
+        assert_eq!(FinishedOutcome::TimedOut.as_str(), "timed_out");
+        assert_eq!(
+            serde_json::to_value(FinishedOutcome::TimedOut).unwrap(),
+            serde_json::json!("timed_out")
+        );
+        for kind in [
+            EventKind::Started,
+            EventKind::Node,
+            EventKind::Log,
+            EventKind::Finished,
+        ] {
+            assert_eq!(kind.as_str().parse::<EventKind>().unwrap(), kind);
+        }
+    }
+}

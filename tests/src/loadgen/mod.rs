@@ -1,0 +1,44 @@
+//! The submission load generator behind `flow-like-loadgen`: drive `POST /api/v1/executions` from many
+//! concurrent clients, summarize latencies, and measure PostgreSQL's single-row INSERT rate with pgbench on the
+//! same machine as the ceiling the API's rate is compared against.
+
+pub mod pgbench;
+pub mod report;
+pub mod stats;
+pub mod submit;
+
+/// Why a benchmark run could not produce figures (individual non-202 answers are counted, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadgenError {
+    #[error("building the HTTP client failed")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("creating an API key for tenant {tenant:?} failed")]
+    CreateKey {
+        tenant: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("creating an API key was refused with HTTP {status}: {body}")]
+    CreateKeyRefused { status: u16, body: String },
+    #[error("the warm-up had {failed} of {total} submissions fail (first answer: {first})")]
+    WarmupFailed {
+        failed: u64,
+        total: u64,
+        first: String,
+    },
+    #[error("no pgbench found in PATH or /usr/lib/postgresql/*/bin (install postgresql-contrib)")]
+    PgbenchMissing,
+    #[error("preparing the pgbench table failed")]
+    PgbenchSetup(#[source] sqlx::Error),
+    #[error("writing the pgbench script failed")]
+    PgbenchScript(#[source] std::io::Error),
+    #[error("running pgbench failed")]
+    PgbenchSpawn(#[source] std::io::Error),
+    #[error("pgbench exited with {status}: {stderr}")]
+    PgbenchFailed {
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("pgbench printed no tps figure: {output}")]
+    PgbenchOutput { output: String },
+}
