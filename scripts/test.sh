@@ -23,6 +23,9 @@ stop_services() {
 }
 trap stop_services EXIT
 
+# Tests start the real binaries (executor, API, dispatcher) from target/: build them first.
+cargo build --workspace --bins || exit $?
+
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace "$@"
 else

@@ -23,6 +23,39 @@ pub struct Cli {
 pub enum Command {
     /// Run the dispatcher.
     Run(Box<DispatcherConfig>),
+    /// Print, as YAML, the Job the Kubernetes runner would create for one execution attempt.
+    JobManifest(Box<JobManifestArgs>),
+}
+
+/// The attempt whose Job to print, and the operator settings it is built from.
+#[derive(Debug, Clone, Args)]
+pub struct JobManifestArgs {
+    /// Execution id.
+    #[arg(long = "execution-id")]
+    pub execution_id: uuid::Uuid,
+    /// Attempt number (1 for the first).
+    #[arg(long = "attempt", default_value_t = 1)]
+    pub attempt: u32,
+    /// Tenant of the execution.
+    #[arg(long = "tenant")]
+    pub tenant: String,
+    /// Workflow name.
+    #[arg(long = "workflow")]
+    pub workflow: String,
+    /// The workflow's deadline in milliseconds, if it sets one.
+    #[arg(long = "deadline-ms")]
+    pub deadline_ms: Option<u64>,
+    /// CPU the workflow asks for (must not exceed EXECUTOR_CPU_LIMIT).
+    #[arg(long = "cpu")]
+    pub cpu: Option<String>,
+    /// Memory the workflow asks for (must not exceed EXECUTOR_MEMORY_LIMIT).
+    #[arg(long = "memory")]
+    pub memory: Option<String>,
+    /// Key prefix passed to the executor.
+    #[arg(long = "redis-prefix", env = "REDIS_PREFIX", default_value = "flowlike")]
+    pub redis_prefix: String,
+    #[command(flatten)]
+    pub kubernetes: KubernetesConfig,
 }
 
 /// Which runner starts execution attempts.

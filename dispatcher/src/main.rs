@@ -1,4 +1,21 @@
+//! `flow-like-dispatcher`: parse settings, set up logging, run the chosen command.
+
 use clap::Parser;
-fn main() {
-    let _ = flow_like_dispatcher::config::Cli::parse();
+use flow_like_dispatcher::config::{Cli, Command};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    flow_like_shared::telemetry::install_crypto_provider();
+    flow_like_shared::telemetry::init(&cli.telemetry);
+    match cli.command {
+        Command::Run(config) => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(flow_like_shared::telemetry::cancel_on_signal(shutdown.clone()));
+            flow_like_dispatcher::run(*config, shutdown).await?;
+        }
+        Command::JobManifest(args) => print!("{}", flow_like_dispatcher::job_manifest_yaml(&args)?),
+    }
+    Ok(())
 }

@@ -12,7 +12,7 @@ use flow_like_shared::status::{
     AttemptManifest, EventKind, FinishedOutcome, NodePhase, StatusEntry, StatusEvent, exit_code,
 };
 use flow_like_shared::storage::layout;
-use flow_like_tests::services::TestServices;
+use flow_like_tests::services::{DedicatedRedis, TestServices};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -451,6 +451,42 @@ async fn unreachable_redis_is_an_infrastructure_failure() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Polls the progress stream until `node` has started.
+async fn wait_for_node_start(fixture: &Fixture, node: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let progress = fixture.progress().await.unwrap_or_default();
+        if progress.iter().any(|e| {
+            matches!(&e.event, StatusEvent::Node { node: n, phase: NodePhase::Started, .. } if n == node)
+        }) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "node {node} never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_lost_mid_run_is_an_infrastructure_failure() -> anyhow::Result<()> {
+    let mut server = DedicatedRedis::start().await?;
+    let mut fixture = Fixture::new().await?;
+    fixture.redis.url = server.url();
+    let workflow = json!({"nodes": {"wait": {"type": "sleep", "params": {"ms": 500}}}});
+    fixture.put_spec(workflow, Value::Null).await?;
+    let mut child = fixture.command()?.stderr(Stdio::inherit()).spawn()?;
+    wait_for_node_start(&fixture, "wait").await?;
+    server.kill().await?;
+
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
+    assert_eq!(exit.code(), Some(exit_code::INFRA_FAILURE));
+    // The run itself completed and its files were written; only the verdict could not be reported.
+    assert_eq!(
+        fixture.manifest().await?.outcome,
+        FinishedOutcome::Succeeded
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn sigterm_during_sleep_cancels_within_the_grace() -> anyhow::Result<()> {
     let fixture = Fixture::new().await?;
@@ -459,18 +495,7 @@ async fn sigterm_during_sleep_cancels_within_the_grace() -> anyhow::Result<()> {
     let mut child = fixture.command()?.stderr(Stdio::inherit()).spawn()?;
     let pid = child.id().ok_or_else(|| anyhow::anyhow!("no pid"))?;
 
-    // Wait until the sleep node is running.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let progress = fixture.progress().await.unwrap_or_default();
-        if progress.iter().any(|e| {
-            matches!(&e.event, StatusEvent::Node { node, phase: NodePhase::Started, .. } if node == "wait")
-        }) {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "the sleep node never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_node_start(&fixture, "wait").await?;
 
     let signalled = Instant::now();
     let status = std::process::Command::new("kill")
@@ -524,7 +549,15 @@ async fn executor_needs_only_xadd_on_its_status_keys() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("unexpected Redis URL {}", fixture.redis.url))?;
     fixture.executor_redis_url = Some(format!("redis://{user}:pw@{address}"));
 
-    // The user really is limited: reading and writing other keys is refused.
+    fixture
+        .put_spec(transform_workflow(), json!({"n": 4}))
+        .await?;
+    let code = fixture.run().await;
+    // Redis logs every command an ACL refused: the executor must not have caused any.
+    let denied = acl_denials(&mut admin, &user).await?;
+
+    // The user really is limited. (This client's own handshake sends `CLIENT SETINFO`, which is refused and
+    // ignored; the connection still works.)
     let mut limited =
         redis::Client::open(fixture.executor_redis_url.as_deref().unwrap_or_default())?
             .get_multiplexed_async_connection()
@@ -533,17 +566,15 @@ async fn executor_needs_only_xadd_on_its_status_keys() -> anyhow::Result<()> {
         .arg(format!("{}:status", fixture.redis.prefix))
         .query_async(&mut limited)
         .await;
-    assert!(refused.is_err());
-
-    fixture
-        .put_spec(transform_workflow(), json!({"n": 4}))
-        .await?;
-    let code = fixture.run().await;
+    eprintln!("AFTER: {:?}", acl_denials(&mut admin, &user).await?);
     let () = redis::cmd("ACL")
         .arg("DELUSER")
         .arg(&user)
         .query_async(&mut admin)
         .await?;
+    assert!(refused.is_err());
+    eprintln!("AFTER: {:?}", acl_denials(&mut admin, &user).await?);
+    assert_eq!(denied, Vec::<String>::new());
     assert_eq!(code?, exit_code::SUCCEEDED);
     let (progress, last) = assert_streams(&fixture).await?;
     assert_eq!(
@@ -552,4 +583,32 @@ async fn executor_needs_only_xadd_on_its_status_keys() -> anyhow::Result<()> {
     );
     assert!(progress.len() > 2);
     Ok(())
+}
+
+/// The commands or keys Redis refused to `user`, from `ACL LOG`.
+async fn acl_denials(
+    admin: &mut redis::aio::MultiplexedConnection,
+    user: &str,
+) -> anyhow::Result<Vec<String>> {
+    let entries: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("ACL")
+        .arg("LOG")
+        .arg(1000)
+        .query_async(admin)
+        .await?;
+    let text = |value: Option<&redis::Value>| match value {
+        Some(redis::Value::BulkString(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+        Some(redis::Value::SimpleString(text)) => text.clone(),
+        _ => String::new(),
+    };
+    Ok(entries
+        .iter()
+        .filter(|entry| text(entry.get("username")) == user)
+        .map(|entry| {
+            format!(
+                "{} {}",
+                text(entry.get("reason")),
+                text(entry.get("object"))
+            )
+        })
+        .collect())
 }
