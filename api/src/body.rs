@@ -60,22 +60,6 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::is_json;
-
-    #[test]
-    fn json_content_types() {
-        assert!(is_json("application/json"));
-        assert!(is_json("application/json; charset=utf-8"));
-        assert!(is_json("Application/JSON"));
-        assert!(is_json("application/merge-patch+json"));
-        assert!(!is_json("text/plain"));
-        assert!(!is_json(""));
-        assert!(!is_json("application/x-www-form-urlencoded"));
-    }
-}
-
 /// Like [`JsonBody`], for endpoints whose body is optional: an empty body yields `T::default()`.
 pub struct OptionalJsonBody<T>(pub T);
 
@@ -93,5 +77,21 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T
             return Ok(Self(T::default()));
         }
         JsonBody::<T>::from_request(request, state).await.map(|body| Self(body.value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json;
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json("application/json"));
+        assert!(is_json("application/json; charset=utf-8"));
+        assert!(is_json("Application/JSON"));
+        assert!(is_json("application/merge-patch+json"));
+        assert!(!is_json("text/plain"));
+        assert!(!is_json(""));
+        assert!(!is_json("application/x-www-form-urlencoded"));
     }
 }

@@ -34,11 +34,7 @@ pub struct ApiConfig {
     #[arg(long = "listen", env = "API_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
     /// Bootstrap admin token: grants the admin endpoints (creating tenants' API keys). Unset disables it.
-    #[arg(
-        long = "admin-token",
-        env = "FLOWLIKE_ADMIN_TOKEN",
-        hide_env_values = true
-    )]
+    #[arg(long = "admin-token", env = "FLOWLIKE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Apply database migrations at start-up; turn off when a migration Job runs them.
     #[arg(long = "migrate-on-start", env = "API_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
@@ -50,18 +46,10 @@ pub struct ApiConfig {
     #[arg(long = "inline-input-max-bytes", env = "API_INLINE_INPUT_MAX_BYTES", default_value_t = 64 * 1024)]
     pub inline_input_max_bytes: usize,
     /// Seconds a verified API key is cached; a revoked key stops working within this time on every replica.
-    #[arg(
-        long = "api-key-cache-secs",
-        env = "API_KEY_CACHE_SECS",
-        default_value_t = 5
-    )]
+    #[arg(long = "api-key-cache-secs", env = "API_KEY_CACHE_SECS", default_value_t = 5)]
     pub api_key_cache_secs: u64,
     /// Seconds to finish in-flight requests after SIGTERM before exiting.
-    #[arg(
-        long = "shutdown-grace-secs",
-        env = "API_SHUTDOWN_GRACE_SECS",
-        default_value_t = 20
-    )]
+    #[arg(long = "shutdown-grace-secs", env = "API_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
     #[command(flatten)]
     pub database: DatabaseConfig,

@@ -78,67 +78,31 @@ pub struct DispatcherConfig {
     #[arg(long = "runner", env = "DISPATCHER_RUNNER", value_enum, default_value_t = RunnerKind::Process)]
     pub runner: RunnerKind,
     /// Most executions running at once across all tenants and dispatchers.
-    #[arg(
-        long = "global-limit",
-        env = "DISPATCHER_GLOBAL_LIMIT",
-        default_value_t = 100
-    )]
+    #[arg(long = "global-limit", env = "DISPATCHER_GLOBAL_LIMIT", default_value_t = 100)]
     pub global_limit: u32,
     /// Default most executions running at once per tenant (overridable per tenant through the admin API).
-    #[arg(
-        long = "tenant-limit",
-        env = "DISPATCHER_TENANT_LIMIT",
-        default_value_t = 10
-    )]
+    #[arg(long = "tenant-limit", env = "DISPATCHER_TENANT_LIMIT", default_value_t = 10)]
     pub tenant_limit: u32,
     /// Default most executions running at once per workflow of a tenant; 0 means only the tenant limit applies.
-    #[arg(
-        long = "workflow-limit",
-        env = "DISPATCHER_WORKFLOW_LIMIT",
-        default_value_t = 0
-    )]
+    #[arg(long = "workflow-limit", env = "DISPATCHER_WORKFLOW_LIMIT", default_value_t = 0)]
     pub workflow_limit: u32,
     /// Seconds a concurrency lease lives without a heartbeat before other dispatchers take it over.
-    #[arg(
-        long = "lease-ttl-secs",
-        env = "DISPATCHER_LEASE_TTL_SECS",
-        default_value_t = 30
-    )]
+    #[arg(long = "lease-ttl-secs", env = "DISPATCHER_LEASE_TTL_SECS", default_value_t = 30)]
     pub lease_ttl_secs: u64,
     /// Attempts per execution when the infrastructure fails (the workflow failing is not retried).
-    #[arg(
-        long = "max-attempts",
-        env = "DISPATCHER_MAX_ATTEMPTS",
-        default_value_t = 3
-    )]
+    #[arg(long = "max-attempts", env = "DISPATCHER_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: u32,
     /// Deliveries of one queue message before it goes to the dead-letter stream.
-    #[arg(
-        long = "max-deliveries",
-        env = "DISPATCHER_MAX_DELIVERIES",
-        default_value_t = 5
-    )]
+    #[arg(long = "max-deliveries", env = "DISPATCHER_MAX_DELIVERIES", default_value_t = 5)]
     pub max_deliveries: u32,
     /// Seconds after SIGTERM to finish or hand back held work; keep it below the pod's grace period.
-    #[arg(
-        long = "drain-timeout-secs",
-        env = "DISPATCHER_DRAIN_TIMEOUT_SECS",
-        default_value_t = 25
-    )]
+    #[arg(long = "drain-timeout-secs", env = "DISPATCHER_DRAIN_TIMEOUT_SECS", default_value_t = 25)]
     pub drain_timeout_secs: u64,
     /// Seconds between reconciler passes (re-enqueueing committed executions Redis lost).
-    #[arg(
-        long = "reconcile-interval-secs",
-        env = "DISPATCHER_RECONCILE_INTERVAL_SECS",
-        default_value_t = 10
-    )]
+    #[arg(long = "reconcile-interval-secs", env = "DISPATCHER_RECONCILE_INTERVAL_SECS", default_value_t = 10)]
     pub reconcile_interval_secs: u64,
     /// Address of the health and Prometheus metrics endpoint (`/healthz`, `/readyz`, `/metrics`).
-    #[arg(
-        long = "metrics-listen",
-        env = "DISPATCHER_METRICS_LISTEN",
-        default_value = "0.0.0.0:9090"
-    )]
+    #[arg(long = "metrics-listen", env = "DISPATCHER_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     pub metrics_listen: SocketAddr,
     /// Process runner: path of the `flow-like-executor` binary; defaults to the one beside this binary.
     #[arg(long = "executor-path", env = "DISPATCHER_EXECUTOR_PATH")]
@@ -173,91 +137,43 @@ pub struct KubernetesConfig {
     )]
     pub image: String,
     /// Executor image pull policy (Always, IfNotPresent, Never).
-    #[arg(
-        long = "executor-image-pull-policy",
-        env = "EXECUTOR_IMAGE_PULL_POLICY",
-        default_value = "IfNotPresent"
-    )]
+    #[arg(long = "executor-image-pull-policy", env = "EXECUTOR_IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
     pub image_pull_policy: String,
     /// Comma-separated names of image pull secrets for executor pods.
-    #[arg(
-        long = "executor-image-pull-secrets",
-        env = "EXECUTOR_IMAGE_PULL_SECRETS",
-        value_delimiter = ','
-    )]
+    #[arg(long = "executor-image-pull-secrets", env = "EXECUTOR_IMAGE_PULL_SECRETS", value_delimiter = ',')]
     pub image_pull_secrets: Vec<String>,
     /// Service account executor pods run as (its token is never mounted).
-    #[arg(
-        long = "executor-service-account",
-        env = "EXECUTOR_SERVICE_ACCOUNT",
-        default_value = "default"
-    )]
+    #[arg(long = "executor-service-account", env = "EXECUTOR_SERVICE_ACCOUNT", default_value = "default")]
     pub service_account: String,
     /// Secret holding the executor's REDIS_URL and S3 credentials, passed with `envFrom`.
-    #[arg(
-        long = "executor-secret",
-        env = "EXECUTOR_SECRET",
-        default_value = "flow-like-executor"
-    )]
+    #[arg(long = "executor-secret", env = "EXECUTOR_SECRET", default_value = "flow-like-executor")]
     pub secret: String,
     /// RuntimeClass for executor pods (for example `kata`); unset uses the cluster default.
     #[arg(long = "executor-runtime-class", env = "EXECUTOR_RUNTIME_CLASS")]
     pub runtime_class: Option<String>,
     /// CPU request of an executor pod.
-    #[arg(
-        long = "executor-cpu-request",
-        env = "EXECUTOR_CPU_REQUEST",
-        default_value = "100m"
-    )]
+    #[arg(long = "executor-cpu-request", env = "EXECUTOR_CPU_REQUEST", default_value = "100m")]
     pub cpu_request: String,
     /// CPU limit of an executor pod (also the most a workflow may ask for).
-    #[arg(
-        long = "executor-cpu-limit",
-        env = "EXECUTOR_CPU_LIMIT",
-        default_value = "1"
-    )]
+    #[arg(long = "executor-cpu-limit", env = "EXECUTOR_CPU_LIMIT", default_value = "1")]
     pub cpu_limit: String,
     /// Memory request of an executor pod.
-    #[arg(
-        long = "executor-memory-request",
-        env = "EXECUTOR_MEMORY_REQUEST",
-        default_value = "128Mi"
-    )]
+    #[arg(long = "executor-memory-request", env = "EXECUTOR_MEMORY_REQUEST", default_value = "128Mi")]
     pub memory_request: String,
     /// Memory limit of an executor pod (also the most a workflow may ask for).
-    #[arg(
-        long = "executor-memory-limit",
-        env = "EXECUTOR_MEMORY_LIMIT",
-        default_value = "512Mi"
-    )]
+    #[arg(long = "executor-memory-limit", env = "EXECUTOR_MEMORY_LIMIT", default_value = "512Mi")]
     pub memory_limit: String,
     /// Ephemeral storage limit of an executor pod, also the size limit of its /tmp.
-    #[arg(
-        long = "executor-ephemeral-storage-limit",
-        env = "EXECUTOR_EPHEMERAL_STORAGE_LIMIT",
-        default_value = "1Gi"
-    )]
+    #[arg(long = "executor-ephemeral-storage-limit", env = "EXECUTOR_EPHEMERAL_STORAGE_LIMIT", default_value = "1Gi")]
     pub ephemeral_storage_limit: String,
     /// Deadline of an executor Job in seconds when the workflow sets none.
-    #[arg(
-        long = "executor-deadline-secs",
-        env = "EXECUTOR_DEADLINE_SECS",
-        default_value_t = 3600
-    )]
+    #[arg(long = "executor-deadline-secs", env = "EXECUTOR_DEADLINE_SECS", default_value_t = 3600)]
     pub deadline_secs: u64,
     /// `backoffLimit` of executor Jobs (pod retries inside one attempt).
-    #[arg(
-        long = "executor-backoff-limit",
-        env = "EXECUTOR_BACKOFF_LIMIT",
-        default_value_t = 0
-    )]
+    #[arg(long = "executor-backoff-limit", env = "EXECUTOR_BACKOFF_LIMIT", default_value_t = 0)]
     pub backoff_limit: i32,
     /// Seconds a finished executor Job is kept before Kubernetes deletes it.
-    #[arg(
-        long = "executor-ttl-secs",
-        env = "EXECUTOR_TTL_SECS",
-        default_value_t = 600
-    )]
+    #[arg(long = "executor-ttl-secs", env = "EXECUTOR_TTL_SECS", default_value_t = 600)]
     pub ttl_secs: i32,
     /// Node selector for executor pods, as a JSON object.
     #[arg(long = "executor-node-selector", env = "EXECUTOR_NODE_SELECTOR")]

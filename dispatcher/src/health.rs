@@ -68,8 +68,7 @@ async fn readyz(State(state): State<HealthState>) -> impl IntoResponse {
     let timeout = Duration::from_secs(2);
     let mut redis = state.redis.clone();
     let pg = tokio::time::timeout(timeout, flow_like_shared::record::ping(&state.db)).await;
-    let rd =
-        tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut redis)).await;
+    let rd = tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut redis)).await;
     match (pg, rd) {
         (Ok(Ok(())), Ok(Ok(_))) => (StatusCode::OK, "ready"),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "PostgreSQL or Redis is not answering"),

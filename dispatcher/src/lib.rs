@@ -41,11 +41,8 @@ pub async fn run(config: DispatcherConfig, shutdown: CancellationToken) -> Resul
     let db = record::connect_lazy(&config.database)?;
     let mut redis = queue::connect_lazy(&config.redis)?;
     let keys = Keys::new(config.redis.prefix.clone());
-    let defaults = DefaultLimits {
-        global: config.global_limit,
-        tenant: config.tenant_limit,
-        workflow: config.workflow_limit,
-    };
+    let defaults =
+        DefaultLimits { global: config.global_limit, tenant: config.tenant_limit, workflow: config.workflow_limit };
     let metrics = health::Metrics::default();
     let listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await

@@ -54,7 +54,8 @@ impl Reconciler {
                 if known {
                     continue;
                 }
-                if let Enqueued::Added { .. } = queue::enqueue(&mut self.redis, &self.keys, &message(execution)).await? {
+                if let Enqueued::Added { .. } = queue::enqueue(&mut self.redis, &self.keys, &message(execution)).await?
+                {
                     tracing::warn!(execution_id = %execution.id, tenant = %execution.tenant, "re-enqueued an execution missing from Redis");
                     report.requeued += 1;
                 }

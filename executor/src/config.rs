@@ -21,11 +21,7 @@ pub struct ExecutorConfig {
     #[arg(long = "tenant", env = "EXECUTION_TENANT")]
     pub tenant: String,
     /// Seconds to report and exit after SIGTERM.
-    #[arg(
-        long = "shutdown-grace-secs",
-        env = "EXECUTOR_SHUTDOWN_GRACE_SECS",
-        default_value_t = 5
-    )]
+    #[arg(long = "shutdown-grace-secs", env = "EXECUTOR_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
     /// Largest `http.request` response body in bytes.
     #[arg(long = "http-max-response-bytes", env = "EXECUTOR_HTTP_MAX_RESPONSE_BYTES", default_value_t = 10 * 1024 * 1024)]

@@ -32,9 +32,6 @@ async fn main() -> std::process::ExitCode {
 async fn exit_after_grace(cancel: CancellationToken, grace: Duration) {
     cancel.cancelled().await;
     tokio::time::sleep(grace).await;
-    tracing::warn!(
-        grace_ms = grace.as_millis() as u64,
-        "shutdown grace passed; exiting"
-    );
+    tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace passed; exiting");
     std::process::exit(exit_code::CANCELLED);
 }

@@ -29,12 +29,7 @@ pub struct LogLine {
 impl LogLine {
     /// The status event that carries this line.
     pub fn to_event(&self) -> StatusEvent {
-        StatusEvent::Log {
-            node: self.node.clone(),
-            item: self.item,
-            level: self.level,
-            message: self.message.clone(),
-        }
+        StatusEvent::Log { node: self.node.clone(), item: self.item, level: self.level, message: self.message.clone() }
     }
 }
 
@@ -45,17 +40,11 @@ pub struct LogBook(Arc<Mutex<Vec<LogLine>>>);
 
 impl LogBook {
     pub fn push(&self, line: LogLine) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(line);
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(line);
     }
 
     pub fn lines(&self) -> Vec<LogLine> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
@@ -71,13 +60,7 @@ pub fn spawn_forwarder(
             batch.clear();
             let mut next = Some(first);
             while let Some(event) = next.take() {
-                if let EngineEvent::Log {
-                    node,
-                    item,
-                    level,
-                    message,
-                } = &event
-                {
+                if let EngineEvent::Log { node, item, level, message } = &event {
                     logs.push(LogLine {
                         at: Utc::now(),
                         node: Some(node.clone()),
@@ -103,50 +86,17 @@ pub fn spawn_forwarder(
 /// The status event for an engine event.
 pub fn status_event(event: EngineEvent) -> StatusEvent {
     match event {
-        EngineEvent::NodeStarted { node, attempt } => {
-            node_event(node, NodePhase::Started, attempt, None, None, None)
+        EngineEvent::NodeStarted { node, attempt } => node_event(node, NodePhase::Started, attempt, None, None, None),
+        EngineEvent::NodeAttemptFailed { node, attempt, error, retry_in_ms } => {
+            node_event(node, NodePhase::AttemptFailed, attempt, None, Some(error), retry_in_ms)
         }
-        EngineEvent::NodeAttemptFailed {
-            node,
-            attempt,
-            error,
-            retry_in_ms,
-        } => node_event(
-            node,
-            NodePhase::AttemptFailed,
-            attempt,
-            None,
-            Some(error),
-            retry_in_ms,
-        ),
-        EngineEvent::NodeFinished {
-            node,
-            status,
-            attempts,
-            duration_ms,
-            error,
-        } => node_event(
-            node,
-            phase(status),
-            attempts,
-            Some(duration_ms),
-            error,
-            None,
-        ),
-        EngineEvent::NodeSkipped { node } => {
-            node_event(node, NodePhase::Skipped, 0, None, None, None)
+        EngineEvent::NodeFinished { node, status, attempts, duration_ms, error } => {
+            node_event(node, phase(status), attempts, Some(duration_ms), error, None)
         }
-        EngineEvent::Log {
-            node,
-            item,
-            level,
-            message,
-        } => StatusEvent::Log {
-            node: Some(node),
-            item: item.map(|i| i as u64),
-            level,
-            message,
-        },
+        EngineEvent::NodeSkipped { node } => node_event(node, NodePhase::Skipped, 0, None, None, None),
+        EngineEvent::Log { node, item, level, message } => {
+            StatusEvent::Log { node: Some(node), item: item.map(|i| i as u64), level, message }
+        }
     }
 }
 
@@ -158,14 +108,7 @@ fn node_event(
     error: Option<String>,
     retry_in_ms: Option<u64>,
 ) -> StatusEvent {
-    StatusEvent::Node {
-        node,
-        phase,
-        attempt,
-        duration_ms,
-        error,
-        retry_in_ms,
-    }
+    StatusEvent::Node { node, phase, attempt, duration_ms, error, retry_in_ms }
 }
 
 fn phase(status: NodeStatus) -> NodePhase {
@@ -174,9 +117,7 @@ fn phase(status: NodeStatus) -> NodePhase {
         NodeStatus::Failed => NodePhase::Failed,
         NodeStatus::Skipped => NodePhase::Skipped,
         // The engine only finishes nodes as succeeded, failed or cancelled; anything else ended with the run.
-        NodeStatus::Cancelled | NodeStatus::NotStarted | NodeStatus::Running => {
-            NodePhase::Cancelled
-        }
+        NodeStatus::Cancelled | NodeStatus::NotStarted | NodeStatus::Running => NodePhase::Cancelled,
     }
 }
 
@@ -203,17 +144,7 @@ mod tests {
             duration_ms: 40,
             error: Some("boom".into()),
         });
-        assert_eq!(
-            finished,
-            node_event(
-                "a".into(),
-                NodePhase::Failed,
-                3,
-                Some(40),
-                Some("boom".into()),
-                None
-            )
-        );
+        assert_eq!(finished, node_event("a".into(), NodePhase::Failed, 3, Some(40), Some("boom".into()), None));
         let log = status_event(EngineEvent::Log {
             node: "say".into(),
             item: Some(2),
@@ -222,12 +153,7 @@ mod tests {
         });
         assert_eq!(
             log,
-            StatusEvent::Log {
-                node: Some("say".into()),
-                item: Some(2),
-                level: LogLevel::Warn,
-                message: "hi".into()
-            }
+            StatusEvent::Log { node: Some("say".into()), item: Some(2), level: LogLevel::Warn, message: "hi".into() }
         );
     }
 
@@ -242,10 +168,7 @@ mod tests {
         };
         let body = to_json_lines(&[line.clone(), line.clone()]).unwrap();
         let text = String::from_utf8(body).unwrap();
-        let parsed: Vec<LogLine> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let parsed: Vec<LogLine> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(parsed, vec![line.clone(), line]);
     }
 }

@@ -71,25 +71,17 @@ async fn run_attempt(
     process_start: Instant,
     cancel: &CancellationToken,
 ) -> Result<FinishedOutcome, AttemptError> {
-    let execution: Uuid = config
-        .execution_id
-        .parse()
-        .map_err(|_| AttemptError::ExecutionId(config.execution_id.clone()))?;
+    let execution: Uuid =
+        config.execution_id.parse().map_err(|_| AttemptError::ExecutionId(config.execution_id.clone()))?;
     let connection = tokio::select! {
         biased;
         () = cancel.cancelled() => return Ok(FinishedOutcome::Cancelled),
         connection = status::connect(&config.redis) => connection?,
     };
-    let publisher = Arc::new(StatusPublisher::new(
-        connection,
-        &Keys::new(config.redis.prefix.clone()),
-        execution,
-        config.attempt,
-    ));
+    let publisher =
+        Arc::new(StatusPublisher::new(connection, &Keys::new(config.redis.prefix.clone()), execution, config.attempt));
     let startup_ms = process_start.elapsed().as_millis() as u64;
-    publisher
-        .publish(StatusEvent::Started { startup_ms })
-        .await?;
+    publisher.publish(StatusEvent::Started { startup_ms }).await?;
     tracing::info!(startup_ms, "reported started");
 
     let attempt = AttemptRun {
@@ -111,9 +103,7 @@ async fn run_attempt(
         Some(Err(err)) if err.is_permanent() => {
             let message = error_chain(&err);
             attempt.log(LogLevel::Error, message.clone()).await;
-            return attempt
-                .finish(FinishedOutcome::Failed, Some(message), None)
-                .await;
+            return attempt.finish(FinishedOutcome::Failed, Some(message), None).await;
         }
         Some(Err(err)) => {
             attempt.log(LogLevel::Error, error_chain(&err)).await;
@@ -129,21 +119,13 @@ async fn run_attempt(
             max_map_items: Limits::default().max_map_items,
             http_max_response_bytes: config.http_max_response_bytes as u64,
         },
-        Arc::new(TenantObjectStore::new(
-            attempt.storage.clone(),
-            config.tenant.clone(),
-        )),
+        Arc::new(TenantObjectStore::new(attempt.storage.clone(), config.tenant.clone())),
         Arc::new(ChannelReporter(sender)),
     )?;
-    let report = engine
-        .run(&loaded.workflow, loaded.input, cancel, None)
-        .await;
+    let report = engine.run(&loaded.workflow, loaded.input, cancel, None).await;
     // The engine holds the only sender: dropping it lets the forwarder drain and stop.
     drop(engine);
-    if tokio::time::timeout(PROGRESS_DRAIN_TIMEOUT, forwarder)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(PROGRESS_DRAIN_TIMEOUT, forwarder).await.is_err() {
         tracing::warn!("progress events still queued; finishing without them");
     }
     let (outcome, error) = verdict(&report.outcome);
@@ -154,14 +136,8 @@ async fn run_attempt(
 fn verdict(outcome: &Outcome) -> (FinishedOutcome, Option<String>) {
     match outcome {
         Outcome::Succeeded => (FinishedOutcome::Succeeded, None),
-        Outcome::Failed { node, error } => (
-            FinishedOutcome::Failed,
-            Some(format!("node `{node}`: {error}")),
-        ),
-        Outcome::TimedOut => (
-            FinishedOutcome::TimedOut,
-            Some("workflow deadline passed".to_owned()),
-        ),
+        Outcome::Failed { node, error } => (FinishedOutcome::Failed, Some(format!("node `{node}`: {error}"))),
+        Outcome::TimedOut => (FinishedOutcome::TimedOut, Some("workflow deadline passed".to_owned())),
         Outcome::Cancelled => (FinishedOutcome::Cancelled, None),
     }
 }
@@ -179,13 +155,7 @@ struct AttemptRun {
 impl AttemptRun {
     /// Records an executor message in the logs and on the progress stream (best effort).
     async fn log(&self, level: LogLevel, message: String) {
-        let line = LogLine {
-            at: chrono::Utc::now(),
-            node: None,
-            item: None,
-            level,
-            message,
-        };
+        let line = LogLine { at: chrono::Utc::now(), node: None, item: None, level, message };
         if let Err(err) = self.publisher.publish(line.to_event()).await {
             tracing::warn!(cause = %err, "could not publish a log event");
         }
@@ -203,27 +173,19 @@ impl AttemptRun {
         let result_key = match report {
             Some(report) => {
                 let key = layout::result(self.execution, self.attempt);
-                let body = serde_json::to_vec(report).map_err(|source| AttemptError::Encode {
-                    what: "result",
-                    source,
-                })?;
+                let body =
+                    serde_json::to_vec(report).map_err(|source| AttemptError::Encode { what: "result", source })?;
                 self.put(bucket, &key, body).await?;
                 Some(key)
             }
             None => None,
         };
         let logs_key = layout::logs(self.execution, self.attempt);
-        let logs = to_json_lines(&self.logs.lines()).map_err(|source| AttemptError::Encode {
-            what: "logs",
-            source,
-        })?;
+        let logs = to_json_lines(&self.logs.lines()).map_err(|source| AttemptError::Encode { what: "logs", source })?;
         self.storage
             .put(bucket, &logs_key, Bytes::from(logs), "application/x-ndjson")
             .await
-            .map_err(|source| AttemptError::Write {
-                key: logs_key.clone(),
-                source,
-            })?;
+            .map_err(|source| AttemptError::Write { key: logs_key.clone(), source })?;
         let manifest = AttemptManifest {
             execution_id: self.execution,
             attempt: self.attempt,
@@ -232,16 +194,8 @@ impl AttemptRun {
             logs_key,
             finished_at: chrono::Utc::now(),
         };
-        let body = serde_json::to_vec(&manifest).map_err(|source| AttemptError::Encode {
-            what: "manifest",
-            source,
-        })?;
-        self.put(
-            bucket,
-            &layout::manifest(self.execution, self.attempt),
-            body,
-        )
-        .await?;
+        let body = serde_json::to_vec(&manifest).map_err(|source| AttemptError::Encode { what: "manifest", source })?;
+        self.put(bucket, &layout::manifest(self.execution, self.attempt), body).await?;
         self.publisher
             .publish(StatusEvent::Finished {
                 outcome,
@@ -257,10 +211,7 @@ impl AttemptRun {
         self.storage
             .put(bucket, key, Bytes::from(body), "application/json")
             .await
-            .map_err(|source| AttemptError::Write {
-                key: key.to_owned(),
-                source,
-            })
+            .map_err(|source| AttemptError::Write { key: key.to_owned(), source })
     }
 }
 
@@ -282,21 +233,12 @@ mod tests {
 
     #[test]
     fn verdicts_follow_the_engine_outcome() {
-        assert_eq!(
-            verdict(&Outcome::Succeeded),
-            (FinishedOutcome::Succeeded, None)
-        );
-        let (outcome, error) = verdict(&Outcome::Failed {
-            node: "a".into(),
-            error: "boom".into(),
-        });
+        assert_eq!(verdict(&Outcome::Succeeded), (FinishedOutcome::Succeeded, None));
+        let (outcome, error) = verdict(&Outcome::Failed { node: "a".into(), error: "boom".into() });
         assert_eq!(outcome, FinishedOutcome::Failed);
         assert_eq!(error.as_deref(), Some("node `a`: boom"));
         assert_eq!(verdict(&Outcome::TimedOut).0, FinishedOutcome::TimedOut);
-        assert_eq!(
-            verdict(&Outcome::Cancelled),
-            (FinishedOutcome::Cancelled, None)
-        );
+        assert_eq!(verdict(&Outcome::Cancelled), (FinishedOutcome::Cancelled, None));
     }
 
     #[test]
@@ -306,10 +248,7 @@ mod tests {
             source: serde_json::from_str::<serde_json::Value>("{").unwrap_err(),
         });
         let text = error_chain(&err);
-        assert!(
-            text.starts_with("loading the spec failed: k is not valid JSON"),
-            "{text}"
-        );
+        assert!(text.starts_with("loading the spec failed: k is not valid JSON"), "{text}");
         assert!(text.contains("EOF"), "{text}");
     }
 }

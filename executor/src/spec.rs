@@ -48,55 +48,30 @@ pub struct LoadedSpec {
 }
 
 /// Reads, checks and validates the spec of `execution`, which must belong to `tenant`.
-pub async fn load(
-    storage: &Storage,
-    execution: Uuid,
-    tenant: &str,
-) -> Result<LoadedSpec, SpecError> {
+pub async fn load(storage: &Storage, execution: Uuid, tenant: &str) -> Result<LoadedSpec, SpecError> {
     let key = layout::spec(execution);
     let spec: AttemptSpec = read_json(storage, &key).await?;
     if spec.execution_id != execution {
-        return Err(SpecError::WrongExecution {
-            expected: execution,
-            found: spec.execution_id,
-        });
+        return Err(SpecError::WrongExecution { expected: execution, found: spec.execution_id });
     }
     if spec.tenant != tenant {
-        return Err(SpecError::WrongTenant {
-            expected: tenant.to_owned(),
-            found: spec.tenant,
-        });
+        return Err(SpecError::WrongTenant { expected: tenant.to_owned(), found: spec.tenant });
     }
     let workflow = validate(&spec.workflow, &Limits::default())?;
     let input = match &spec.input_key {
         Some(input_key) => read_json(storage, input_key).await?,
         None => spec.input.unwrap_or(Value::Null),
     };
-    Ok(LoadedSpec {
-        workflow_name: spec.workflow_name,
-        workflow,
-        input,
-    })
+    Ok(LoadedSpec { workflow_name: spec.workflow_name, workflow, input })
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(
-    storage: &Storage,
-    key: &str,
-) -> Result<T, SpecError> {
+async fn read_json<T: serde::de::DeserializeOwned>(storage: &Storage, key: &str) -> Result<T, SpecError> {
     let bytes = storage
         .get(&storage.meta_bucket, key)
         .await
-        .map_err(|source| SpecError::Read {
-            key: key.to_owned(),
-            source,
-        })?
-        .ok_or_else(|| SpecError::Missing {
-            key: key.to_owned(),
-        })?;
-    serde_json::from_slice(&bytes).map_err(|source| SpecError::Malformed {
-        key: key.to_owned(),
-        source,
-    })
+        .map_err(|source| SpecError::Read { key: key.to_owned(), source })?
+        .ok_or_else(|| SpecError::Missing { key: key.to_owned() })?;
+    serde_json::from_slice(&bytes).map_err(|source| SpecError::Malformed { key: key.to_owned(), source })
 }
 
 #[cfg(test)]
@@ -107,19 +82,7 @@ mod tests {
     fn storage_problems_are_not_permanent_but_bad_specs_are() {
         assert!(!SpecError::Missing { key: "k".into() }.is_permanent());
         let bad_json = serde_json::from_str::<Value>("{").unwrap_err();
-        assert!(
-            SpecError::Malformed {
-                key: "k".into(),
-                source: bad_json
-            }
-            .is_permanent()
-        );
-        assert!(
-            SpecError::WrongTenant {
-                expected: "a".into(),
-                found: "b".into()
-            }
-            .is_permanent()
-        );
+        assert!(SpecError::Malformed { key: "k".into(), source: bad_json }.is_permanent());
+        assert!(SpecError::WrongTenant { expected: "a".into(), found: "b".into() }.is_permanent());
     }
 }

@@ -4,9 +4,7 @@
 
 use flow_like_shared::config::RedisConfig;
 use flow_like_shared::keys::Keys;
-use flow_like_shared::status::{
-    PROGRESS_STREAM_MAXLEN, STATUS_STREAM_MAXLEN, StatusError, StatusEvent,
-};
+use flow_like_shared::status::{PROGRESS_STREAM_MAXLEN, STATUS_STREAM_MAXLEN, StatusError, StatusEvent};
 use redis::IntoConnectionInfo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;
@@ -33,14 +31,9 @@ pub enum PublishError {
 /// Connects to Redis, retrying with backoff. `CLIENT SETINFO` is left out of the handshake: the executor's
 /// ACL user is not allowed to run it.
 pub async fn connect(config: &RedisConfig) -> Result<ConnectionManager, PublishError> {
-    let info = config
-        .url
-        .as_str()
-        .into_connection_info()
-        .map_err(PublishError::InvalidUrl)?;
+    let info = config.url.as_str().into_connection_info().map_err(PublishError::InvalidUrl)?;
     let settings = info.redis_settings().clone().set_skip_set_lib_name();
-    let client =
-        redis::Client::open(info.set_redis_settings(settings)).map_err(PublishError::InvalidUrl)?;
+    let client = redis::Client::open(info.set_redis_settings(settings)).map_err(PublishError::InvalidUrl)?;
     let manager_config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(3)))
@@ -110,19 +103,9 @@ impl StatusPublisher {
         for event in events {
             *last_seq += 1;
             let fields = event.to_fields(self.execution, self.attempt, *last_seq, at_ms)?;
-            add_entry(
-                &mut pipe,
-                &self.progress_stream,
-                PROGRESS_STREAM_MAXLEN,
-                &fields,
-            );
+            add_entry(&mut pipe, &self.progress_stream, PROGRESS_STREAM_MAXLEN, &fields);
             if event.is_pipeline() {
-                add_entry(
-                    &mut pipe,
-                    &self.pipeline_stream,
-                    STATUS_STREAM_MAXLEN,
-                    &fields,
-                );
+                add_entry(&mut pipe, &self.pipeline_stream, STATUS_STREAM_MAXLEN, &fields);
             }
         }
         let mut backoff = FIRST_BACKOFF;
@@ -149,19 +132,8 @@ impl StatusPublisher {
     }
 }
 
-fn add_entry(
-    pipe: &mut redis::Pipeline,
-    stream: &str,
-    maxlen: usize,
-    fields: &[(&'static str, Vec<u8>)],
-) {
-    let cmd = pipe
-        .cmd("XADD")
-        .arg(stream)
-        .arg("MAXLEN")
-        .arg("~")
-        .arg(maxlen)
-        .arg("*");
+fn add_entry(pipe: &mut redis::Pipeline, stream: &str, maxlen: usize, fields: &[(&'static str, Vec<u8>)]) {
+    let cmd = pipe.cmd("XADD").arg(stream).arg("MAXLEN").arg("~").arg(maxlen).arg("*");
     for (name, value) in fields {
         cmd.arg(*name).arg(value.as_slice());
     }
@@ -169,8 +141,5 @@ fn add_entry(
 }
 
 fn is_unreachable(err: &redis::RedisError) -> bool {
-    err.is_io_error()
-        || err.is_timeout()
-        || err.is_connection_dropped()
-        || err.is_connection_refusal()
+    err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || err.is_connection_refusal()
 }

@@ -15,10 +15,7 @@ pub struct TenantObjectStore {
 
 impl TenantObjectStore {
     pub fn new(storage: Storage, tenant: impl Into<String>) -> Self {
-        Self {
-            storage,
-            tenant: tenant.into(),
-        }
+        Self { storage, tenant: tenant.into() }
     }
 
     fn object_key(&self, key: &str) -> String {
@@ -29,24 +26,17 @@ impl TenantObjectStore {
 #[async_trait]
 impl ObjectStore for TenantObjectStore {
     async fn get(&self, key: &str) -> Result<Option<Value>, StoreError> {
-        self.storage
-            .get_json(&self.storage.content_bucket, &self.object_key(key))
-            .await
-            .map_err(|err| StoreError {
-                operation: "get",
-                key: key.to_owned(),
-                source: Box::new(err),
-            })
+        self.storage.get_json(&self.storage.content_bucket, &self.object_key(key)).await.map_err(|err| StoreError {
+            operation: "get",
+            key: key.to_owned(),
+            source: Box::new(err),
+        })
     }
 
     async fn put(&self, key: &str, value: &Value) -> Result<(), StoreError> {
         self.storage
             .put_json(&self.storage.content_bucket, &self.object_key(key), value)
             .await
-            .map_err(|err| StoreError {
-                operation: "put",
-                key: key.to_owned(),
-                source: Box::new(err),
-            })
+            .map_err(|err| StoreError { operation: "put", key: key.to_owned(), source: Box::new(err) })
     }
 }

@@ -30,17 +30,12 @@ fn missing_settings_are_a_usage_error() {
     let output = executor().output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("EXECUTION_ID") || stderr.contains("--execution-id"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("EXECUTION_ID") || stderr.contains("--execution-id"), "{stderr}");
 }
 
 #[test]
 fn an_execution_id_that_is_not_a_uuid_is_an_infrastructure_failure() {
-    let output = with_settings(&mut executor(), "not-a-uuid")
-        .output()
-        .unwrap();
+    let output = with_settings(&mut executor(), "not-a-uuid").output().unwrap();
     assert_eq!(output.status.code(), Some(exit_code::INFRA_FAILURE));
     assert!(String::from_utf8_lossy(&output.stderr).contains("not a UUID"));
 }

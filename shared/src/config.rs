@@ -11,11 +11,7 @@ pub struct DatabaseConfig {
     #[arg(id = "database_url", long = "database-url", env = "DATABASE_URL")]
     pub url: String,
     /// Largest number of pooled PostgreSQL connections.
-    #[arg(
-        long = "database-max-connections",
-        env = "DATABASE_MAX_CONNECTIONS",
-        default_value_t = 32
-    )]
+    #[arg(long = "database-max-connections", env = "DATABASE_MAX_CONNECTIONS", default_value_t = 32)]
     pub max_connections: u32,
 }
 
@@ -26,11 +22,7 @@ pub struct RedisConfig {
     #[arg(id = "redis_url", long = "redis-url", env = "REDIS_URL")]
     pub url: String,
     /// Prefix of every Redis key this installation uses (several installations can share one Redis).
-    #[arg(
-        long = "redis-prefix",
-        env = "REDIS_PREFIX",
-        default_value = "flowlike"
-    )]
+    #[arg(long = "redis-prefix", env = "REDIS_PREFIX", default_value = "flowlike")]
     pub prefix: String,
 }
 
@@ -47,11 +39,7 @@ pub struct S3Config {
     #[arg(long = "s3-access-key-id", env = "S3_ACCESS_KEY_ID")]
     pub access_key_id: String,
     /// S3 secret access key.
-    #[arg(
-        long = "s3-secret-access-key",
-        env = "S3_SECRET_ACCESS_KEY",
-        hide_env_values = true
-    )]
+    #[arg(long = "s3-secret-access-key", env = "S3_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub secret_access_key: String,
     /// Bucket for immutable execution inputs (workflow snapshots, large input documents).
     #[arg(long = "s3-meta-bucket", env = "S3_META_BUCKET")]

@@ -33,7 +33,11 @@ pub fn workflow_field(tenant: &str) -> String {
 }
 
 /// Writes the defaults (every dispatcher does this at start; replicas are expected to agree).
-pub async fn publish_defaults(conn: &mut ConnectionManager, keys: &Keys, limits: DefaultLimits) -> Result<(), QueueError> {
+pub async fn publish_defaults(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    limits: DefaultLimits,
+) -> Result<(), QueueError> {
     let _: () = conn
         .hset_multiple(
             keys.limits(),
@@ -53,7 +57,9 @@ pub async fn publish_tenant(
     let limits = limits.into();
     let mut pipe = redis::pipe();
     pipe.atomic();
-    for (field, value) in [(tenant_field(tenant), limits.concurrency_limit), (workflow_field(tenant), limits.workflow_limit)] {
+    for (field, value) in
+        [(tenant_field(tenant), limits.concurrency_limit), (workflow_field(tenant), limits.workflow_limit)]
+    {
         match value {
             Some(v) => pipe.hset(keys.limits(), field, v).ignore(),
             None => pipe.hdel(keys.limits(), field).ignore(),
@@ -73,13 +79,7 @@ pub struct EffectiveLimits {
 }
 
 pub async fn effective(conn: &mut ConnectionManager, keys: &Keys, tenant: &str) -> Result<EffectiveLimits, QueueError> {
-    let (global, tenant_default, workflow_default, tenant_override, workflow_override): (
-        Option<u32>,
-        Option<u32>,
-        Option<u32>,
-        Option<u32>,
-        Option<u32>,
-    ) = redis::cmd("HMGET")
+    let values: Vec<Option<u32>> = redis::cmd("HMGET")
         .arg(keys.limits())
         .arg("global")
         .arg("tenant")
@@ -88,6 +88,9 @@ pub async fn effective(conn: &mut ConnectionManager, keys: &Keys, tenant: &str) 
         .arg(workflow_field(tenant))
         .query_async(conn)
         .await?;
+    let [global, tenant_default, workflow_default, tenant_override, workflow_override] = values[..] else {
+        return Err(QueueError::Malformed(format!("HMGET returned {} values for 5 fields", values.len())));
+    };
     Ok(EffectiveLimits {
         global,
         tenant: tenant_override.or(tenant_default),

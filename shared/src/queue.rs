@@ -150,11 +150,7 @@ pub async fn enqueue(
 }
 
 /// Which of these executions the queued index knows (one round trip).
-pub async fn known_queued(
-    conn: &mut ConnectionManager,
-    keys: &Keys,
-    ids: &[Uuid],
-) -> Result<Vec<bool>, QueueError> {
+pub async fn known_queued(conn: &mut ConnectionManager, keys: &Keys, ids: &[Uuid]) -> Result<Vec<bool>, QueueError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -210,11 +206,8 @@ pub struct TenantQueue {
 
 /// Counts one tenant's waiting (group lag over its lanes) and running executions.
 pub async fn tenant_queue(conn: &mut ConnectionManager, keys: &Keys, tenant: &str) -> Result<TenantQueue, QueueError> {
-    let (priorities, running): (Vec<u8>, u64) = redis::pipe()
-        .zrange(keys.lanes(tenant), 0, -1)
-        .zcard(keys.active_tenant(tenant))
-        .query_async(conn)
-        .await?;
+    let (priorities, running): (Vec<u8>, u64) =
+        redis::pipe().zrange(keys.lanes(tenant), 0, -1).zcard(keys.active_tenant(tenant)).query_async(conn).await?;
     let mut out = TenantQueue { running, ..TenantQueue::default() };
     if priorities.is_empty() {
         return Ok(out);
@@ -249,10 +242,7 @@ pub async fn global_running(
 ) -> Result<(u64, u64), QueueError> {
     let now_ms = chrono::Utc::now().timestamp_millis();
     let since = now_ms - i64::try_from(alive_within.as_millis()).unwrap_or(i64::MAX);
-    let (running, dispatchers): (u64, u64) = redis::pipe()
-        .zcard(keys.active())
-        .zcount(keys.dispatchers(), since, "+inf")
-        .query_async(conn)
-        .await?;
+    let (running, dispatchers): (u64, u64) =
+        redis::pipe().zcard(keys.active()).zcount(keys.dispatchers(), since, "+inf").query_async(conn).await?;
     Ok((running, dispatchers))
 }

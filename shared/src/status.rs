@@ -145,12 +145,7 @@ pub enum StatusEvent {
         retry_in_ms: Option<u64>,
     },
     /// A `log` node's message (`node` set, `item` for a `map` element), or the executor's own (`node` unset).
-    Log {
-        node: Option<String>,
-        item: Option<u64>,
-        level: LogLevel,
-        message: String,
-    },
+    Log { node: Option<String>, item: Option<u64>, level: LogLevel, message: String },
     Finished {
         outcome: FinishedOutcome,
         error: Option<String>,
@@ -223,20 +218,16 @@ pub struct StatusEntry {
 
 impl StatusEntry {
     pub fn to_fields(&self) -> Result<Vec<(&'static str, Vec<u8>)>, StatusError> {
-        self.event
-            .to_fields(self.execution, self.attempt, self.seq, self.at_ms)
+        self.event.to_fields(self.execution, self.attempt, self.seq, self.at_ms)
     }
 
     /// Parses an entry read with `XREAD`/`XREADGROUP`/`XRANGE`.
     pub fn from_fields(fields: &HashMap<String, redis::Value>) -> Result<Self, StatusError> {
         let kind: EventKind = text(fields, "kind")?.parse()?;
-        let event: StatusEvent = rmp_serde::from_slice(bytes(fields, "body")?)
-            .map_err(|e| StatusError::Malformed(format!("body: {e}")))?;
+        let event: StatusEvent =
+            rmp_serde::from_slice(bytes(fields, "body")?).map_err(|e| StatusError::Malformed(format!("body: {e}")))?;
         if event.kind() != kind {
-            return Err(StatusError::Malformed(format!(
-                "kind `{kind}` does not match a `{}` body",
-                event.kind()
-            )));
+            return Err(StatusError::Malformed(format!("kind `{kind}` does not match a `{}` body", event.kind())));
         }
         Ok(Self {
             execution: text(fields, "execution")?
@@ -250,10 +241,7 @@ impl StatusEntry {
     }
 }
 
-fn bytes<'a>(
-    fields: &'a HashMap<String, redis::Value>,
-    name: &str,
-) -> Result<&'a [u8], StatusError> {
+fn bytes<'a>(fields: &'a HashMap<String, redis::Value>, name: &str) -> Result<&'a [u8], StatusError> {
     match fields.get(name) {
         Some(redis::Value::BulkString(bytes)) => Ok(bytes),
         Some(redis::Value::SimpleString(text)) => Ok(text.as_bytes()),
@@ -262,17 +250,11 @@ fn bytes<'a>(
 }
 
 fn text<'a>(fields: &'a HashMap<String, redis::Value>, name: &str) -> Result<&'a str, StatusError> {
-    std::str::from_utf8(bytes(fields, name)?)
-        .map_err(|_| StatusError::Malformed(format!("{name} is not UTF-8")))
+    std::str::from_utf8(bytes(fields, name)?).map_err(|_| StatusError::Malformed(format!("{name} is not UTF-8")))
 }
 
-fn number<T: FromStr>(
-    fields: &HashMap<String, redis::Value>,
-    name: &str,
-) -> Result<T, StatusError> {
-    text(fields, name)?
-        .parse()
-        .map_err(|_| StatusError::Malformed(format!("{name} is not a number")))
+fn number<T: FromStr>(fields: &HashMap<String, redis::Value>, name: &str) -> Result<T, StatusError> {
+    text(fields, name)?.parse().map_err(|_| StatusError::Malformed(format!("{name} is not a number")))
 }
 
 #[cfg(test)]
@@ -280,10 +262,7 @@ mod tests {
     use super::*;
 
     fn as_redis(fields: Vec<(&'static str, Vec<u8>)>) -> HashMap<String, redis::Value> {
-        fields
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), redis::Value::BulkString(value)))
-            .collect()
+        fields.into_iter().map(|(name, value)| (name.to_owned(), redis::Value::BulkString(value))).collect()
     }
 
     fn every_event() -> Vec<StatusEvent> {
@@ -311,12 +290,7 @@ mod tests {
                 level: LogLevel::Warn,
                 message: "hello".into(),
             },
-            StatusEvent::Log {
-                node: None,
-                item: None,
-                level: LogLevel::Error,
-                message: "spec unreadable".into(),
-            },
+            StatusEvent::Log { node: None, item: None, level: LogLevel::Error, message: "spec unreadable".into() },
             StatusEvent::Finished {
                 outcome: FinishedOutcome::TimedOut,
                 error: Some("deadline".into()),
@@ -330,13 +304,8 @@ mod tests {
     fn every_event_round_trips_through_stream_fields() {
         let execution = Uuid::now_v7();
         for (i, event) in every_event().into_iter().enumerate() {
-            let entry = StatusEntry {
-                execution,
-                attempt: 2,
-                seq: i as u64 + 1,
-                at_ms: 1_700_000_000_000 + i as i64,
-                event,
-            };
+            let entry =
+                StatusEntry { execution, attempt: 2, seq: i as u64 + 1, at_ms: 1_700_000_000_000 + i as i64, event };
             let parsed = StatusEntry::from_fields(&as_redis(entry.to_fields().unwrap())).unwrap();
             assert_eq!(parsed, entry);
         }
@@ -351,11 +320,7 @@ mod tests {
             result_key: None,
             duration_ms: 3,
         };
-        let fields: HashMap<_, _> = event
-            .to_fields(execution, 4, 9, 1234)
-            .unwrap()
-            .into_iter()
-            .collect();
+        let fields: HashMap<_, _> = event.to_fields(execution, 4, 9, 1234).unwrap().into_iter().collect();
         assert_eq!(fields["execution"], execution.to_string().into_bytes());
         assert_eq!(fields["attempt"], b"4");
         assert_eq!(fields["seq"], b"9");
@@ -366,50 +331,23 @@ mod tests {
     #[test]
     fn mismatched_kind_and_missing_fields_are_malformed() {
         let execution = Uuid::now_v7();
-        let mut fields = as_redis(
-            StatusEvent::Started { startup_ms: 1 }
-                .to_fields(execution, 1, 1, 1)
-                .unwrap(),
-        );
-        fields.insert(
-            "kind".into(),
-            redis::Value::BulkString(b"finished".to_vec()),
-        );
-        assert!(matches!(
-            StatusEntry::from_fields(&fields),
-            Err(StatusError::Malformed(_))
-        ));
+        let mut fields = as_redis(StatusEvent::Started { startup_ms: 1 }.to_fields(execution, 1, 1, 1).unwrap());
+        fields.insert("kind".into(), redis::Value::BulkString(b"finished".to_vec()));
+        assert!(matches!(StatusEntry::from_fields(&fields), Err(StatusError::Malformed(_))));
         fields.insert("kind".into(), redis::Value::BulkString(b"started".to_vec()));
         fields.remove("seq");
-        assert!(matches!(
-            StatusEntry::from_fields(&fields),
-            Err(StatusError::Malformed(_))
-        ));
+        assert!(matches!(StatusEntry::from_fields(&fields), Err(StatusError::Malformed(_))));
     }
 
     #[test]
     fn outcomes_map_to_exit_codes_and_names() {
         assert_eq!(FinishedOutcome::Succeeded.exit_code(), exit_code::SUCCEEDED);
-        assert_eq!(
-            FinishedOutcome::Failed.exit_code(),
-            exit_code::WORKFLOW_FAILED
-        );
-        assert_eq!(
-            FinishedOutcome::TimedOut.exit_code(),
-            exit_code::WORKFLOW_FAILED
-        );
+        assert_eq!(FinishedOutcome::Failed.exit_code(), exit_code::WORKFLOW_FAILED);
+        assert_eq!(FinishedOutcome::TimedOut.exit_code(), exit_code::WORKFLOW_FAILED);
         assert_eq!(FinishedOutcome::Cancelled.exit_code(), exit_code::CANCELLED);
         assert_eq!(FinishedOutcome::TimedOut.as_str(), "timed_out");
-        assert_eq!(
-            serde_json::to_value(FinishedOutcome::TimedOut).unwrap(),
-            serde_json::json!("timed_out")
-        );
-        for kind in [
-            EventKind::Started,
-            EventKind::Node,
-            EventKind::Log,
-            EventKind::Finished,
-        ] {
+        assert_eq!(serde_json::to_value(FinishedOutcome::TimedOut).unwrap(), serde_json::json!("timed_out"));
+        for kind in [EventKind::Started, EventKind::Node, EventKind::Log, EventKind::Finished] {
             assert_eq!(kind.as_str().parse::<EventKind>().unwrap(), kind);
         }
     }

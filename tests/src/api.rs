@@ -110,14 +110,16 @@ impl TestApi {
     /// Every Redis key under this API's prefix.
     pub async fn redis_keys(&self) -> anyhow::Result<Vec<String>> {
         let mut conn = self.redis.clone();
-        let mut keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}:*", self.keys.prefix())).query_async(&mut conn).await?;
+        let mut keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{}:*", self.keys.prefix())).query_async(&mut conn).await?;
         keys.sort();
         Ok(keys)
     }
 
     /// Objects in the meta bucket.
     pub async fn meta_objects(&self) -> anyhow::Result<usize> {
-        let listed = self.configs.s3_settings.client().list_objects_v2().bucket(&self.configs.s3.meta_bucket).send().await?;
+        let listed =
+            self.configs.s3_settings.client().list_objects_v2().bucket(&self.configs.s3.meta_bucket).send().await?;
         Ok(listed.contents().len())
     }
 }

@@ -1,6 +1,6 @@
 //! Test support: service launchers, the Kubernetes API simulator, fixtures.
 
-pub mod services;
-pub mod kube_sim;
 pub mod api;
+pub mod kube_sim;
 pub mod loadgen;
+pub mod services;

@@ -25,7 +25,11 @@ async fn a_submission_is_committed_then_queued() {
     let api = TestApi::start().await.unwrap();
     let key = api.tenant_key("acme").await.unwrap();
     let response = api
-        .post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow(), "input": {"n": 21}, "priority": 7, "labels": {"team": "ops"}}))
+        .post_json(
+            "/api/v1/executions",
+            &key,
+            &json!({"workflow": sample_workflow(), "input": {"n": 21}, "priority": 7, "labels": {"team": "ops"}}),
+        )
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
@@ -35,24 +39,24 @@ async fn a_submission_is_committed_then_queued() {
     assert_eq!(location, format!("/api/v1/executions/{id}"));
     assert_eq!(body["status"], "queued");
 
-    let (status, priority): (String, i16) = sqlx::query_as("SELECT status, priority FROM executions WHERE id = $1::uuid")
-        .bind(&id)
-        .fetch_one(&api.db)
-        .await
-        .unwrap();
+    let (status, priority): (String, i16) =
+        sqlx::query_as("SELECT status, priority FROM executions WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&api.db)
+            .await
+            .unwrap();
     assert_eq!((status.as_str(), priority), ("queued", 7));
 
     let mut redis = api.redis.clone();
     let lane = api.keys.lane("acme", 7);
-    let entries: Vec<(String, Vec<(String, Vec<u8>)>)> =
-        redis::cmd("XRANGE").arg(&lane).arg("-").arg("+").query_async(&mut redis).await.map(|r: redis::streams::StreamRangeReply| {
-            r.ids.into_iter().map(|e| {
-                let fields = e.map.into_iter().map(|(k, v)| (k, redis::from_redis_value::<Vec<u8>>(v).unwrap())).collect();
-                (e.id, fields)
-            }).collect()
-        }).unwrap();
-    assert_eq!(entries.len(), 1);
-    let fields: std::collections::HashMap<_, _> = entries[0].1.iter().cloned().collect();
+    let reply: redis::streams::StreamRangeReply =
+        redis::cmd("XRANGE").arg(&lane).arg("-").arg("+").query_async(&mut redis).await.unwrap();
+    assert_eq!(reply.ids.len(), 1);
+    let fields: std::collections::HashMap<String, Vec<u8>> = reply.ids[0]
+        .map
+        .iter()
+        .map(|(k, v)| (k.clone(), redis::from_redis_value::<Vec<u8>>(v.clone()).unwrap()))
+        .collect();
     assert_eq!(fields["id"], id.as_bytes());
     assert_eq!(fields["tenant"], b"acme");
     assert_eq!(fields["workflow"], b"double");
@@ -73,18 +77,36 @@ async fn a_large_input_goes_to_the_meta_bucket() {
     let api = TestApi::start().await.unwrap();
     let key = api.tenant_key("acme").await.unwrap();
     let big = "x".repeat(64 * 1024);
-    let response = api.post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow(), "input": {"blob": big}})).await.unwrap();
+    let response = api
+        .post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow(), "input": {"blob": big}}))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 202);
     let id: String = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().into();
     let (input_key, inline): (Option<String>, Option<Value>) =
-        sqlx::query_as("SELECT input_key, input FROM executions WHERE id = $1::uuid").bind(&id).fetch_one(&api.db).await.unwrap();
+        sqlx::query_as("SELECT input_key, input FROM executions WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&api.db)
+            .await
+            .unwrap();
     assert!(inline.is_none());
     let input_key = input_key.unwrap();
-    let object = api.configs.s3_settings.client().get_object().bucket(&api.configs.s3.meta_bucket).key(&input_key).send().await.unwrap();
+    let object = api
+        .configs
+        .s3_settings
+        .client()
+        .get_object()
+        .bucket(&api.configs.s3.meta_bucket)
+        .key(&input_key)
+        .send()
+        .await
+        .unwrap();
     let stored: Value = serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
     assert_eq!(stored["blob"].as_str().unwrap().len(), 64 * 1024);
     // A small input does not touch S3.
-    api.post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow(), "input": {"n": 1}})).await.unwrap();
+    api.post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow(), "input": {"n": 1}}))
+        .await
+        .unwrap();
     assert_eq!(api.meta_objects().await.unwrap(), 1);
 }
 
@@ -92,7 +114,15 @@ async fn a_large_input_goes_to_the_meta_bucket() {
 async fn malformed_json_is_400() {
     let api = TestApi::start().await.unwrap();
     let key = api.tenant_key("acme").await.unwrap();
-    let response = api.http.post(api.url("/api/v1/executions")).bearer_auth(&key).header("content-type", "application/json").body("{\"workflow\": ").send().await.unwrap();
+    let response = api
+        .http
+        .post(api.url("/api/v1/executions"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body("{\"workflow\": ")
+        .send()
+        .await
+        .unwrap();
     assert_problem(response, 400).await;
     nothing_left_behind(&api).await;
 }
@@ -102,7 +132,15 @@ async fn ten_thousand_nested_arrays_are_400_without_overflow() {
     let api = TestApi::start().await.unwrap();
     let key = api.tenant_key("acme").await.unwrap();
     let body = format!("{{\"workflow\": {}{}, \"input\": 1}}", "[".repeat(10_000), "]".repeat(10_000));
-    let response = api.http.post(api.url("/api/v1/executions")).bearer_auth(&key).header("content-type", "application/json").body(body).send().await.unwrap();
+    let response = api
+        .http
+        .post(api.url("/api/v1/executions"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_problem(response, 400).await;
     nothing_left_behind(&api).await;
 }
@@ -112,10 +150,19 @@ async fn an_oversized_body_is_413_declared_or_streamed() {
     let api = TestApi::start().await.unwrap();
     let key = api.tenant_key("acme").await.unwrap();
     let big = vec![b' '; 2 * 1024 * 1024];
-    let response = api.http.post(api.url("/api/v1/executions")).bearer_auth(&key).header("content-type", "application/json").body(big).send().await.unwrap();
+    let response = api
+        .http
+        .post(api.url("/api/v1/executions"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_problem(response, 413).await;
     // Chunked, with no Content-Length: the limit applies while reading.
-    let chunks = futures::stream::iter((0..64).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 64 * 1024]))));
+    let chunks =
+        futures::stream::iter((0..64).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 64 * 1024]))));
     let response = api
         .http
         .post(api.url("/api/v1/executions"))
@@ -136,7 +183,15 @@ async fn a_wrong_content_type_is_415() {
     let api = TestApi::start().await.unwrap();
     let key = api.tenant_key("acme").await.unwrap();
     let body = json!({"workflow": sample_workflow()}).to_string();
-    let response = api.http.post(api.url("/api/v1/executions")).bearer_auth(&key).header("content-type", "text/plain").body(body).send().await.unwrap();
+    let response = api
+        .http
+        .post(api.url("/api/v1/executions"))
+        .bearer_auth(&key)
+        .header("content-type", "text/plain")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_problem(response, 415).await;
     nothing_left_behind(&api).await;
 }
@@ -151,7 +206,8 @@ async fn an_invalid_workflow_is_422_with_pointers() {
     }});
     let response = api.post_json("/api/v1/executions", &key, &json!({"workflow": workflow})).await.unwrap();
     let body = assert_problem(response, 422).await;
-    let pointers: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    let pointers: Vec<&str> =
+        body["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
     assert!(pointers.contains(&"/workflow/nodes/a/params/expr"), "{pointers:?}");
     assert!(pointers.contains(&"/workflow/nodes/b/inputs/0"), "{pointers:?}");
 
@@ -161,7 +217,10 @@ async fn an_invalid_workflow_is_422_with_pointers() {
     }});
     let response = api.post_json("/api/v1/executions", &key, &json!({"workflow": cyclic})).await.unwrap();
     assert_problem(response, 422).await;
-    let response = api.post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow(), "priority": 12})).await.unwrap();
+    let response = api
+        .post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow(), "priority": 12}))
+        .await
+        .unwrap();
     let body = assert_problem(response, 422).await;
     assert_eq!(body["errors"][0]["pointer"], "/priority");
     let response = api.post_json("/api/v1/executions", &key, &json!({"input": 1})).await.unwrap();
@@ -196,7 +255,13 @@ async fn missing_wrong_and_revoked_keys_are_401() {
     assert_eq!(stored.0.len(), 32, "only the hash is stored");
     assert!(!key.contains(&format!("{:x?}", stored.0)));
 
-    let revoked = api.http.delete(api.url(&format!("/api/v1/api-keys/{}", issued["id"].as_str().unwrap()))).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let revoked = api
+        .http
+        .delete(api.url(&format!("/api/v1/api-keys/{}", issued["id"].as_str().unwrap())))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(revoked.status(), 204);
     assert_problem(api.post_json("/api/v1/executions", key, &body).await.unwrap(), 401).await;
     nothing_left_behind(&api).await;
@@ -212,7 +277,13 @@ async fn another_tenants_execution_is_404() {
     let api = TestApi::start().await.unwrap();
     let acme = api.tenant_key("acme").await.unwrap();
     let globex = api.tenant_key("globex").await.unwrap();
-    let body: Value = api.post_json("/api/v1/executions", &acme, &json!({"workflow": sample_workflow()})).await.unwrap().json().await.unwrap();
+    let body: Value = api
+        .post_json("/api/v1/executions", &acme, &json!({"workflow": sample_workflow()}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let path = format!("/api/v1/executions/{}", body["id"].as_str().unwrap());
     assert_eq!(api.get(&path, &acme).await.unwrap().status(), 200);
     assert_problem(api.get(&path, &globex).await.unwrap(), 404).await;
@@ -227,7 +298,12 @@ async fn idempotency_keys_return_the_original() {
     let key = api.tenant_key("acme").await.unwrap();
     let body = json!({"workflow": sample_workflow(), "input": {"n": 1}});
     let send = |body: Value| {
-        let request = api.http.post(api.url("/api/v1/executions")).bearer_auth(&key).header("idempotency-key", "order-17").json(&body);
+        let request = api
+            .http
+            .post(api.url("/api/v1/executions"))
+            .bearer_auth(&key)
+            .header("idempotency-key", "order-17")
+            .json(&body);
         async move { request.send().await.unwrap() }
     };
     let first: Value = send(body.clone()).await.json().await.unwrap();
@@ -242,10 +318,16 @@ async fn idempotency_keys_return_the_original() {
 
     // Concurrent duplicates with a fresh key create one execution.
     let requests = (0..16).map(|_| {
-        let request = api.http.post(api.url("/api/v1/executions")).bearer_auth(&key).header("idempotency-key", "burst").json(&body);
+        let request = api
+            .http
+            .post(api.url("/api/v1/executions"))
+            .bearer_auth(&key)
+            .header("idempotency-key", "burst")
+            .json(&body);
         async move { request.send().await.unwrap().json::<Value>().await.unwrap()["id"].clone() }
     });
-    let ids: std::collections::HashSet<String> = futures::future::join_all(requests).await.into_iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let ids: std::collections::HashSet<String> =
+        futures::future::join_all(requests).await.into_iter().map(|v| v.as_str().unwrap().to_string()).collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert_eq!(api.execution_rows().await.unwrap(), 2);
     let mut redis = api.redis.clone();
@@ -287,7 +369,8 @@ async fn workflows_have_versions_and_can_be_submitted_by_reference() {
         .await
         .unwrap();
     assert_eq!(submitted["workflow_version"], 1);
-    let missing = api.post_json("/api/v1/executions", &key, &json!({"workflow_ref": {"name": "absent"}})).await.unwrap();
+    let missing =
+        api.post_json("/api/v1/executions", &key, &json!({"workflow_ref": {"name": "absent"}})).await.unwrap();
     let body = assert_problem(missing, 422).await;
     assert_eq!(body["errors"][0]["pointer"], "/workflow_ref");
 }
@@ -298,7 +381,13 @@ async fn listing_filters_and_pages() {
     let key = api.tenant_key("acme").await.unwrap();
     let mut ids = Vec::new();
     for _ in 0..5 {
-        let body: Value = api.post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow()})).await.unwrap().json().await.unwrap();
+        let body: Value = api
+            .post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow()}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         ids.push(body["id"].as_str().unwrap().to_string());
     }
     let mut other = sample_workflow();
@@ -335,7 +424,9 @@ async fn queue_view_and_tenant_limits() {
     let api = TestApi::start().await.unwrap();
     let key = api.tenant_key("acme").await.unwrap();
     for priority in [1, 5, 5] {
-        api.post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow(), "priority": priority})).await.unwrap();
+        api.post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow(), "priority": priority}))
+            .await
+            .unwrap();
     }
     let response = api
         .http
@@ -353,7 +444,8 @@ async fn queue_view_and_tenant_limits() {
     assert_eq!(view["queue"]["running"], 0);
     assert_eq!(view["limits"]["tenant"], 3);
     assert_eq!(view["dispatchers_alive"], 0);
-    let (limit,): (Option<i32>,) = sqlx::query_as("SELECT concurrency_limit FROM tenants WHERE name = 'acme'").fetch_one(&api.db).await.unwrap();
+    let (limit,): (Option<i32>,) =
+        sqlx::query_as("SELECT concurrency_limit FROM tenants WHERE name = 'acme'").fetch_one(&api.db).await.unwrap();
     assert_eq!(limit, Some(3));
 }
 
@@ -370,7 +462,14 @@ async fn health_readiness_metrics_and_openapi() {
     assert!(metrics.contains("flowlike_api_submissions_total{outcome=\"accepted\"} 1"), "{metrics}");
     assert!(metrics.contains("route=\"/api/v1/executions\""), "{metrics}");
     let openapi: Value = api.http.get(api.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
-    for path in ["/api/v1/executions", "/api/v1/executions/{id}", "/api/v1/workflows/{name}", "/api/v1/queue", "/api/v1/tenants/{tenant}/api-keys", "/readyz"] {
+    for path in [
+        "/api/v1/executions",
+        "/api/v1/executions/{id}",
+        "/api/v1/workflows/{name}",
+        "/api/v1/queue",
+        "/api/v1/tenants/{tenant}/api-keys",
+        "/readyz",
+    ] {
         assert!(openapi["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
 }

@@ -115,9 +115,9 @@ fn matches(pattern: &str, key: &str, prefix: &str) -> bool {
                     key.strip_prefix(head).is_some_and(|k| go(k, rest, false))
                 } else {
                     // A placeholder (1+ chars) then `head`.
-                    (1..=key.len()).filter(|i| key.is_char_boundary(*i)).any(|i| {
-                        key[i..].strip_prefix(head).is_some_and(|k| go(k, rest, false))
-                    })
+                    (1..=key.len())
+                        .filter(|i| key.is_char_boundary(*i))
+                        .any(|i| key[i..].strip_prefix(head).is_some_and(|k| go(k, rest, false)))
                 }
             }
         }
@@ -158,7 +158,10 @@ async fn every_key_the_api_and_reconciler_write_is_documented() {
     let api = TestApi::start().await.unwrap();
     let key = api.tenant_key("acme").await.unwrap();
     for priority in [1, 5] {
-        let response = api.post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow(), "priority": priority})).await.unwrap();
+        let response = api
+            .post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow(), "priority": priority}))
+            .await
+            .unwrap();
         assert_eq!(response.status(), 202);
     }
     api.http

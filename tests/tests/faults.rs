@@ -37,7 +37,8 @@ async fn redis_down_is_503_and_leaves_nothing() {
     redis.restart().await.unwrap();
     let mut accepted = None;
     for _ in 0..50 {
-        let response = api.post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow()})).await.unwrap();
+        let response =
+            api.post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow()})).await.unwrap();
         if response.status() == 202 {
             accepted = Some(response);
             break;
@@ -61,10 +62,16 @@ async fn postgres_down_is_503_and_leaves_nothing() {
 
     let response = api.post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow()})).await.unwrap();
     assert_unavailable(&response);
-    let response = api.post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow(), "input": "z".repeat(32 * 1024)})).await.unwrap();
+    let response = api
+        .post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow(), "input": "z".repeat(32 * 1024)}))
+        .await
+        .unwrap();
     assert_unavailable(&response);
     // An uncached key needs the database too.
-    let response = api.post_json("/api/v1/executions", "flk_0123456789ab_secret", &json!({"workflow": sample_workflow()})).await.unwrap();
+    let response = api
+        .post_json("/api/v1/executions", "flk_0123456789ab_secret", &json!({"workflow": sample_workflow()}))
+        .await
+        .unwrap();
     assert_unavailable(&response);
     let response = api.http.post(api.url("/api/v1/tenants/x/api-keys")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
     assert_unavailable(&response);
@@ -86,7 +93,11 @@ async fn the_reconciler_requeues_what_redis_lost() {
     let mut ids = Vec::new();
     for priority in [2, 5, 9] {
         let body: Value = api
-            .post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow(), "priority": priority, "labels": {"k": "v"}}))
+            .post_json(
+                "/api/v1/executions",
+                &key,
+                &json!({"workflow": sample_workflow(), "priority": priority, "labels": {"k": "v"}}),
+            )
             .await
             .unwrap()
             .json()
@@ -104,7 +115,8 @@ async fn the_reconciler_requeues_what_redis_lost() {
 
     let mut conn = api.redis.clone();
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
-    let mut reconciler = Reconciler { db: api.db.clone(), redis: api.redis.clone(), keys: api.keys.clone(), grace: Duration::ZERO };
+    let mut reconciler =
+        Reconciler { db: api.db.clone(), redis: api.redis.clone(), keys: api.keys.clone(), grace: Duration::ZERO };
     let report = reconciler.pass().await.unwrap();
     assert_eq!((report.checked, report.requeued), (3, 3));
     let known = queue::known_queued(&mut conn, &api.keys, &ids).await.unwrap();

@@ -4,8 +4,7 @@
 
 use flow_like_dispatcher::config::KubernetesConfig;
 use flow_like_dispatcher::kubernetes::{
-    ExecutorEnv, JobSettings, JobSpecInput, ResourceOverrides, job_manifest,
-    render_job_manifest_yaml,
+    ExecutorEnv, JobSettings, JobSpecInput, ResourceOverrides, job_manifest, render_job_manifest_yaml,
 };
 use flow_like_tests::kube_sim::{JobSchema, schema_root};
 use std::path::{Path, PathBuf};
@@ -55,8 +54,7 @@ fn matrix() -> Vec<(&'static str, KubernetesConfig, JobSpecInput)> {
     kata.runtime_class = Some("kata".into());
 
     let mut scheduling = base_config();
-    scheduling.node_selector =
-        Some(r#"{"flow-like.dev/pool":"executors","kubernetes.io/os":"linux"}"#.into());
+    scheduling.node_selector = Some(r#"{"flow-like.dev/pool":"executors","kubernetes.io/os":"linux"}"#.into());
     scheduling.tolerations = Some(
         r#"[{"key":"dedicated","operator":"Equal","value":"executors","effect":"NoSchedule"},{"operator":"Exists","effect":"NoExecute","tolerationSeconds":30}]"#.into(),
     );
@@ -68,18 +66,12 @@ fn matrix() -> Vec<(&'static str, KubernetesConfig, JobSpecInput)> {
     scheduling.image_pull_policy = "Always".into();
 
     let mut overrides = input(2);
-    overrides.resources = Some(ResourceOverrides {
-        cpu: Some("750m".into()),
-        memory: Some("384Mi".into()),
-    });
+    overrides.resources = Some(ResourceOverrides { cpu: Some("750m".into()), memory: Some("384Mi".into()) });
     let mut deadline = input(3);
     deadline.deadline_ms = Some(90_500);
     let mut all = input(7);
     all.deadline_ms = Some(1);
-    all.resources = Some(ResourceOverrides {
-        cpu: Some("1".into()),
-        memory: None,
-    });
+    all.resources = Some(ResourceOverrides { cpu: Some("1".into()), memory: None });
     let mut retries = base_config();
     retries.backoff_limit = 3;
     retries.ttl_secs = 0;
@@ -96,10 +88,7 @@ fn matrix() -> Vec<(&'static str, KubernetesConfig, JobSpecInput)> {
 }
 
 fn ensure_cli() {
-    let present = Command::new("kubernetes-validate")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let present = Command::new("kubernetes-validate").arg("--version").output().is_ok_and(|o| o.status.success());
     if !present {
         let status = Command::new("python3")
             .args(["-m", "pip", "install", "--quiet", "kubernetes-validate"])
@@ -115,14 +104,8 @@ fn newest_version(root: &Path) -> String {
         .expect("schema directory")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter_map(|name| {
-            let version = name
-                .strip_prefix('v')?
-                .strip_suffix("-local-strict")?
-                .to_owned();
-            let parts = version
-                .split('.')
-                .map(|p| p.parse().ok())
-                .collect::<Option<Vec<u32>>>()?;
+            let version = name.strip_prefix('v')?.strip_suffix("-local-strict")?.to_owned();
+            let parts = version.split('.').map(|p| p.parse().ok()).collect::<Option<Vec<u32>>>()?;
             Some((parts, version))
         })
         .collect();
@@ -134,10 +117,9 @@ fn write_matrix(dir: &Path) -> Vec<PathBuf> {
     matrix()
         .into_iter()
         .map(|(label, config, spec)| {
-            let settings = JobSettings::from_config(&config, ExecutorEnv::default())
-                .unwrap_or_else(|e| panic!("{label}: {e}"));
-            let yaml = render_job_manifest_yaml(&spec, &settings)
-                .unwrap_or_else(|e| panic!("{label}: {e}"));
+            let settings =
+                JobSettings::from_config(&config, ExecutorEnv::default()).unwrap_or_else(|e| panic!("{label}: {e}"));
+            let yaml = render_job_manifest_yaml(&spec, &settings).unwrap_or_else(|e| panic!("{label}: {e}"));
             let path = dir.join(format!("{label}.yaml"));
             std::fs::write(&path, yaml).unwrap();
             path
@@ -158,25 +140,15 @@ fn every_job_validates_with_kubernetes_validate_strict() {
             .args(&files)
             .output()
             .expect("running kubernetes-validate");
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         assert!(output.status.success(), "Kubernetes {version}:\n{report}");
         assert!(!report.contains("ERROR"), "Kubernetes {version}:\n{report}");
     }
     // The check itself must be able to fail: a Job with an unknown field is refused.
     let bad = dir.join("bad.yaml");
-    let text = std::fs::read_to_string(&files[0])
-        .unwrap()
-        .replace("backoffLimit:", "backofLimit:");
+    let text = std::fs::read_to_string(&files[0]).unwrap().replace("backoffLimit:", "backofLimit:");
     std::fs::write(&bad, text).unwrap();
-    let output = Command::new("kubernetes-validate")
-        .args(["--strict", "-k", "1.33.0"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let output = Command::new("kubernetes-validate").args(["--strict", "-k", "1.33.0"]).arg(&bad).output().unwrap();
     assert!(!output.status.success(), "a misspelt field must be refused");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -187,10 +159,6 @@ fn every_job_validates_against_the_simulator_schema() {
     for (label, config, spec) in matrix() {
         let settings = JobSettings::from_config(&config, ExecutorEnv::default()).unwrap();
         let job = serde_json::to_value(job_manifest(&spec, &settings).unwrap()).unwrap();
-        assert_eq!(
-            schema.violations(&job),
-            Vec::<(String, String)>::new(),
-            "{label}"
-        );
+        assert_eq!(schema.violations(&job), Vec::<(String, String)>::new(), "{label}");
     }
 }

@@ -2,9 +2,7 @@
 //! the kubelet running Jobs (success, podFailurePolicy, backoff, deadline, TTL, eviction) and request faults.
 
 use flow_like_dispatcher::config::KubernetesConfig;
-use flow_like_dispatcher::kubernetes::{
-    ExecutorEnv, JobSettings, JobSpecInput, job_manifest, label_selector,
-};
+use flow_like_dispatcher::kubernetes::{ExecutorEnv, JobSettings, JobSpecInput, job_manifest, label_selector};
 use flow_like_tests::kube_sim::{Fault, KubeSim, KubeSimOptions, KubeletOptions};
 use futures::StreamExt as _;
 use k8s_openapi::api::batch::v1::Job;
@@ -65,31 +63,19 @@ async fn sim(kubelet: bool) -> KubeSim {
         ..KubeSimOptions::default()
     };
     let sim = KubeSim::start(options).await.unwrap();
-    sim.create_secret(
-        "default",
-        "flow-like-executor",
-        &[("REDIS_URL", "redis://secret@redis:6379")],
-    );
+    sim.create_secret("default", "flow-like-executor", &[("REDIS_URL", "redis://secret@redis:6379")]);
     sim
 }
 
 /// Polls a Job until `done` holds for it (or it is gone and `done(None)` holds).
-async fn wait_job(
-    api: &Api<Job>,
-    name: &str,
-    what: &str,
-    done: impl Fn(Option<&Job>) -> bool,
-) -> Option<Job> {
+async fn wait_job(api: &Api<Job>, name: &str, what: &str, done: impl Fn(Option<&Job>) -> bool) -> Option<Job> {
     let start = tokio::time::Instant::now();
     loop {
         let job = api.get_opt(name).await.unwrap();
         if done(job.as_ref()) {
             return job;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}: {job:?}"
-        );
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}: {job:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -103,9 +89,7 @@ fn finished(job: Option<&Job>) -> Option<(String, String)> {
 }
 
 async fn wait_finished(api: &Api<Job>, name: &str) -> (String, String, Job) {
-    let job = wait_job(api, name, "the Job to finish", |j| finished(j).is_some())
-        .await
-        .unwrap();
+    let job = wait_job(api, name, "the Job to finish", |j| finished(j).is_some()).await.unwrap();
     let (kind, reason) = finished(Some(&job)).unwrap();
     (kind, reason, job)
 }
@@ -123,17 +107,7 @@ async fn create_get_list_delete_and_conflicts() {
     let created = api.create(&PostParams::default(), &first).await.unwrap();
     assert!(created.metadata.uid.is_some());
     assert!(created.metadata.resource_version.is_some());
-    let labels = &created
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .metadata
-        .as_ref()
-        .unwrap()
-        .labels
-        .as_ref()
-        .unwrap();
+    let labels = &created.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
     assert_eq!(labels["job-name"], name);
     assert_eq!(labels["batch.kubernetes.io/job-name"], name);
 
@@ -150,38 +124,21 @@ async fn create_get_list_delete_and_conflicts() {
     assert_eq!(fetched.metadata.uid, created.metadata.uid);
     assert!(api.get_opt("fl-missing-a1").await.unwrap().is_none());
 
-    let other = api
-        .create(&PostParams::default(), &job("exit 0", |_| {}))
-        .await
-        .unwrap();
-    let all = api
-        .list(&ListParams::default().labels(&label_selector()))
-        .await
-        .unwrap();
+    let other = api.create(&PostParams::default(), &job("exit 0", |_| {})).await.unwrap();
+    let all = api.list(&ListParams::default().labels(&label_selector())).await.unwrap();
     assert_eq!(all.items.len(), 2);
-    let one = api
-        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={name}")))
-        .await
-        .unwrap();
+    let one = api.list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={name}"))).await.unwrap();
     assert_eq!(one.items.len(), 1);
     let none = api
-        .list(
-            &ListParams::default()
-                .labels("flow-like.dev/tenant in (other,tenants),app.kubernetes.io/name"),
-        )
+        .list(&ListParams::default().labels("flow-like.dev/tenant in (other,tenants),app.kubernetes.io/name"))
         .await
         .unwrap();
     assert!(none.items.is_empty());
-    let not = api
-        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance!={name}")))
-        .await
-        .unwrap();
+    let not = api.list(&ListParams::default().labels(&format!("app.kubernetes.io/instance!={name}"))).await.unwrap();
     assert_eq!(not.items.len(), 1);
     assert_eq!(not.items[0].metadata.name, other.metadata.name);
 
-    api.delete(&name, &DeleteParams::background())
-        .await
-        .unwrap();
+    api.delete(&name, &DeleteParams::background()).await.unwrap();
     assert!(api.get_opt(&name).await.unwrap().is_none());
     match api.delete(&name, &DeleteParams::background()).await {
         Err(kube::Error::Api(status)) => {
@@ -195,8 +152,7 @@ async fn create_get_list_delete_and_conflicts() {
 #[tokio::test]
 async fn invalid_jobs_are_refused_with_422() {
     let sim = sim(false).await;
-    let dynamic: Api<DynamicObject> =
-        Api::default_namespaced_with(sim.client(), &ApiResource::erase::<Job>(&()));
+    let dynamic: Api<DynamicObject> = Api::default_namespaced_with(sim.client(), &ApiResource::erase::<Job>(&()));
     let mut body = serde_json::to_value(job("exit 0", |_| {})).unwrap();
     body["spec"]["backofLimit"] = serde_json::json!(1);
     let object: DynamicObject = serde_json::from_value(body).unwrap();
@@ -211,34 +167,14 @@ async fn invalid_jobs_are_refused_with_422() {
 
     let api: Api<Job> = Api::default_namespaced(sim.client());
     let mut restarting = job("exit 0", |_| {});
-    restarting
-        .spec
-        .as_mut()
-        .unwrap()
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .restart_policy = Some("Always".into());
-    let err = api
-        .create(&PostParams::default(), &restarting)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, kube::Error::Api(ref s) if s.code == 422),
-        "{err:?}"
-    );
+    restarting.spec.as_mut().unwrap().template.spec.as_mut().unwrap().restart_policy = Some("Always".into());
+    let err = api.create(&PostParams::default(), &restarting).await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 422), "{err:?}");
 
     let mut long_name = job("exit 0", |_| {});
     long_name.metadata.name = Some("x".repeat(64));
-    let err = api
-        .create(&PostParams::default(), &long_name)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, kube::Error::Api(ref s) if s.code == 422),
-        "{err:?}"
-    );
+    let err = api.create(&PostParams::default(), &long_name).await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 422), "{err:?}");
     assert!(sim.jobs().is_empty());
 }
 
@@ -246,23 +182,17 @@ async fn invalid_jobs_are_refused_with_422() {
 async fn watcher_sees_events_and_relists_after_410() {
     let sim = sim(false).await;
     let api: Api<Job> = Api::default_namespaced(sim.client());
-    let config = watcher::Config::default()
-        .labels(&label_selector())
-        .timeout(1);
+    let config = watcher::Config::default().labels(&label_selector()).timeout(1);
     let mut events = watcher(api.clone(), config).boxed();
 
-    let first = api
-        .create(&PostParams::default(), &job("exit 0", |_| {}))
-        .await
-        .unwrap();
+    let first = api.create(&PostParams::default(), &job("exit 0", |_| {})).await.unwrap();
     let mut seen_first = false;
     let mut saw_gone = false;
     let mut relisted = false;
     let mut second_name = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while tokio::time::Instant::now() < deadline {
-        let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(5), events.next()).await
-        else {
+        let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(5), events.next()).await else {
             continue;
         };
         match event {
@@ -278,10 +208,7 @@ async fn watcher_sees_events_and_relists_after_410() {
             }
             Ok(watcher::Event::Init) if saw_gone => relisted = true,
             Ok(watcher::Event::InitDone) if relisted && second_name.is_none() => {
-                let second = api
-                    .create(&PostParams::default(), &job("exit 0", |_| {}))
-                    .await
-                    .unwrap();
+                let second = api.create(&PostParams::default(), &job("exit 0", |_| {})).await.unwrap();
                 second_name = second.metadata.name;
             }
             Err(watcher::Error::WatchError(status)) if status.code == 410 => saw_gone = true,
@@ -311,50 +238,20 @@ async fn kubelet_runs_jobs_and_statuses_follow() {
     let status = done.status.unwrap();
     assert_eq!(status.succeeded, Some(1));
     assert!(status.start_time.is_some() && status.completion_time.is_some());
-    let pod_list = pods
-        .list(&ListParams::default().labels(&format!("job-name={}", name_of(&ok))))
-        .await
-        .unwrap();
+    let pod_list = pods.list(&ListParams::default().labels(&format!("job-name={}", name_of(&ok)))).await.unwrap();
     assert_eq!(pod_list.items.len(), 1);
     let pod = &pod_list.items[0];
-    assert!(
-        pod.metadata
-            .name
-            .as_ref()
-            .unwrap()
-            .starts_with(&format!("{}-", name_of(&ok)))
-    );
-    assert_eq!(
-        pod.status.as_ref().unwrap().phase.as_deref(),
-        Some("Succeeded")
-    );
+    assert!(pod.metadata.name.as_ref().unwrap().starts_with(&format!("{}-", name_of(&ok))));
+    assert_eq!(pod.status.as_ref().unwrap().phase.as_deref(), Some("Succeeded"));
 
     // Exit 3 is "the workflow failed": the pod failure policy fails the Job without retries.
-    let failing = api
-        .create(
-            &PostParams::default(),
-            &job("exit 3", |s| s.backoff_limit = 5),
-        )
-        .await
-        .unwrap();
+    let failing = api.create(&PostParams::default(), &job("exit 3", |s| s.backoff_limit = 5)).await.unwrap();
     let (kind, reason, done) = wait_finished(&api, &name_of(&failing)).await;
-    assert_eq!(
-        (kind.as_str(), reason.as_str()),
-        ("Failed", "PodFailurePolicy")
-    );
+    assert_eq!((kind.as_str(), reason.as_str()), ("Failed", "PodFailurePolicy"));
     assert_eq!(done.status.unwrap().failed, Some(1));
-    let pod_list = pods
-        .list(&ListParams::default().labels(&format!("job-name={}", name_of(&failing))))
-        .await
-        .unwrap();
+    let pod_list = pods.list(&ListParams::default().labels(&format!("job-name={}", name_of(&failing)))).await.unwrap();
     assert_eq!(pod_list.items.len(), 1);
-    let terminated = pod_list.items[0]
-        .status
-        .as_ref()
-        .unwrap()
-        .container_statuses
-        .as_ref()
-        .unwrap()[0]
+    let terminated = pod_list.items[0].status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0]
         .state
         .as_ref()
         .unwrap()
@@ -364,33 +261,16 @@ async fn kubelet_runs_jobs_and_statuses_follow() {
     assert_eq!(terminated.exit_code, 3);
 
     // Exit 1 is an infrastructure failure: retried until backoffLimit.
-    let flaky = api
-        .create(
-            &PostParams::default(),
-            &job("exit 1", |s| s.backoff_limit = 1),
-        )
-        .await
-        .unwrap();
+    let flaky = api.create(&PostParams::default(), &job("exit 1", |s| s.backoff_limit = 1)).await.unwrap();
     let (kind, reason, done) = wait_finished(&api, &name_of(&flaky)).await;
-    assert_eq!(
-        (kind.as_str(), reason.as_str()),
-        ("Failed", "BackoffLimitExceeded")
-    );
+    assert_eq!((kind.as_str(), reason.as_str()), ("Failed", "BackoffLimitExceeded"));
     assert_eq!(done.status.unwrap().failed, Some(2));
-    let pod_list = pods
-        .list(&ListParams::default().labels(&format!("job-name={}", name_of(&flaky))))
-        .await
-        .unwrap();
+    let pod_list = pods.list(&ListParams::default().labels(&format!("job-name={}", name_of(&flaky)))).await.unwrap();
     assert_eq!(pod_list.items.len(), 2);
 
     // Deleting a Job in the background deletes its pods.
-    api.delete(&name_of(&flaky), &DeleteParams::background())
-        .await
-        .unwrap();
-    let left = pods
-        .list(&ListParams::default().labels(&format!("job-name={}", name_of(&flaky))))
-        .await
-        .unwrap();
+    api.delete(&name_of(&flaky), &DeleteParams::background()).await.unwrap();
+    let left = pods.list(&ListParams::default().labels(&format!("job-name={}", name_of(&flaky)))).await.unwrap();
     assert!(left.items.is_empty());
 }
 
@@ -403,29 +283,16 @@ async fn deadline_ttl_eviction_and_pod_faults() {
     let started = tokio::time::Instant::now();
     let slow = api.create(&PostParams::default(), &slow).await.unwrap();
     let (kind, reason, _) = wait_finished(&api, &name_of(&slow)).await;
-    assert_eq!(
-        (kind.as_str(), reason.as_str()),
-        ("Failed", "DeadlineExceeded")
-    );
+    assert_eq!((kind.as_str(), reason.as_str()), ("Failed", "DeadlineExceeded"));
     assert!(started.elapsed() < Duration::from_secs(10));
 
-    let short_lived = api
-        .create(&PostParams::default(), &job("exit 0", |s| s.ttl_secs = 1))
-        .await
-        .unwrap();
+    let short_lived = api.create(&PostParams::default(), &job("exit 0", |s| s.ttl_secs = 1)).await.unwrap();
     let name = name_of(&short_lived);
     wait_job(&api, &name, "TTL deletion", |j| j.is_none()).await;
-    assert!(
-        sim.pods()
-            .iter()
-            .all(|p| !p.metadata.name.as_ref().unwrap().starts_with(&name))
-    );
+    assert!(sim.pods().iter().all(|p| !p.metadata.name.as_ref().unwrap().starts_with(&name)));
 
     // An evicted pod is ignored by the pod failure policy: a new pod runs, even with backoffLimit 0.
-    let evicted = api
-        .create(&PostParams::default(), &job("sleep 1; exit 0", |_| {}))
-        .await
-        .unwrap();
+    let evicted = api.create(&PostParams::default(), &job("sleep 1; exit 0", |_| {})).await.unwrap();
     let name = name_of(&evicted);
     let pod_name = loop {
         let running = sim.pods().into_iter().find(|p| {
@@ -437,128 +304,53 @@ async fn deadline_ttl_eviction_and_pod_faults() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    sim.inject(Fault::EvictPod {
-        namespace: "default".into(),
-        name: pod_name.clone(),
-    });
+    sim.inject(Fault::EvictPod { namespace: "default".into(), name: pod_name.clone() });
     let (kind, _, _) = wait_finished(&api, &name).await;
     assert_eq!(kind, "Complete");
-    let evicted_pod = sim
-        .pods()
-        .into_iter()
-        .find(|p| p.metadata.name.as_deref() == Some(&pod_name))
-        .unwrap();
+    let evicted_pod = sim.pods().into_iter().find(|p| p.metadata.name.as_deref() == Some(&pod_name)).unwrap();
     let status = evicted_pod.status.unwrap();
     assert_eq!(status.reason.as_deref(), Some("Evicted"));
-    assert!(
-        status
-            .conditions
-            .unwrap()
-            .iter()
-            .any(|c| c.type_ == "DisruptionTarget")
-    );
+    assert!(status.conditions.unwrap().iter().any(|c| c.type_ == "DisruptionTarget"));
 
     // OOM kill: exit 137, reason OOMKilled, counted as a failure.
     sim.inject(Fault::OomKill);
-    let oom = api
-        .create(&PostParams::default(), &job("exit 0", |_| {}))
-        .await
-        .unwrap();
+    let oom = api.create(&PostParams::default(), &job("exit 0", |_| {})).await.unwrap();
     let (kind, reason, _) = wait_finished(&api, &name_of(&oom)).await;
-    assert_eq!(
-        (kind.as_str(), reason.as_str()),
-        ("Failed", "BackoffLimitExceeded")
-    );
-    let pod = sim
-        .pods()
-        .into_iter()
-        .find(|p| {
-            p.metadata
-                .name
-                .as_ref()
-                .unwrap()
-                .starts_with(&name_of(&oom))
-        })
-        .unwrap();
-    let terminated = pod.status.unwrap().container_statuses.unwrap()[0]
-        .state
-        .clone()
-        .unwrap()
-        .terminated
-        .unwrap();
-    assert_eq!(
-        (terminated.exit_code, terminated.reason.as_deref()),
-        (137, Some("OOMKilled"))
-    );
+    assert_eq!((kind.as_str(), reason.as_str()), ("Failed", "BackoffLimitExceeded"));
+    let pod = sim.pods().into_iter().find(|p| p.metadata.name.as_ref().unwrap().starts_with(&name_of(&oom))).unwrap();
+    let terminated = pod.status.unwrap().container_statuses.unwrap()[0].state.clone().unwrap().terminated.unwrap();
+    assert_eq!((terminated.exit_code, terminated.reason.as_deref()), (137, Some("OOMKilled")));
 
     // Image pull failure: the pod never starts; the deadline ends the Job.
     sim.inject(Fault::ImagePullFailure);
-    let pull = api
-        .create(
-            &PostParams::default(),
-            &job("exit 0", |s| s.deadline_secs = 1),
-        )
-        .await
-        .unwrap();
+    let pull = api.create(&PostParams::default(), &job("exit 0", |s| s.deadline_secs = 1)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pod = sim
-        .pods()
-        .into_iter()
-        .find(|p| {
-            p.metadata
-                .name
-                .as_ref()
-                .unwrap()
-                .starts_with(&name_of(&pull))
-        })
-        .unwrap();
-    let waiting = pod.status.unwrap().container_statuses.unwrap()[0]
-        .state
-        .clone()
-        .unwrap()
-        .waiting
-        .unwrap();
+    let pod = sim.pods().into_iter().find(|p| p.metadata.name.as_ref().unwrap().starts_with(&name_of(&pull))).unwrap();
+    let waiting = pod.status.unwrap().container_statuses.unwrap()[0].state.clone().unwrap().waiting.unwrap();
     assert_eq!(waiting.reason.as_deref(), Some("ImagePullBackOff"));
     let (kind, reason, _) = wait_finished(&api, &name_of(&pull)).await;
-    assert_eq!(
-        (kind.as_str(), reason.as_str()),
-        ("Failed", "DeadlineExceeded")
-    );
+    assert_eq!((kind.as_str(), reason.as_str()), ("Failed", "DeadlineExceeded"));
 }
 
 #[tokio::test]
 async fn throttling_and_server_errors_reach_the_client() {
     let sim = sim(false).await;
     // kube's default client retries 429 and succeeds.
-    sim.inject(Fault::TooManyRequests {
-        count: 2,
-        retry_after_secs: 0,
-    });
+    sim.inject(Fault::TooManyRequests { count: 2, retry_after_secs: 0 });
     let api: Api<Job> = Api::default_namespaced(sim.client());
-    api.create(&PostParams::default(), &job("exit 0", |_| {}))
-        .await
-        .unwrap();
+    api.create(&PostParams::default(), &job("exit 0", |_| {})).await.unwrap();
     assert_eq!(sim.responses_with_status(429), 2);
 
     // Without retries the client sees the 429 itself.
     let raw: Api<Job> = Api::default_namespaced(sim.client_with(|c| c.default_retry = false));
-    sim.inject(Fault::TooManyRequests {
-        count: 1,
-        retry_after_secs: 1,
-    });
+    sim.inject(Fault::TooManyRequests { count: 1, retry_after_secs: 1 });
     match raw.list(&ListParams::default()).await {
-        Err(kube::Error::Api(status)) => assert_eq!(
-            (status.code, status.reason.as_str()),
-            (429, "TooManyRequests")
-        ),
+        Err(kube::Error::Api(status)) => assert_eq!((status.code, status.reason.as_str()), (429, "TooManyRequests")),
         other => panic!("expected 429, got {other:?}"),
     }
     sim.inject(Fault::ServerError { count: 1 });
     let err = raw.list(&ListParams::default()).await.unwrap_err();
-    assert!(
-        matches!(err, kube::Error::Api(ref s) if s.code == 500),
-        "{err:?}"
-    );
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 500), "{err:?}");
 
     sim.inject(Fault::Latency(Duration::from_millis(200)));
     let started = tokio::time::Instant::now();

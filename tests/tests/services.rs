@@ -2,16 +2,12 @@
 //! survive stop/kill/restart on the same port, and the S3 server checks signatures.
 
 use aws_sdk_s3::primitives::ByteStream;
-use flow_like_tests::services::{
-    DedicatedPostgres, DedicatedRedis, RedisOptions, S3Settings, TestServices,
-};
+use flow_like_tests::services::{DedicatedPostgres, DedicatedRedis, RedisOptions, S3Settings, TestServices};
 use sqlx::{Connection, PgConnection};
 
 async fn current_database(url: &str) -> anyhow::Result<String> {
     let mut connection = PgConnection::connect(url).await?;
-    let name: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(&mut connection)
-        .await?;
+    let name: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&mut connection).await?;
     connection.close().await?;
     Ok(name)
 }
@@ -34,13 +30,10 @@ async fn fresh_databases_are_distinct_and_isolated() -> anyhow::Result<()> {
 
     // A table made in one database is not visible in the other.
     let mut connection = PgConnection::connect(&first).await?;
-    sqlx::raw_sql("CREATE TABLE marker (id int)")
-        .execute(&mut connection)
-        .await?;
+    sqlx::raw_sql("CREATE TABLE marker (id int)").execute(&mut connection).await?;
     let mut other = PgConnection::connect(&second).await?;
-    let visible: Option<String> = sqlx::query_scalar("SELECT to_regclass('marker')::text")
-        .fetch_one(&mut other)
-        .await?;
+    let visible: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('marker')::text").fetch_one(&mut other).await?;
     assert_eq!(visible, None);
     Ok(())
 }
@@ -72,11 +65,7 @@ async fn dedicated_redis_stops_and_restarts_on_the_same_port() -> anyhow::Result
     let mut server = DedicatedRedis::start_with(RedisOptions { append_only: true }).await?;
     let url = server.url();
     let mut connection = redis_connection(&url).await?;
-    let () = redis::cmd("SET")
-        .arg("kept")
-        .arg("yes")
-        .query_async(&mut connection)
-        .await?;
+    let () = redis::cmd("SET").arg("kept").arg("yes").query_async(&mut connection).await?;
 
     // A graceful stop flushes the append-only file; the restarted server has the key.
     server.stop().await?;
@@ -85,10 +74,7 @@ async fn dedicated_redis_stops_and_restarts_on_the_same_port() -> anyhow::Result
     server.restart().await?;
     assert_eq!(server.url(), url);
     let mut connection = redis_connection(&url).await?;
-    let kept: Option<String> = redis::cmd("GET")
-        .arg("kept")
-        .query_async(&mut connection)
-        .await?;
+    let kept: Option<String> = redis::cmd("GET").arg("kept").query_async(&mut connection).await?;
     assert_eq!(kept.as_deref(), Some("yes"));
 
     server.kill().await?;
@@ -103,17 +89,10 @@ async fn dedicated_redis_stops_and_restarts_on_the_same_port() -> anyhow::Result
 async fn dedicated_redis_in_memory_loses_data_on_restart() -> anyhow::Result<()> {
     let mut server = DedicatedRedis::start().await?;
     let mut connection = redis_connection(&server.url()).await?;
-    let () = redis::cmd("SET")
-        .arg("lost")
-        .arg("1")
-        .query_async(&mut connection)
-        .await?;
+    let () = redis::cmd("SET").arg("lost").arg("1").query_async(&mut connection).await?;
     server.restart().await?;
     let mut connection = redis_connection(&server.url()).await?;
-    let lost: Option<String> = redis::cmd("GET")
-        .arg("lost")
-        .query_async(&mut connection)
-        .await?;
+    let lost: Option<String> = redis::cmd("GET").arg("lost").query_async(&mut connection).await?;
     assert_eq!(lost, None);
     Ok(())
 }
@@ -123,18 +102,14 @@ async fn dedicated_postgres_keeps_committed_data_across_crash_and_restart() -> a
     let server = DedicatedPostgres::start().await?;
     let url = server.url();
     let mut connection = PgConnection::connect(&url).await?;
-    sqlx::raw_sql("CREATE TABLE kept (id int); INSERT INTO kept VALUES (7)")
-        .execute(&mut connection)
-        .await?;
+    sqlx::raw_sql("CREATE TABLE kept (id int); INSERT INTO kept VALUES (7)").execute(&mut connection).await?;
     drop(connection);
 
     server.kill().await?;
     assert!(PgConnection::connect(&url).await.is_err());
     server.restart().await?;
     let mut connection = PgConnection::connect(&url).await?;
-    let id: i32 = sqlx::query_scalar("SELECT id FROM kept")
-        .fetch_one(&mut connection)
-        .await?;
+    let id: i32 = sqlx::query_scalar("SELECT id FROM kept").fetch_one(&mut connection).await?;
     assert_eq!(id, 7);
     drop(connection);
 
@@ -160,27 +135,13 @@ async fn buckets_accept_the_right_key_and_reject_a_wrong_secret() -> anyhow::Res
             .body(ByteStream::from_static(b"{\"ok\":true}"))
             .send()
             .await?;
-        let object = client
-            .get_object()
-            .bucket(bucket)
-            .key("a/b.json")
-            .send()
-            .await?;
+        let object = client.get_object().bucket(bucket).key("a/b.json").send().await?;
         let body = object.body.collect().await?.into_bytes();
         assert_eq!(&body[..], b"{\"ok\":true}");
     }
 
-    let wrong = S3Settings {
-        secret_access_key: "not-the-secret".into(),
-        ..settings.clone()
-    };
-    let refused = wrong
-        .client()
-        .get_object()
-        .bucket(&settings.meta_bucket)
-        .key("a/b.json")
-        .send()
-        .await;
+    let wrong = S3Settings { secret_access_key: "not-the-secret".into(), ..settings.clone() };
+    let refused = wrong.client().get_object().bucket(&settings.meta_bucket).key("a/b.json").send().await;
     assert!(refused.is_err(), "a wrong secret must be refused");
     let refused_put = wrong
         .client()

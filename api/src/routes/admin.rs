@@ -36,7 +36,10 @@ fn check_tenant(tenant: &str) -> Result<(), ApiError> {
     if valid_tenant_name(tenant) {
         Ok(())
     } else {
-        Err(ApiError::invalid("", "a tenant name is 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"))
+        Err(ApiError::invalid(
+            "",
+            "a tenant name is 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit",
+        ))
     }
 }
 

@@ -7,11 +7,11 @@ use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, InvalidPart};
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use flow_like_shared::ids::valid_workflow_name;
@@ -163,7 +163,11 @@ fn prefix_pointers(prefix: &str, errors: workflow::ValidationErrors) -> ApiError
     ApiError::Invalid { title, errors }
 }
 
-async fn resolve_workflow(state: &AppState, tenant: &str, request: &SubmitExecution) -> Result<ResolvedWorkflow, ApiError> {
+async fn resolve_workflow(
+    state: &AppState,
+    tenant: &str,
+    request: &SubmitExecution,
+) -> Result<ResolvedWorkflow, ApiError> {
     match (&request.workflow, &request.workflow_ref) {
         (Some(document), None) => {
             let validated = workflow::validate(document, &state.settings.workflow_limits)
@@ -180,7 +184,10 @@ async fn resolve_workflow(state: &AppState, tenant: &str, request: &SubmitExecut
         (None, Some(reference)) => {
             let found = workflows::get(&state.db, tenant, &reference.name, reference.version).await?;
             let found = found.ok_or_else(|| {
-                ApiError::invalid("/workflow_ref", format!("no registered workflow {:?} with that version", reference.name))
+                ApiError::invalid(
+                    "/workflow_ref",
+                    format!("no registered workflow {:?} with that version", reference.name),
+                )
             })?;
             Ok(ResolvedWorkflow { name: found.name, version: Some(found.version), document: found.document })
         }
@@ -301,15 +308,13 @@ async fn submit_inner(
         Ok(IdempotentInsert::Created { queued_at }) => queued_at,
         Ok(IdempotentInsert::Existing(original)) => {
             discard_input(state, input_key.as_deref()).await;
-            let record = executions::get(&state.db, &caller.tenant, original).await?.ok_or(ApiError::NotFound("execution"))?;
+            let record =
+                executions::get(&state.db, &caller.tenant, original).await?.ok_or(ApiError::NotFound("execution"))?;
             return Ok((accepted_view(&record), true));
         }
         Ok(IdempotentInsert::Conflict) => {
             discard_input(state, input_key.as_deref()).await;
-            return Err(ApiError::invalid(
-                "",
-                "this Idempotency-Key was already used with a different request body",
-            ));
+            return Err(ApiError::invalid("", "this Idempotency-Key was already used with a different request body"));
         }
         Err(err) => {
             discard_input(state, input_key.as_deref()).await;

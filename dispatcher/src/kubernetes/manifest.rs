@@ -4,13 +4,13 @@
 use super::quantity::{Quantity, QuantityError};
 use super::settings::{JobSettings, is_dns1123_label};
 use k8s_openapi::api::batch::v1::{
-    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
-    PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyOnPodConditionsPattern,
+    PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, LocalObjectReference,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
-    SecretEnvSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, LocalObjectReference, PodSecurityContext,
+    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
@@ -76,11 +76,7 @@ pub enum ManifestError {
         source: QuantityError,
     },
     #[error("resources.{field}: {requested} is above the operator's limit {limit}")]
-    OverrideAboveLimit {
-        field: &'static str,
-        requested: String,
-        limit: String,
-    },
+    OverrideAboveLimit { field: &'static str, requested: String, limit: String },
     #[error("deadline_ms: {0} ms is longer than a Job can run")]
     DeadlineOutOfRange(u64),
     #[error("rendering the Job as YAML")]
@@ -104,18 +100,10 @@ pub fn label_selector() -> String {
 pub fn sanitize_label_value(value: &str) -> String {
     let replaced: String = value
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
         .take(63)
         .collect();
-    replaced
-        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_owned()
+    replaced.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned()
 }
 
 /// Builds the executor Job of one attempt.
@@ -128,18 +116,9 @@ pub fn job_manifest(spec: &JobSpecInput, settings: &JobSettings) -> Result<Job, 
         (LABEL_WORKFLOW.to_owned(), spec.workflow.clone()),
     ]);
     let overrides = spec.resources.clone().unwrap_or_default();
-    let cpu_request = override_or(
-        "cpu",
-        overrides.cpu.as_deref(),
-        &settings.cpu_request,
-        &settings.cpu_limit,
-    )?;
-    let memory_request = override_or(
-        "memory",
-        overrides.memory.as_deref(),
-        &settings.memory_request,
-        &settings.memory_limit,
-    )?;
+    let cpu_request = override_or("cpu", overrides.cpu.as_deref(), &settings.cpu_request, &settings.cpu_limit)?;
+    let memory_request =
+        override_or("memory", overrides.memory.as_deref(), &settings.memory_request, &settings.memory_limit)?;
     let deadline = match spec.deadline_ms {
         Some(ms) => i64::try_from(ms.div_ceil(1000))
             .ok()
@@ -153,21 +132,10 @@ pub fn job_manifest(spec: &JobSpecInput, settings: &JobSettings) -> Result<Job, 
         env_var("EXECUTION_ATTEMPT", spec.attempt.to_string()),
         env_var("EXECUTION_TENANT", spec.tenant.clone()),
     ];
-    env.extend(
-        settings
-            .executor_env
-            .pairs()
-            .into_iter()
-            .map(|(k, v)| env_var(k, v)),
-    );
+    env.extend(settings.executor_env.pairs().into_iter().map(|(k, v)| env_var(k, v)));
 
     let quantities = |pairs: &[(&str, &Quantity)]| {
-        Some(
-            pairs
-                .iter()
-                .map(|(k, q)| ((*k).to_owned(), q.to_k8s()))
-                .collect::<BTreeMap<_, _>>(),
-        )
+        Some(pairs.iter().map(|(k, q)| ((*k).to_owned(), q.to_k8s())).collect::<BTreeMap<_, _>>())
     };
     let container = Container {
         name: CONTAINER_NAME.to_owned(),
@@ -176,10 +144,7 @@ pub fn job_manifest(spec: &JobSpecInput, settings: &JobSettings) -> Result<Job, 
         env: Some(env),
         // REDIS_URL and the S3 keys: referenced, never copied into the Job.
         env_from: Some(vec![EnvFromSource {
-            secret_ref: Some(SecretEnvSource {
-                name: settings.secret_name.clone(),
-                optional: Some(false),
-            }),
+            secret_ref: Some(SecretEnvSource { name: settings.secret_name.clone(), optional: Some(false) }),
             ..Default::default()
         }]),
         resources: Some(ResourceRequirements {
@@ -195,10 +160,7 @@ pub fn job_manifest(spec: &JobSpecInput, settings: &JobSettings) -> Result<Job, 
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
             run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_owned()]),
-                ..Default::default()
-            }),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), ..Default::default() }),
             ..Default::default()
         }),
         volume_mounts: Some(vec![VolumeMount {
@@ -223,21 +185,14 @@ pub fn job_manifest(spec: &JobSpecInput, settings: &JobSettings) -> Result<Job, 
         tolerations: settings.tolerations.clone(),
         affinity: settings.affinity.clone(),
         image_pull_secrets: (!settings.image_pull_secrets.is_empty()).then(|| {
-            settings
-                .image_pull_secrets
-                .iter()
-                .map(|name| LocalObjectReference { name: name.clone() })
-                .collect()
+            settings.image_pull_secrets.iter().map(|name| LocalObjectReference { name: name.clone() }).collect()
         }),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(EXECUTOR_UID),
             run_as_group: Some(EXECUTOR_UID),
             fs_group: Some(EXECUTOR_UID),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".to_owned(),
-                ..Default::default()
-            }),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), ..Default::default() }),
             ..Default::default()
         }),
         volumes: Some(vec![Volume {
@@ -278,10 +233,7 @@ pub fn job_manifest(spec: &JobSpecInput, settings: &JobSettings) -> Result<Job, 
 }
 
 /// The Job as YAML, for `flow-like-dispatcher job-manifest` and for reviewing what the dispatcher would send.
-pub fn render_job_manifest_yaml(
-    spec: &JobSpecInput,
-    settings: &JobSettings,
-) -> Result<String, ManifestError> {
+pub fn render_job_manifest_yaml(spec: &JobSpecInput, settings: &JobSettings) -> Result<String, ManifestError> {
     serde_yaml::to_string(&job_manifest(spec, settings)?).map_err(ManifestError::Render)
 }
 
@@ -312,14 +264,9 @@ fn override_or(
     let Some(wish) = wish.map(str::trim).filter(|w| !w.is_empty()) else {
         return Ok(default.clone());
     };
-    let wish =
-        Quantity::parse(wish).map_err(|source| ManifestError::InvalidOverride { field, source })?;
+    let wish = Quantity::parse(wish).map_err(|source| ManifestError::InvalidOverride { field, source })?;
     if &wish > limit {
-        return Err(ManifestError::OverrideAboveLimit {
-            field,
-            requested: wish.to_string(),
-            limit: limit.to_string(),
-        });
+        return Err(ManifestError::OverrideAboveLimit { field, requested: wish.to_string(), limit: limit.to_string() });
     }
     Ok(wish)
 }
@@ -350,11 +297,7 @@ fn pod_failure_policy() -> PodFailurePolicy {
 }
 
 fn env_var(name: &str, value: String) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value),
-        value_from: None,
-    }
+    EnvVar { name: name.to_owned(), value: Some(value), value_from: None }
 }
 
 #[cfg(test)]

@@ -54,11 +54,7 @@ fn pod(job: &Job) -> &PodSpec {
 fn names_are_deterministic_and_valid_dns_labels() {
     let mut seen = std::collections::HashSet::new();
     for i in 0..2000u128 {
-        let id = if i % 2 == 0 {
-            Uuid::new_v4()
-        } else {
-            Uuid::from_u128(u128::MAX - i)
-        };
+        let id = if i % 2 == 0 { Uuid::new_v4() } else { Uuid::from_u128(u128::MAX - i) };
         for attempt in [0, 1, 2, 9, 10, 99, 1000, u32::MAX] {
             let name = job_name(id, attempt);
             assert_eq!(name, job_name(id, attempt));
@@ -84,14 +80,7 @@ fn labels_identify_the_attempt_and_match_the_selector() {
         let (k, v) = term.split_once('=').unwrap();
         assert_eq!(labels[k], v);
     }
-    let template = job
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .metadata
-        .as_ref()
-        .unwrap();
+    let template = job.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
     assert_eq!(template.labels.as_ref(), Some(labels));
 }
 
@@ -104,10 +93,7 @@ fn label_values_are_sanitised_and_exact_values_kept_in_annotations() {
     let labels = job.metadata.labels.as_ref().unwrap();
     assert_eq!(labels[LABEL_TENANT], "Acme-Corp-EU");
     assert_eq!(labels[LABEL_WORKFLOW], "x".repeat(62));
-    assert_eq!(
-        job.metadata.annotations.as_ref().unwrap()[LABEL_TENANT],
-        "Acme Corp/EU"
-    );
+    assert_eq!(job.metadata.annotations.as_ref().unwrap()[LABEL_TENANT], "Acme Corp/EU");
     for value in ["", "---", "é", "a.b_c-d", "ÄÖÜ tenant"] {
         let v = sanitize_label_value(value);
         assert!(v.len() <= 63);
@@ -118,10 +104,7 @@ fn label_values_are_sanitised_and_exact_values_kept_in_annotations() {
 
 #[test]
 fn env_carries_the_attempt_and_no_secret_value() {
-    let redis = RedisConfig {
-        url: "redis://exec:hunter2-redis@redis:6379".into(),
-        prefix: "fl-test".into(),
-    };
+    let redis = RedisConfig { url: "redis://exec:hunter2-redis@redis:6379".into(), prefix: "fl-test".into() };
     let s3 = S3Config {
         endpoint: "http://s3:9000".into(),
         region: "eu-west-1".into(),
@@ -131,10 +114,7 @@ fn env_carries_the_attempt_and_no_secret_value() {
         content_bucket: "content".into(),
         force_path_style: true,
     };
-    let telemetry = TelemetryConfig {
-        log_filter: "debug".into(),
-        log_format: LogFormat::Json,
-    };
+    let telemetry = TelemetryConfig { log_filter: "debug".into(), log_format: LogFormat::Json };
     let env = ExecutorEnv::from_configs(&redis, &s3, &telemetry);
     let settings = JobSettings::from_config(&config(), env).unwrap();
     let job = job_manifest(&input(), &settings).unwrap();
@@ -143,13 +123,8 @@ fn env_carries_the_attempt_and_no_secret_value() {
         assert!(!text.contains(secret), "{secret} leaked into the Job");
     }
     let container = &pod(&job).containers[0];
-    let env: BTreeMap<_, _> = container
-        .env
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|e| (e.name.as_str(), e.value.as_deref().unwrap()))
-        .collect();
+    let env: BTreeMap<_, _> =
+        container.env.as_ref().unwrap().iter().map(|e| (e.name.as_str(), e.value.as_deref().unwrap())).collect();
     for forbidden in ["REDIS_URL", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"] {
         assert!(!env.contains_key(forbidden));
     }
@@ -165,19 +140,13 @@ fn env_carries_the_attempt_and_no_secret_value() {
     assert_eq!(env["RUST_LOG"], "debug");
     assert_eq!(env["LOG_FORMAT"], "json");
     let from = container.env_from.as_ref().unwrap();
-    assert_eq!(
-        from[0].secret_ref.as_ref().unwrap().name,
-        "flow-like-executor"
-    );
+    assert_eq!(from[0].secret_ref.as_ref().unwrap().name, "flow-like-executor");
 }
 
 #[test]
 fn overrides_become_requests_and_are_refused_above_the_limit() {
     let mut spec = input();
-    spec.resources = Some(ResourceOverrides {
-        cpu: Some("750m".into()),
-        memory: Some("256Mi".into()),
-    });
+    spec.resources = Some(ResourceOverrides { cpu: Some("750m".into()), memory: Some("256Mi".into()) });
     let job = job_manifest(&spec, &settings()).unwrap();
     let resources = pod(&job).containers[0].resources.as_ref().unwrap();
     let requests = resources.requests.as_ref().unwrap();
@@ -189,54 +158,27 @@ fn overrides_become_requests_and_are_refused_above_the_limit() {
     assert_eq!(limits["ephemeral-storage"].0, "1Gi");
 
     // Exactly the limit is allowed.
-    spec.resources = Some(ResourceOverrides {
-        cpu: Some("1000m".into()),
-        memory: Some("0.5Gi".into()),
-    });
+    spec.resources = Some(ResourceOverrides { cpu: Some("1000m".into()), memory: Some("0.5Gi".into()) });
     job_manifest(&spec, &settings()).unwrap();
 
-    spec.resources = Some(ResourceOverrides {
-        cpu: Some("1001m".into()),
-        memory: None,
-    });
+    spec.resources = Some(ResourceOverrides { cpu: Some("1001m".into()), memory: None });
     match job_manifest(&spec, &settings()) {
         Err(ManifestError::OverrideAboveLimit { field: "cpu", .. }) => {}
         other => panic!("expected cpu refused, got {other:?}"),
     }
-    spec.resources = Some(ResourceOverrides {
-        cpu: None,
-        memory: Some("1Gi".into()),
-    });
+    spec.resources = Some(ResourceOverrides { cpu: None, memory: Some("1Gi".into()) });
     let err = job_manifest(&spec, &settings()).unwrap_err();
-    assert!(matches!(
-        err,
-        ManifestError::OverrideAboveLimit {
-            field: "memory",
-            ..
-        }
-    ));
+    assert!(matches!(err, ManifestError::OverrideAboveLimit { field: "memory", .. }));
     assert!(err.to_string().contains("resources.memory"), "{err}");
-    spec.resources = Some(ResourceOverrides {
-        cpu: Some("lots".into()),
-        memory: None,
-    });
-    assert!(matches!(
-        job_manifest(&spec, &settings()),
-        Err(ManifestError::InvalidOverride { field: "cpu", .. })
-    ));
+    spec.resources = Some(ResourceOverrides { cpu: Some("lots".into()), memory: None });
+    assert!(matches!(job_manifest(&spec, &settings()), Err(ManifestError::InvalidOverride { field: "cpu", .. })));
 }
 
 #[test]
 fn deadline_comes_from_the_workflow_rounded_up_plus_grace() {
     let mut spec = input();
-    let deadline = |spec: &JobSpecInput| {
-        job_manifest(spec, &settings())
-            .unwrap()
-            .spec
-            .unwrap()
-            .active_deadline_seconds
-            .unwrap()
-    };
+    let deadline =
+        |spec: &JobSpecInput| job_manifest(spec, &settings()).unwrap().spec.unwrap().active_deadline_seconds.unwrap();
     assert_eq!(deadline(&spec), 3600);
     spec.deadline_ms = Some(1500);
     assert_eq!(deadline(&spec), 2 + DEADLINE_GRACE_SECS);
@@ -246,10 +188,7 @@ fn deadline_comes_from_the_workflow_rounded_up_plus_grace() {
     assert_eq!(deadline(&spec), DEADLINE_GRACE_SECS);
     // The largest possible wish still fits: no overflow into a negative deadline.
     spec.deadline_ms = Some(u64::MAX);
-    assert_eq!(
-        deadline(&spec),
-        18_446_744_073_709_552 + DEADLINE_GRACE_SECS
-    );
+    assert_eq!(deadline(&spec), 18_446_744_073_709_552 + DEADLINE_GRACE_SECS);
 }
 
 #[test]
@@ -260,10 +199,7 @@ fn pod_is_restricted_and_policy_stops_on_workflow_failure() {
     assert_eq!(spec.ttl_seconds_after_finished, Some(600));
     let rules = &spec.pod_failure_policy.as_ref().unwrap().rules;
     assert_eq!(rules[0].action, "Ignore");
-    assert_eq!(
-        rules[0].on_pod_conditions.as_ref().unwrap()[0].type_,
-        "DisruptionTarget"
-    );
+    assert_eq!(rules[0].on_pod_conditions.as_ref().unwrap()[0].type_, "DisruptionTarget");
     assert_eq!(rules[1].action, "FailJob");
     let codes = rules[1].on_exit_codes.as_ref().unwrap();
     assert_eq!(codes.container_name.as_deref(), Some(CONTAINER_NAME));
@@ -278,28 +214,13 @@ fn pod_is_restricted_and_policy_stops_on_workflow_failure() {
     let psc = pod.security_context.as_ref().unwrap();
     assert_eq!(psc.run_as_non_root, Some(true));
     assert_eq!(psc.run_as_user, Some(EXECUTOR_UID));
-    assert_eq!(
-        psc.seccomp_profile.as_ref().unwrap().type_,
-        "RuntimeDefault"
-    );
+    assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
     let csc = pod.containers[0].security_context.as_ref().unwrap();
     assert_eq!(csc.allow_privilege_escalation, Some(false));
     assert_eq!(csc.read_only_root_filesystem, Some(true));
-    assert_eq!(
-        csc.capabilities.as_ref().unwrap().drop.as_deref(),
-        Some(&["ALL".to_owned()][..])
-    );
+    assert_eq!(csc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_owned()][..]));
     let tmp = &pod.volumes.as_ref().unwrap()[0];
-    assert_eq!(
-        tmp.empty_dir
-            .as_ref()
-            .unwrap()
-            .size_limit
-            .as_ref()
-            .unwrap()
-            .0,
-        "1Gi"
-    );
+    assert_eq!(tmp.empty_dir.as_ref().unwrap().size_limit.as_ref().unwrap().0, "1Gi");
 }
 
 #[test]
@@ -309,9 +230,7 @@ fn scheduling_settings_are_parsed_and_bad_ones_name_the_setting() {
     cfg.priority_class = Some("flow-like-batch".into());
     cfg.image_pull_secrets = vec!["regcred".into(), " ".into()];
     cfg.node_selector = Some(r#"{"pool":"executors"}"#.into());
-    cfg.tolerations = Some(
-        r#"[{"key":"dedicated","operator":"Equal","value":"flow","effect":"NoSchedule"}]"#.into(),
-    );
+    cfg.tolerations = Some(r#"[{"key":"dedicated","operator":"Equal","value":"flow","effect":"NoSchedule"}]"#.into());
     cfg.affinity = Some(
         r#"{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"pool","operator":"In","values":["executors"]}]}]}}}"#
             .into(),
@@ -322,31 +241,20 @@ fn scheduling_settings_are_parsed_and_bad_ones_name_the_setting() {
     assert_eq!(pod.runtime_class_name.as_deref(), Some("kata"));
     assert_eq!(pod.priority_class_name.as_deref(), Some("flow-like-batch"));
     assert_eq!(pod.node_selector.as_ref().unwrap()["pool"], "executors");
-    assert_eq!(
-        pod.tolerations.as_ref().unwrap()[0].key.as_deref(),
-        Some("dedicated")
-    );
+    assert_eq!(pod.tolerations.as_ref().unwrap()[0].key.as_deref(), Some("dedicated"));
     assert!(pod.affinity.as_ref().unwrap().node_affinity.is_some());
     assert_eq!(pod.image_pull_secrets.as_ref().unwrap().len(), 1);
 
     type Breaks = fn(&mut KubernetesConfig);
     let cases: Vec<(&str, Breaks)> = vec![
-        ("EXECUTOR_NODE_SELECTOR", |c| {
-            c.node_selector = Some("[1]".into())
-        }),
+        ("EXECUTOR_NODE_SELECTOR", |c| c.node_selector = Some("[1]".into())),
         ("EXECUTOR_TOLERATIONS", |c| c.tolerations = Some("{".into())),
         ("EXECUTOR_AFFINITY", |c| c.affinity = Some("[]".into())),
         ("EXECUTOR_CPU_LIMIT", |c| c.cpu_limit = "one".into()),
-        ("EXECUTOR_MEMORY_REQUEST", |c| {
-            c.memory_request = "1Gi".into()
-        }),
-        ("EXECUTOR_IMAGE_PULL_POLICY", |c| {
-            c.image_pull_policy = "Sometimes".into()
-        }),
+        ("EXECUTOR_MEMORY_REQUEST", |c| c.memory_request = "1Gi".into()),
+        ("EXECUTOR_IMAGE_PULL_POLICY", |c| c.image_pull_policy = "Sometimes".into()),
         ("EXECUTOR_SECRET", |c| c.secret = "Not_A_Name".into()),
-        ("EXECUTOR_RUNTIME_CLASS", |c| {
-            c.runtime_class = Some("Kata!".into())
-        }),
+        ("EXECUTOR_RUNTIME_CLASS", |c| c.runtime_class = Some("Kata!".into())),
         ("EXECUTOR_DEADLINE_SECS", |c| c.deadline_secs = 0),
         ("EXECUTOR_BACKOFF_LIMIT", |c| c.backoff_limit = -1),
     ];
@@ -362,10 +270,7 @@ fn scheduling_settings_are_parsed_and_bad_ones_name_the_setting() {
 #[test]
 fn yaml_rendering_round_trips() {
     let yaml = render_job_manifest_yaml(&input(), &settings()).unwrap();
-    assert!(
-        yaml.starts_with("apiVersion: batch/v1\nkind: Job\n"),
-        "{yaml}"
-    );
+    assert!(yaml.starts_with("apiVersion: batch/v1\nkind: Job\n"), "{yaml}");
     let back: Job = serde_yaml::from_str(&yaml).unwrap();
     assert_eq!(back, job_manifest(&input(), &settings()).unwrap());
 }

@@ -21,9 +21,7 @@ impl Quantity {
     /// refused: operators and workflows write suffixes, and one notation keeps error messages simple.
     pub fn parse(text: &str) -> Result<Self, QuantityError> {
         let err = || QuantityError(text.to_owned());
-        let split = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
+        let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
         let (number, suffix) = text.split_at(split);
         let multiplier: u128 = match suffix {
             "n" => 1,
@@ -61,16 +59,10 @@ impl Quantity {
         let scale = 10u128.checked_pow(u32::try_from(fraction.len()).map_err(|_| err())?);
         let fraction_nanos = match scale {
             // Round up: a quantity below one nano-unit still asks for something.
-            Some(scale) => digits(fraction)?
-                .checked_mul(multiplier)
-                .ok_or_else(err)?
-                .div_ceil(scale),
+            Some(scale) => digits(fraction)?.checked_mul(multiplier).ok_or_else(err)?.div_ceil(scale),
             None => return Err(err()),
         };
-        Ok(Self {
-            text: text.to_owned(),
-            nanos: whole_nanos.checked_add(fraction_nanos).ok_or_else(err)?,
-        })
+        Ok(Self { text: text.to_owned(), nanos: whole_nanos.checked_add(fraction_nanos).ok_or_else(err)? })
     }
 
     /// The quantity as written.

@@ -17,10 +17,7 @@ pub struct SettingsError {
 }
 
 fn invalid(setting: &'static str, reason: impl ToString) -> SettingsError {
-    SettingsError {
-        setting,
-        reason: reason.to_string(),
-    }
+    SettingsError { setting, reason: reason.to_string() }
 }
 
 /// The executor's non-secret environment, copied into every Job. Credentials (REDIS_URL, S3 keys) never go
@@ -113,31 +110,18 @@ pub struct JobSettings {
 
 impl JobSettings {
     /// Parses and checks the operator's settings.
-    pub fn from_config(
-        config: &KubernetesConfig,
-        executor_env: ExecutorEnv,
-    ) -> Result<Self, SettingsError> {
+    pub fn from_config(config: &KubernetesConfig, executor_env: ExecutorEnv) -> Result<Self, SettingsError> {
         if config.image.trim().is_empty() {
             return Err(invalid("EXECUTOR_IMAGE", "must not be empty"));
         }
-        if !matches!(
-            config.image_pull_policy.as_str(),
-            "Always" | "IfNotPresent" | "Never"
-        ) {
+        if !matches!(config.image_pull_policy.as_str(), "Always" | "IfNotPresent" | "Never") {
             return Err(invalid(
                 "EXECUTOR_IMAGE_PULL_POLICY",
-                format!(
-                    "`{}` is not one of Always, IfNotPresent, Never",
-                    config.image_pull_policy
-                ),
+                format!("`{}` is not one of Always, IfNotPresent, Never", config.image_pull_policy),
             ));
         }
-        let image_pull_secrets: Vec<String> = config
-            .image_pull_secrets
-            .iter()
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect();
+        let image_pull_secrets: Vec<String> =
+            config.image_pull_secrets.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
         for name in &image_pull_secrets {
             check_object_name("EXECUTOR_IMAGE_PULL_SECRETS", name)?;
         }
@@ -152,17 +136,13 @@ impl JobSettings {
             check_object_name("EXECUTOR_PRIORITY_CLASS", name)?;
         }
 
-        let quantity = |setting: &'static str, text: &str| {
-            Quantity::parse(text.trim()).map_err(|e| invalid(setting, e))
-        };
+        let quantity =
+            |setting: &'static str, text: &str| Quantity::parse(text.trim()).map_err(|e| invalid(setting, e));
         let cpu_request = quantity("EXECUTOR_CPU_REQUEST", &config.cpu_request)?;
         let cpu_limit = quantity("EXECUTOR_CPU_LIMIT", &config.cpu_limit)?;
         let memory_request = quantity("EXECUTOR_MEMORY_REQUEST", &config.memory_request)?;
         let memory_limit = quantity("EXECUTOR_MEMORY_LIMIT", &config.memory_limit)?;
-        let ephemeral_storage_limit = quantity(
-            "EXECUTOR_EPHEMERAL_STORAGE_LIMIT",
-            &config.ephemeral_storage_limit,
-        )?;
+        let ephemeral_storage_limit = quantity("EXECUTOR_EPHEMERAL_STORAGE_LIMIT", &config.ephemeral_storage_limit)?;
         // The API server refuses a pod whose request exceeds its limit; say so at start-up instead.
         if cpu_request > cpu_limit {
             return Err(invalid(
@@ -213,11 +193,7 @@ impl JobSettings {
 }
 
 fn non_empty(value: &Option<String>) -> Option<String> {
-    value
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+    value.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(
@@ -237,12 +213,7 @@ fn check_object_name(setting: &'static str, name: &str) -> Result<(), SettingsEr
     if is_dns1123_subdomain(name) {
         Ok(())
     } else {
-        Err(invalid(
-            setting,
-            format!(
-                "`{name}` is not a valid Kubernetes object name (lowercase DNS-1123 subdomain)"
-            ),
-        ))
+        Err(invalid(setting, format!("`{name}` is not a valid Kubernetes object name (lowercase DNS-1123 subdomain)")))
     }
 }
 
@@ -254,9 +225,7 @@ pub(crate) fn is_dns1123_label(label: &str) -> bool {
     let bytes = label.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }

@@ -26,37 +26,19 @@ impl HttpRunner {
         // reqwest is built without a bundled crypto provider; use the same aws-lc-rs provider as the AWS SDK.
         // Installing fails harmlessly when a provider is already installed.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("flow-like-executor/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self {
-            client,
-            max_response_bytes,
-        })
+        let client =
+            reqwest::Client::builder().user_agent(concat!("flow-like-executor/", env!("CARGO_PKG_VERSION"))).build()?;
+        Ok(Self { client, max_response_bytes })
     }
 
     /// Sends the request and returns `{status, headers, body}`. A status of 400 or more fails the node (and so
     /// is retried); the body is JSON when it parses as JSON, else a string.
-    pub async fn send(
-        &self,
-        params: &HttpRequestParams,
-        body: Option<Value>,
-    ) -> Result<Value, NodeError> {
-        let limit = params
-            .max_response_bytes
-            .map_or(self.max_response_bytes, |own| {
-                own.min(self.max_response_bytes)
-            });
-        let timeout = params
-            .timeout_ms
-            .map_or(DEFAULT_HTTP_TIMEOUT, Duration::from_millis);
+    pub async fn send(&self, params: &HttpRequestParams, body: Option<Value>) -> Result<Value, NodeError> {
+        let limit = params.max_response_bytes.map_or(self.max_response_bytes, |own| own.min(self.max_response_bytes));
+        let timeout = params.timeout_ms.map_or(DEFAULT_HTTP_TIMEOUT, Duration::from_millis);
         let method = reqwest::Method::from_bytes(params.method.as_str().as_bytes())
             .map_err(|e| NodeError::HttpRequest(e.to_string()))?;
-        let mut request = self
-            .client
-            .request(method, &params.url)
-            .timeout(timeout)
-            .headers(header_map(params)?);
+        let mut request = self.client.request(method, &params.url).timeout(timeout).headers(header_map(params)?);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -75,10 +57,7 @@ impl HttpRunner {
         }
         let body = decode_body(bytes);
         if status >= 400 {
-            return Err(NodeError::HttpStatus {
-                status,
-                body: excerpt(&body),
-            });
+            return Err(NodeError::HttpStatus { status, body: excerpt(&body) });
         }
         Ok(serde_json::json!({"status": status, "headers": headers, "body": body}))
     }

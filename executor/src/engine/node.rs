@@ -4,9 +4,7 @@ use super::error::NodeError;
 use super::http::HttpRunner;
 use super::reporter::{EngineEvent, Reporter};
 use super::store::ObjectStore;
-use flow_like_shared::workflow::{
-    MapParams, NodeControl, NodeKind, ValidatedWorkflow, check_object_key,
-};
+use flow_like_shared::workflow::{MapParams, NodeControl, NodeKind, ValidatedWorkflow, check_object_key};
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
@@ -60,27 +58,21 @@ pub(crate) async fn run_node(
         attempt += 1;
         attempts.store(attempt, Ordering::Relaxed);
         if target.item.is_none() {
-            ctx.reporter.report(EngineEvent::NodeStarted {
-                node: target.node.to_owned(),
-                attempt,
-            });
+            ctx.reporter.report(EngineEvent::NodeStarted { node: target.node.to_owned(), attempt });
         }
         let work = execute(ctx, target, view.clone());
         let result = match target.control.timeout_ms {
-            Some(ms) => tokio::time::timeout(Duration::from_millis(ms), work)
-                .await
-                .unwrap_or(Err(NodeError::Timeout(ms))),
+            Some(ms) => {
+                tokio::time::timeout(Duration::from_millis(ms), work).await.unwrap_or(Err(NodeError::Timeout(ms)))
+            }
             None => work.await,
         };
         let error = match result {
             Ok(output) => return Ok(NodeOutcome::Output(output)),
             Err(error) => error,
         };
-        let retry_in = target
-            .control
-            .retry
-            .filter(|_| attempt < max_attempts)
-            .map(|policy| policy.backoff_before(attempt + 1));
+        let retry_in =
+            target.control.retry.filter(|_| attempt < max_attempts).map(|policy| policy.backoff_before(attempt + 1));
         if target.item.is_none() {
             ctx.reporter.report(EngineEvent::NodeAttemptFailed {
                 node: target.node.to_owned(),
@@ -109,9 +101,7 @@ fn execute<'a>(
             NodeKind::HttpRequest(http) => {
                 let body = match (&http.body, &http.body_expr) {
                     (Some(body), _) => Some(body.clone()),
-                    (None, Some(_)) => {
-                        Some(eval(ctx, &format!("{params}/body_expr"), "body_expr", view).await?)
-                    }
+                    (None, Some(_)) => Some(eval(ctx, &format!("{params}/body_expr"), "body_expr", view).await?),
                     (None, None) => None,
                 };
                 ctx.http.send(http, body).await
@@ -132,8 +122,7 @@ fn execute<'a>(
                 Ok(Value::Null)
             }
             NodeKind::Log(log) => {
-                let message = match eval(ctx, &format!("{params}/message"), "message", view).await?
-                {
+                let message = match eval(ctx, &format!("{params}/message"), "message", view).await? {
                     Value::String(text) => text,
                     other => other.to_string(),
                 };
@@ -152,28 +141,14 @@ fn execute<'a>(
 
 /// Runs the inner node once per element of `over`, at most `parallelism` at once; the output keeps the input
 /// order, and a skipped element yields `null`. The first failing element fails the map.
-async fn run_map(
-    ctx: &NodeContext<'_>,
-    target: &Target<'_>,
-    map: &MapParams,
-    view: Value,
-) -> Result<Value, NodeError> {
-    let over = eval(
-        ctx,
-        &format!("{}/params/over", target.pointer),
-        "over",
-        view.clone(),
-    )
-    .await?;
+async fn run_map(ctx: &NodeContext<'_>, target: &Target<'_>, map: &MapParams, view: Value) -> Result<Value, NodeError> {
+    let over = eval(ctx, &format!("{}/params/over", target.pointer), "over", view.clone()).await?;
     let items = match over {
         Value::Array(items) => items,
         other => return Err(NodeError::MapNotArray(json_type(&other))),
     };
     if items.len() > ctx.max_map_items {
-        return Err(NodeError::MapTooManyItems {
-            count: items.len(),
-            limit: ctx.max_map_items,
-        });
+        return Err(NodeError::MapTooManyItems { count: items.len(), limit: ctx.max_map_items });
     }
     let base = match view {
         Value::Object(fields) => fields,
@@ -198,10 +173,7 @@ async fn run_map(
             match run_node(ctx, &inner, Value::Object(item_view), &attempts).await {
                 Ok(NodeOutcome::Output(value)) => Ok(value),
                 Ok(NodeOutcome::Skipped) => Ok(Value::Null),
-                Err(error) => Err(NodeError::MapItem {
-                    index,
-                    source: Box::new(error),
-                }),
+                Err(error) => Err(NodeError::MapItem { index, source: Box::new(error) }),
             }
         })
         .buffered(map.parallelism())
@@ -212,17 +184,9 @@ async fn run_map(
 
 /// Runs the compiled expression at `pointer` on a blocking thread, so a slow expression neither stalls other
 /// nodes nor keeps the deadline from firing.
-async fn eval(
-    ctx: &NodeContext<'_>,
-    pointer: &str,
-    field: &'static str,
-    view: Value,
-) -> Result<Value, NodeError> {
-    let program = ctx
-        .workflow
-        .program(pointer)
-        .cloned()
-        .ok_or_else(|| NodeError::MissingProgram(pointer.to_owned()))?;
+async fn eval(ctx: &NodeContext<'_>, pointer: &str, field: &'static str, view: Value) -> Result<Value, NodeError> {
+    let program =
+        ctx.workflow.program(pointer).cloned().ok_or_else(|| NodeError::MissingProgram(pointer.to_owned()))?;
     tokio::task::spawn_blocking(move || program.run(view))
         .await
         .map_err(|_| NodeError::JqAborted)?

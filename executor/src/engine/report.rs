@@ -49,13 +49,7 @@ pub struct NodeReport {
 
 impl NodeReport {
     pub(crate) fn not_started() -> Self {
-        Self {
-            status: NodeStatus::NotStarted,
-            started_at: None,
-            finished_at: None,
-            attempts: 0,
-            error: None,
-        }
+        Self { status: NodeStatus::NotStarted, started_at: None, finished_at: None, attempts: 0, error: None }
     }
 }
 

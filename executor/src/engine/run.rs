@@ -29,10 +29,7 @@ pub struct EngineSettings {
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        Self {
-            max_map_items: Limits::default().max_map_items,
-            http_max_response_bytes: 10 * 1024 * 1024,
-        }
+        Self { max_map_items: Limits::default().max_map_items, http_max_response_bytes: 10 * 1024 * 1024 }
     }
 }
 
@@ -52,9 +49,7 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
-            .field("max_map_items", &self.max_map_items)
-            .finish_non_exhaustive()
+        f.debug_struct("Engine").field("max_map_items", &self.max_map_items).finish_non_exhaustive()
     }
 }
 
@@ -71,14 +66,8 @@ impl Engine {
         store: Arc<dyn ObjectStore>,
         reporter: Arc<dyn Reporter>,
     ) -> Result<Self, EngineError> {
-        let http = HttpRunner::new(settings.http_max_response_bytes)
-            .map_err(EngineError::BuildHttpClient)?;
-        Ok(Self {
-            store,
-            reporter,
-            http,
-            max_map_items: settings.max_map_items,
-        })
+        let http = HttpRunner::new(settings.http_max_response_bytes).map_err(EngineError::BuildHttpClient)?;
+        Ok(Self { store, reporter, http, max_map_items: settings.max_map_items })
     }
 
     /// Runs `workflow` on `input` until it finishes, a node fails, the deadline passes (the earlier of the
@@ -93,28 +82,18 @@ impl Engine {
     ) -> RunReport {
         let started_at = Utc::now();
         let start = Instant::now();
-        let own_deadline = workflow
-            .workflow()
-            .deadline_ms
-            .map(|ms| start + Duration::from_millis(ms));
+        let own_deadline = workflow.workflow().deadline_ms.map(|ms| start + Duration::from_millis(ms));
         let deadline = match (own_deadline, deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         let mut state = RunState {
-            reports: workflow
-                .order()
-                .iter()
-                .map(|id| (id.clone(), NodeReport::not_started()))
-                .collect(),
+            reports: workflow.order().iter().map(|id| (id.clone(), NodeReport::not_started())).collect(),
             outputs: HashMap::new(),
             started: HashMap::new(),
         };
-        let attempts: HashMap<String, AtomicU32> = workflow
-            .order()
-            .iter()
-            .map(|id| (id.clone(), AtomicU32::new(0)))
-            .collect();
+        let attempts: HashMap<String, AtomicU32> =
+            workflow.order().iter().map(|id| (id.clone(), AtomicU32::new(0))).collect();
 
         let outcome = {
             let scheduler = self.schedule(workflow, input, &mut state, &attempts);
@@ -152,23 +131,17 @@ impl Engine {
             }
         }
         // Validation's topological order keeps the start order deterministic.
-        let mut ready: VecDeque<&str> = workflow
-            .order()
-            .iter()
-            .map(String::as_str)
-            .filter(|id| waiting.get(id) == Some(&0))
-            .collect();
+        let mut ready: VecDeque<&str> =
+            workflow.order().iter().map(String::as_str).filter(|id| waiting.get(id) == Some(&0)).collect();
         let mut running = FuturesUnordered::new();
 
         loop {
             while let Some(id) = ready.pop_front() {
                 let node = &nodes[id];
-                let skip = node.inputs.iter().any(|dep| {
-                    state
-                        .reports
-                        .get(dep)
-                        .is_some_and(|r| r.status == NodeStatus::Skipped)
-                });
+                let skip = node
+                    .inputs
+                    .iter()
+                    .any(|dep| state.reports.get(dep).is_some_and(|r| r.status == NodeStatus::Skipped));
                 if skip {
                     self.mark_skipped(state, id);
                     release(id, &dependents, &mut waiting, &mut ready);
@@ -214,10 +187,7 @@ impl Engine {
                     let error = error.to_string();
                     self.mark_done(state, attempts, id, NodeStatus::Failed, Some(error.clone()));
                     // Returning drops the nodes still running; `finish` reports them as cancelled.
-                    return Outcome::Failed {
-                        node: id.to_owned(),
-                        error,
-                    };
+                    return Outcome::Failed { node: id.to_owned(), error };
                 }
             }
             release(id, &dependents, &mut waiting, &mut ready);
@@ -229,9 +199,7 @@ impl Engine {
             report.status = NodeStatus::Skipped;
             report.finished_at = Some(Utc::now());
         }
-        self.reporter.report(EngineEvent::NodeSkipped {
-            node: id.to_owned(),
-        });
+        self.reporter.report(EngineEvent::NodeSkipped { node: id.to_owned() });
     }
 
     fn mark_done(
@@ -242,26 +210,15 @@ impl Engine {
         status: NodeStatus,
         error: Option<String>,
     ) {
-        let attempts = attempts
-            .get(id)
-            .map_or(0, |counter| counter.load(Ordering::Relaxed));
-        let duration_ms = state
-            .started
-            .get(id)
-            .map_or(0, |start| start.elapsed().as_millis() as u64);
+        let attempts = attempts.get(id).map_or(0, |counter| counter.load(Ordering::Relaxed));
+        let duration_ms = state.started.get(id).map_or(0, |start| start.elapsed().as_millis() as u64);
         if let Some(report) = state.reports.get_mut(id) {
             report.status = status;
             report.finished_at = Some(Utc::now());
             report.attempts = attempts;
             report.error.clone_from(&error);
         }
-        self.reporter.report(EngineEvent::NodeFinished {
-            node: id.to_owned(),
-            status,
-            attempts,
-            duration_ms,
-            error,
-        });
+        self.reporter.report(EngineEvent::NodeFinished { node: id.to_owned(), status, attempts, duration_ms, error });
     }
 
     /// Settles nodes left running (cancelled), fills in attempt counts and picks the output.
@@ -273,12 +230,8 @@ impl Engine {
         attempts: &HashMap<String, AtomicU32>,
         started_at: chrono::DateTime<Utc>,
     ) -> RunReport {
-        let running: Vec<String> = state
-            .reports
-            .iter()
-            .filter(|(_, r)| r.status == NodeStatus::Running)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let running: Vec<String> =
+            state.reports.iter().filter(|(_, r)| r.status == NodeStatus::Running).map(|(id, _)| id.clone()).collect();
         for id in running {
             let error = match &outcome {
                 Outcome::TimedOut => Some("workflow deadline passed".to_owned()),
@@ -293,13 +246,7 @@ impl Engine {
             _ => None,
         }
         .flatten();
-        RunReport {
-            outcome,
-            output,
-            nodes: state.reports,
-            started_at,
-            finished_at: Utc::now(),
-        }
+        RunReport { outcome, output, nodes: state.reports, started_at, finished_at: Utc::now() }
     }
 }
 

@@ -36,28 +36,19 @@ impl MemoryObjectStore {
 
     /// A copy of everything stored.
     pub fn snapshot(&self) -> BTreeMap<String, Value> {
-        self.objects
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }
 
 #[async_trait]
 impl ObjectStore for MemoryObjectStore {
     async fn get(&self, key: &str) -> Result<Option<Value>, StoreError> {
-        let objects = self
-            .objects
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let objects = self.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(objects.get(key).cloned())
     }
 
     async fn put(&self, key: &str, value: &Value) -> Result<(), StoreError> {
-        self.objects
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key.to_owned(), value.clone());
+        self.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.to_owned(), value.clone());
         Ok(())
     }
 }

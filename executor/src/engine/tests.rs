@@ -26,12 +26,7 @@ impl Reporter for Recorder {
 
 impl Recorder {
     fn events(&self) -> Vec<EngineEvent> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, e)| e.clone())
-            .collect()
+        self.events.lock().unwrap().iter().map(|(_, e)| e.clone()).collect()
     }
 
     fn started_at(&self, node: &str) -> Vec<Instant> {
@@ -61,11 +56,7 @@ fn harness_with(settings: EngineSettings) -> Harness {
     let store = Arc::new(MemoryObjectStore::new());
     let recorder = Arc::new(Recorder::default());
     let engine = Engine::new(settings, store.clone(), recorder.clone()).unwrap();
-    Harness {
-        engine,
-        store,
-        recorder,
-    }
+    Harness { engine, store, recorder }
 }
 
 fn workflow(doc: Value) -> ValidatedWorkflow {
@@ -75,9 +66,7 @@ fn workflow(doc: Value) -> ValidatedWorkflow {
 impl Harness {
     async fn run(&self, doc: Value, input: Value) -> RunReport {
         let wf = workflow(doc);
-        self.engine
-            .run(&wf, input, &CancellationToken::new(), None)
-            .await
+        self.engine.run(&wf, input, &CancellationToken::new(), None).await
     }
 }
 
@@ -100,10 +89,7 @@ async fn independent_nodes_run_concurrently() {
     // Paused time advances only as timers fire: 200 ms in total means the sleeps overlapped.
     assert_eq!(start.elapsed(), Duration::from_millis(200));
     assert_eq!(h.recorder.started_at("a"), h.recorder.started_at("b"));
-    assert_eq!(
-        h.recorder.started_at("c")[0] - h.recorder.started_at("a")[0],
-        Duration::from_millis(200)
-    );
+    assert_eq!(h.recorder.started_at("c")[0] - h.recorder.started_at("a")[0], Duration::from_millis(200));
 }
 
 #[tokio::test]
@@ -118,10 +104,7 @@ async fn views_carry_input_and_dependency_outputs() {
             json!({"n": 21}),
         )
         .await;
-    assert_eq!(
-        report.output,
-        Some(json!({"keys": ["double", "input"], "total": 63}))
-    );
+    assert_eq!(report.output, Some(json!({"keys": ["double", "input"], "total": 63})));
     assert_eq!(report.nodes["sum"].status, NodeStatus::Succeeded);
     assert_eq!(report.nodes["sum"].attempts, 1);
 }
@@ -171,13 +154,7 @@ async fn failing_node_is_retried_with_exponential_backoff() {
             json!(null),
         )
         .await;
-    assert_eq!(
-        report.outcome,
-        Outcome::Failed {
-            node: "f".into(),
-            error: "nope".into()
-        }
-    );
+    assert_eq!(report.outcome, Outcome::Failed { node: "f".into(), error: "nope".into() });
     assert_eq!(report.nodes["f"].attempts, 3);
     assert_eq!(report.nodes["f"].status, NodeStatus::Failed);
     assert_eq!(report.nodes["f"].error.as_deref(), Some("nope"));
@@ -222,10 +199,7 @@ async fn node_timeout_fails_the_attempt() {
     let h = harness();
     let start = Instant::now();
     let report = h
-        .run(
-            json!({"nodes": {"s": {"type": "sleep", "timeout_ms": 100, "params": {"ms": 10000}}}}),
-            json!(null),
-        )
+        .run(json!({"nodes": {"s": {"type": "sleep", "timeout_ms": 100, "params": {"ms": 10000}}}}), json!(null))
         .await;
     assert!(matches!(&report.outcome, Outcome::Failed { node, .. } if node == "s"));
     assert_eq!(start.elapsed(), Duration::from_millis(100));
@@ -259,15 +233,8 @@ async fn caller_deadline_and_cancellation_stop_the_run() {
     let h = harness();
     let wf = workflow(json!({"nodes": {"s": {"type": "sleep", "params": {"ms": 60000}}}}));
     let start = Instant::now();
-    let report = h
-        .engine
-        .run(
-            &wf,
-            json!(null),
-            &CancellationToken::new(),
-            Some(start + Duration::from_millis(250)),
-        )
-        .await;
+    let report =
+        h.engine.run(&wf, json!(null), &CancellationToken::new(), Some(start + Duration::from_millis(250))).await;
     assert_eq!(report.outcome, Outcome::TimedOut);
     assert_eq!(start.elapsed(), Duration::from_millis(250));
 
@@ -296,13 +263,7 @@ async fn failure_cancels_nodes_still_running() {
             json!(null),
         )
         .await;
-    assert_eq!(
-        report.outcome,
-        Outcome::Failed {
-            node: "boom".into(),
-            error: "bad input".into()
-        }
-    );
+    assert_eq!(report.outcome, Outcome::Failed { node: "boom".into(), error: "bad input".into() });
     assert_eq!(report.nodes["slow"].status, NodeStatus::Cancelled);
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["outcome"]["status"], "failed");
@@ -326,10 +287,7 @@ async fn map_bounds_parallelism_and_keeps_order() {
               "node": {"type": "transform", "when": ".index != 2", "params": {"expr": "{i: .index, sq: (.item * .item), n: (.items | length)}"}}}}
     }}));
     let start = Instant::now();
-    let report = h
-        .engine
-        .run(&wf, json!(null), &CancellationToken::new(), None)
-        .await;
+    let report = h.engine.run(&wf, json!(null), &CancellationToken::new(), None).await;
     assert_eq!(report.outcome, Outcome::Succeeded);
     // 10 items of 100 ms, 3 at a time: 4 waves.
     assert_eq!(start.elapsed(), Duration::from_millis(400));
@@ -343,10 +301,7 @@ async fn map_bounds_parallelism_and_keeps_order() {
 
 #[tokio::test]
 async fn map_parallelism_is_never_exceeded() {
-    let probe = Arc::new(ConcurrencyProbe {
-        now: AtomicUsize::new(0),
-        max: AtomicUsize::new(0),
-    });
+    let probe = Arc::new(ConcurrencyProbe { now: AtomicUsize::new(0), max: AtomicUsize::new(0) });
     let server_probe = probe.clone();
     // The server holds each request for a moment and counts how many are open at once.
     let base = serve(move |_path| {
@@ -377,10 +332,7 @@ async fn map_parallelism_is_never_exceeded() {
 
 #[tokio::test]
 async fn map_rejects_non_arrays_and_too_many_items() {
-    let h = harness_with(EngineSettings {
-        max_map_items: 5,
-        ..EngineSettings::default()
-    });
+    let h = harness_with(EngineSettings { max_map_items: 5, ..EngineSettings::default() });
     let report = h
         .run(
             json!({"nodes": {"m": {"type": "map", "params": {"over": "{}", "node": {"type": "transform", "params": {"expr": "."}}}}}}),
@@ -426,14 +378,8 @@ async fn object_put_and_get_round_trip() {
         )
         .await;
     assert_eq!(report.outcome, Outcome::Succeeded);
-    assert_eq!(
-        report.output,
-        Some(json!({"load": {"total": 130}, "missing": null}))
-    );
-    assert_eq!(
-        h.store.snapshot().get("reports/total.json"),
-        Some(&json!({"total": 130}))
-    );
+    assert_eq!(report.output, Some(json!({"load": {"total": 130}, "missing": null})));
+    assert_eq!(h.store.snapshot().get("reports/total.json"), Some(&json!({"total": 130})));
 }
 
 #[tokio::test]
@@ -441,14 +387,9 @@ async fn engine_rejects_unsafe_keys_even_without_validation() {
     use super::node::{NodeContext, Target, run_node};
     use flow_like_shared::workflow::{NodeControl, NodeKind, ObjectGetParams, ObjectPutParams};
     let h = harness();
-    h.store
-        .put("../secret", &json!("other tenant"))
-        .await
-        .unwrap();
+    h.store.put("../secret", &json!("other tenant")).await.unwrap();
     // Validation refuses these keys, so hand the engine typed nodes directly.
-    let wf = workflow(
-        json!({"nodes": {"p": {"type": "object.put", "params": {"key": "k", "value": "1"}}}}),
-    );
+    let wf = workflow(json!({"nodes": {"p": {"type": "object.put", "params": {"key": "k", "value": "1"}}}}));
     let ctx = NodeContext {
         workflow: &wf,
         store: h.store.as_ref(),
@@ -460,25 +401,13 @@ async fn engine_rejects_unsafe_keys_even_without_validation() {
     for key in ["../secret", "/abs", "", "a/../../b"] {
         let kinds = [
             NodeKind::ObjectGet(ObjectGetParams { key: key.into() }),
-            NodeKind::ObjectPut(ObjectPutParams {
-                key: key.into(),
-                value: "1".into(),
-            }),
+            NodeKind::ObjectPut(ObjectPutParams { key: key.into(), value: "1".into() }),
         ];
         for kind in &kinds {
-            let target = Target {
-                kind,
-                control: &control,
-                pointer: "/nodes/p".into(),
-                node: "p",
-                item: None,
-            };
+            let target = Target { kind, control: &control, pointer: "/nodes/p".into(), node: "p", item: None };
             let attempts = std::sync::atomic::AtomicU32::new(0);
             let result = run_node(&ctx, &target, json!({}), &attempts).await;
-            assert!(
-                matches!(result, Err(NodeError::InvalidKey(_))),
-                "key {key:?} accepted"
-            );
+            assert!(matches!(result, Err(NodeError::InvalidKey(_))), "key {key:?} accepted");
         }
     }
     assert_eq!(h.store.snapshot().len(), 1);
@@ -514,14 +443,9 @@ async fn log_node_reports_its_message() {
 async fn jq_runtime_error_fails_the_node() {
     let h = harness();
     let report = h
-        .run(
-            json!({"nodes": {"t": {"type": "transform", "params": {"expr": ".input.a + 1"}}}}),
-            json!({"a": "text"}),
-        )
+        .run(json!({"nodes": {"t": {"type": "transform", "params": {"expr": ".input.a + 1"}}}}), json!({"a": "text"}))
         .await;
-    assert!(
-        matches!(&report.outcome, Outcome::Failed { node, error } if node == "t" && error.starts_with("expr:"))
-    );
+    assert!(matches!(&report.outcome, Outcome::Failed { node, error } if node == "t" && error.starts_with("expr:")));
 }
 
 /// A one-route-per-path HTTP/1.1 server on 127.0.0.1: reads a request head, answers with `handler(path)`
@@ -572,11 +496,7 @@ where
 async fn shop() -> String {
     serve(|path| async move {
         match path.as_str() {
-            "/orders" => (
-                200,
-                "application/json",
-                br#"[{"amount": 60}, {"amount": 70}]"#.to_vec(),
-            ),
+            "/orders" => (200, "application/json", br#"[{"amount": 60}, {"amount": 70}]"#.to_vec()),
             "/text" => (200, "text/plain", b"hello".to_vec()),
             "/error" => (503, "text/plain", b"down for maintenance".to_vec()),
             "/stream/big" | "/big" => (200, "application/octet-stream", vec![b'x'; 64 * 1024]),
@@ -612,10 +532,7 @@ async fn design_example_runs_end_to_end() {
     assert_eq!(report.outcome, Outcome::Succeeded, "{report:?}");
     assert_eq!(report.output, Some(json!(130)));
     assert_eq!(report.nodes["big"].status, NodeStatus::Succeeded);
-    assert_eq!(
-        h.store.snapshot().get("reports/total.json"),
-        Some(&json!(130))
-    );
+    assert_eq!(h.store.snapshot().get("reports/total.json"), Some(&json!(130)));
 }
 
 #[tokio::test]
@@ -642,10 +559,7 @@ async fn http_output_has_status_headers_and_body() {
 #[tokio::test]
 async fn http_response_size_cap_is_enforced() {
     let base = shop().await;
-    let h = harness_with(EngineSettings {
-        http_max_response_bytes: 1024,
-        ..EngineSettings::default()
-    });
+    let h = harness_with(EngineSettings { http_max_response_bytes: 1024, ..EngineSettings::default() });
     for path in ["/big", "/stream/big"] {
         let report = h
             .run(
@@ -667,9 +581,7 @@ async fn http_response_size_cap_is_enforced() {
             json!(null),
         )
         .await;
-    assert!(
-        matches!(&report.outcome, Outcome::Failed { error, .. } if error.contains("exceeds 100 bytes"))
-    );
+    assert!(matches!(&report.outcome, Outcome::Failed { error, .. } if error.contains("exceeds 100 bytes")));
 }
 
 #[tokio::test]

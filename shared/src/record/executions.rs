@@ -21,15 +21,8 @@ pub enum ExecutionStatus {
 }
 
 impl ExecutionStatus {
-    pub const ALL: [ExecutionStatus; 7] = [
-        Self::Queued,
-        Self::Dispatched,
-        Self::Running,
-        Self::Succeeded,
-        Self::Failed,
-        Self::TimedOut,
-        Self::Cancelled,
-    ];
+    pub const ALL: [ExecutionStatus; 7] =
+        [Self::Queued, Self::Dispatched, Self::Running, Self::Succeeded, Self::Failed, Self::TimedOut, Self::Cancelled];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -16,21 +16,13 @@ pub(crate) fn topological_order(edges: &BTreeMap<String, Vec<String>>) -> TopoRe
     let mut pending: BTreeMap<&str, usize> = BTreeMap::new();
     let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (id, inputs) in edges {
-        let known: BTreeSet<&str> = inputs
-            .iter()
-            .map(String::as_str)
-            .filter(|dep| edges.contains_key(*dep))
-            .collect();
+        let known: BTreeSet<&str> = inputs.iter().map(String::as_str).filter(|dep| edges.contains_key(*dep)).collect();
         pending.insert(id, known.len());
         for dep in known {
             dependents.entry(dep).or_default().push(id);
         }
     }
-    let mut ready: VecDeque<&str> = pending
-        .iter()
-        .filter(|(_, count)| **count == 0)
-        .map(|(id, _)| *id)
-        .collect();
+    let mut ready: VecDeque<&str> = pending.iter().filter(|(_, count)| **count == 0).map(|(id, _)| *id).collect();
     let mut order = Vec::with_capacity(edges.len());
     while let Some(id) = ready.pop_front() {
         order.push(id.to_owned());
@@ -80,38 +72,19 @@ mod tests {
     use super::*;
 
     fn graph(pairs: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
-        pairs
-            .iter()
-            .map(|(id, deps)| {
-                (
-                    (*id).to_owned(),
-                    deps.iter().map(|d| (*d).to_owned()).collect(),
-                )
-            })
-            .collect()
+        pairs.iter().map(|(id, deps)| ((*id).to_owned(), deps.iter().map(|d| (*d).to_owned()).collect())).collect()
     }
 
     #[test]
     fn orders_dependencies_first() {
         let g = graph(&[("c", &["a", "b"]), ("b", &["a"]), ("a", &[])]);
-        assert_eq!(
-            topological_order(&g),
-            TopoResult::Order(vec!["a".into(), "b".into(), "c".into()])
-        );
+        assert_eq!(topological_order(&g), TopoResult::Order(vec!["a".into(), "b".into(), "c".into()]));
     }
 
     #[test]
     fn finds_a_cycle_and_ignores_nodes_downstream_of_it() {
-        let g = graph(&[
-            ("a", &["c"]),
-            ("b", &["a"]),
-            ("c", &["b"]),
-            ("d", &["c"]),
-            ("e", &[]),
-        ]);
-        let TopoResult::Cycle(cycle) = topological_order(&g) else {
-            panic!("no cycle found")
-        };
+        let g = graph(&[("a", &["c"]), ("b", &["a"]), ("c", &["b"]), ("d", &["c"]), ("e", &[])]);
+        let TopoResult::Cycle(cycle) = topological_order(&g) else { panic!("no cycle found") };
         assert_eq!(cycle.first(), cycle.last());
         assert_eq!(cycle.len(), 4);
         assert!(!cycle.contains(&"d".to_owned()));
@@ -122,24 +95,16 @@ mod tests {
         let n = 10_000;
         let mut g = BTreeMap::new();
         for i in 0..n {
-            let deps = if i == 0 {
-                vec![]
-            } else {
-                vec![format!("n{}", i - 1)]
-            };
+            let deps = if i == 0 { vec![] } else { vec![format!("n{}", i - 1)] };
             g.insert(format!("n{i}"), deps);
         }
-        let TopoResult::Order(order) = topological_order(&g) else {
-            panic!("chain has no cycle")
-        };
+        let TopoResult::Order(order) = topological_order(&g) else { panic!("chain has no cycle") };
         assert_eq!(order.len(), n);
         assert_eq!(order[0], "n0");
         assert_eq!(order[n - 1], format!("n{}", n - 1));
         // Close the chain into one big cycle.
         g.insert("n0".into(), vec![format!("n{}", n - 1)]);
-        let TopoResult::Cycle(cycle) = topological_order(&g) else {
-            panic!("ring not detected")
-        };
+        let TopoResult::Cycle(cycle) = topological_order(&g) else { panic!("ring not detected") };
         assert_eq!(cycle.len(), n + 1);
     }
 }

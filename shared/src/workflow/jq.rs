@@ -47,9 +47,7 @@ pub struct JqProgram {
 
 impl std::fmt::Debug for JqProgram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JqProgram")
-            .field("source", &self.source)
-            .finish_non_exhaustive()
+        f.debug_struct("JqProgram").field("source", &self.source).finish_non_exhaustive()
     }
 }
 
@@ -59,36 +57,24 @@ impl JqProgram {
         if bracket_depth(expr) > MAX_EXPRESSION_NESTING {
             return Err(JqError::TooDeep);
         }
-        let defs = jaq_core::defs()
-            .chain(jaq_std::defs())
-            .chain(jaq_json::defs());
+        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
         let funs = jaq_core::funs()
             .chain(jaq_std::funs())
             .chain(jaq_json::funs())
             .filter(|(name, _, _)| !DENIED_FUNCTIONS.contains(name));
         let arena = Arena::default();
-        let program = File {
-            code: expr,
-            path: (),
-        };
-        let modules = Loader::new(defs)
-            .load(&arena, program)
-            .map_err(|errs| JqError::Compile(describe_load_errors(&errs)))?;
-        let filter = Compiler::default()
-            .with_funs(funs)
-            .compile(modules)
-            .map_err(|errs| {
-                let names: Vec<String> = errs
-                    .iter()
-                    .flat_map(|(_, undefined)| undefined.iter())
-                    .map(|(name, kind)| format!("undefined {kind:?} `{name}`"))
-                    .collect();
-                JqError::Compile(names.join(", ").to_lowercase())
-            })?;
-        Ok(Self {
-            source: expr.to_owned(),
-            filter,
-        })
+        let program = File { code: expr, path: () };
+        let modules =
+            Loader::new(defs).load(&arena, program).map_err(|errs| JqError::Compile(describe_load_errors(&errs)))?;
+        let filter = Compiler::default().with_funs(funs).compile(modules).map_err(|errs| {
+            let names: Vec<String> = errs
+                .iter()
+                .flat_map(|(_, undefined)| undefined.iter())
+                .map(|(name, kind)| format!("undefined {kind:?} `{name}`"))
+                .collect();
+            JqError::Compile(names.join(", ").to_lowercase())
+        })?;
+        Ok(Self { source: expr.to_owned(), filter })
     }
 
     /// The expression this program was compiled from.
@@ -117,10 +103,7 @@ impl JqProgram {
         Ok(!matches!(value, Value::Null | Value::Bool(false)))
     }
 
-    fn outputs(
-        &self,
-        input: Value,
-    ) -> Result<impl Iterator<Item = Result<Value, JqError>> + '_, JqError> {
+    fn outputs(&self, input: Value) -> Result<impl Iterator<Item = Result<Value, JqError>> + '_, JqError> {
         let input = json_to_val(input)?;
         let ctx = Ctx::<JqData>::new(&self.filter.lut, Vars::new([]));
         Ok(self.filter.id.run((ctx, input)).map(|out| match out {
@@ -156,23 +139,17 @@ fn describe_load_errors<P>(errs: &jaq_core::load::Errors<&str, P>) -> String {
     let mut parts = Vec::new();
     for (file, err) in errs {
         match err {
-            Error::Io(items) => {
-                parts.extend(items.iter().map(|(path, msg)| format!("{path}: {msg}")))
-            }
-            Error::Lex(items) => parts.extend(items.iter().map(|(expect, at)| {
-                format!(
-                    "expected {} at offset {}",
-                    expect.as_str(),
-                    offset(file.code, at)
-                )
-            })),
-            Error::Parse(items) => parts.extend(items.iter().map(|(expect, at)| {
-                format!(
-                    "expected {} at offset {}",
-                    expect.as_str(),
-                    offset(file.code, at)
-                )
-            })),
+            Error::Io(items) => parts.extend(items.iter().map(|(path, msg)| format!("{path}: {msg}"))),
+            Error::Lex(items) => parts.extend(
+                items
+                    .iter()
+                    .map(|(expect, at)| format!("expected {} at offset {}", expect.as_str(), offset(file.code, at))),
+            ),
+            Error::Parse(items) => parts.extend(
+                items
+                    .iter()
+                    .map(|(expect, at)| format!("expected {} at offset {}", expect.as_str(), offset(file.code, at))),
+            ),
         }
     }
     parts.join("; ")
@@ -273,9 +250,7 @@ fn scalar_to_json(val: &Val) -> Value {
         Val::Null => Value::Null,
         Val::Bool(b) => Value::Bool(*b),
         Val::Num(n) => num_to_json(n),
-        Val::TStr(bytes) | Val::BStr(bytes) => {
-            Value::String(String::from_utf8_lossy(bytes).into_owned())
-        }
+        Val::TStr(bytes) | Val::BStr(bytes) => Value::String(String::from_utf8_lossy(bytes).into_owned()),
         // Containers never reach here; keep the conversion total anyway.
         other => Value::String(other.to_string()),
     }
@@ -293,10 +268,7 @@ fn num_to_json(num: &jaq_json::Num) -> Value {
             } else if let Ok(u) = text.parse::<u64>() {
                 Value::Number(Number::from(u))
             } else {
-                text.parse::<f64>()
-                    .ok()
-                    .and_then(Number::from_f64)
-                    .map_or(Value::Null, Value::Number)
+                text.parse::<f64>().ok().and_then(Number::from_f64).map_or(Value::Null, Value::Number)
             }
         }
     }
@@ -327,10 +299,7 @@ mod tests {
     #[test]
     fn runs_design_example_expression() {
         let input = json!({"orders": {"body": [{"amount": 60}, {"amount": 70.5}]}});
-        assert_eq!(
-            run("[.orders.body[].amount] | add", input).unwrap(),
-            json!(130.5)
-        );
+        assert_eq!(run("[.orders.body[].amount] | add", input).unwrap(), json!(130.5));
     }
 
     #[test]
@@ -343,10 +312,7 @@ mod tests {
     fn first_output_wins_and_run_all_collects() {
         let program = JqProgram::compile(".[]").unwrap();
         assert_eq!(program.run(json!([1, 2, 3])).unwrap(), json!(1));
-        assert_eq!(
-            program.run_all(json!([1, 2, 3])).unwrap(),
-            vec![json!(1), json!(2), json!(3)]
-        );
+        assert_eq!(program.run_all(json!([1, 2, 3])).unwrap(), vec![json!(1), json!(2), json!(3)]);
     }
 
     #[test]
@@ -360,10 +326,7 @@ mod tests {
             run("error(\"boom\")", json!(null)),
             Err(JqError::Runtime(m)) if m.contains("boom")
         ));
-        assert!(matches!(
-            run(".a + 1", json!({"a": "x"})),
-            Err(JqError::Runtime(_))
-        ));
+        assert!(matches!(run(".a + 1", json!({"a": "x"})), Err(JqError::Runtime(_))));
     }
 
     #[test]
@@ -373,10 +336,7 @@ mod tests {
 
     #[test]
     fn compile_errors_are_reported() {
-        assert!(matches!(
-            JqProgram::compile(".a |"),
-            Err(JqError::Compile(_))
-        ));
+        assert!(matches!(JqProgram::compile(".a |"), Err(JqError::Compile(_))));
         assert!(matches!(
             JqProgram::compile("nosuchfn(1)"),
             Err(JqError::Compile(m)) if m.contains("nosuchfn")
@@ -385,10 +345,7 @@ mod tests {
 
     #[test]
     fn env_is_not_available() {
-        assert!(matches!(
-            JqProgram::compile("env"),
-            Err(JqError::Compile(_))
-        ));
+        assert!(matches!(JqProgram::compile("env"), Err(JqError::Compile(_))));
     }
 
     #[test]
@@ -401,10 +358,7 @@ mod tests {
     fn deep_output_is_refused() {
         let err = run("reduce range(200) as $i (null; [.])", json!(null)).unwrap_err();
         assert_eq!(err, JqError::OutputTooDeep);
-        assert_eq!(
-            run("reduce range(100) as $i (null; [.]) | flatten", json!(null)).unwrap(),
-            json!([null])
-        );
+        assert_eq!(run("reduce range(100) as $i (null; [.]) | flatten", json!(null)).unwrap(), json!([null]));
     }
 
     #[test]
@@ -418,10 +372,7 @@ mod tests {
     #[test]
     fn standard_library_is_available() {
         assert_eq!(run("map(. * 2) | length", json!([1, 2])).unwrap(), json!(2));
-        assert_eq!(
-            run("\"a-b\" | split(\"-\")", json!(null)).unwrap(),
-            json!(["a", "b"])
-        );
+        assert_eq!(run("\"a-b\" | split(\"-\")", json!(null)).unwrap(), json!(["a", "b"]));
         assert_eq!(run("\"x=\\(.)\"", json!(1)).unwrap(), json!("x=1"));
     }
 }

@@ -13,12 +13,10 @@ mod tests;
 
 pub use limits::Limits;
 pub use model::{
-    FailParams, HttpMethod, HttpRequestParams, InnerNode, LogLevel, LogParams, MapParams, Node,
-    NodeControl, NodeKind, ObjectGetParams, ObjectPutParams, RetryPolicy, SleepParams,
-    TransformParams, Workflow,
+    FailParams, HttpMethod, HttpRequestParams, InnerNode, LogLevel, LogParams, MapParams, Node, NodeControl, NodeKind,
+    ObjectGetParams, ObjectPutParams, RetryPolicy, SleepParams, TransformParams, Workflow,
 };
 pub use params::{MAX_OBJECT_KEY_BYTES, check_object_key};
 pub use validate::{
-    MAX_NODE_ID_LEN, RESERVED_NODE_IDS, ValidatedWorkflow, ValidationError, ValidationErrors,
-    check_node_id, validate,
+    MAX_NODE_ID_LEN, RESERVED_NODE_IDS, ValidatedWorkflow, ValidationError, ValidationErrors, check_node_id, validate,
 };

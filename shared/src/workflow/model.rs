@@ -63,10 +63,7 @@ impl RetryPolicy {
     /// Wait before attempt `next_attempt` (2 for the first retry).
     pub fn backoff_before(&self, next_attempt: u32) -> std::time::Duration {
         let exponent = next_attempt.saturating_sub(2).min(32);
-        let ms = self
-            .backoff_ms
-            .saturating_mul(1u64 << exponent)
-            .min(Self::MAX_BACKOFF_MS);
+        let ms = self.backoff_ms.saturating_mul(1u64 << exponent).min(Self::MAX_BACKOFF_MS);
         std::time::Duration::from_millis(ms)
     }
 }
@@ -95,16 +92,8 @@ pub enum NodeKind {
 
 impl NodeKind {
     /// Every `type` value a document may use.
-    pub const TYPES: &'static [&'static str] = &[
-        "transform",
-        "http.request",
-        "object.get",
-        "object.put",
-        "map",
-        "sleep",
-        "log",
-        "fail",
-    ];
+    pub const TYPES: &'static [&'static str] =
+        &["transform", "http.request", "object.get", "object.put", "map", "sleep", "log", "fail"];
 
     /// The document's `type` value for this kind.
     pub fn type_name(&self) -> &'static str {
@@ -141,8 +130,7 @@ pub enum HttpMethod {
 }
 
 impl HttpMethod {
-    pub const NAMES: &'static [&'static str] =
-        &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    pub const NAMES: &'static [&'static str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -271,9 +259,7 @@ mod tests {
         let node: Node = serde_json::from_value(doc.clone()).unwrap();
         assert_eq!(node.inputs, vec!["a"]);
         assert_eq!(node.control.when.as_deref(), Some(".a"));
-        let NodeKind::Map(map) = &node.kind else {
-            panic!("not a map: {node:?}")
-        };
+        let NodeKind::Map(map) = &node.kind else { panic!("not a map: {node:?}") };
         assert_eq!(map.node.kind, NodeKind::Sleep(SleepParams { ms: 5 }));
         assert_eq!(map.node.control.timeout_ms, Some(50));
         assert_eq!(serde_json::to_value(&node).unwrap(), doc);
@@ -281,16 +267,10 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let policy = RetryPolicy {
-            max_attempts: 50,
-            backoff_ms: 100,
-        };
+        let policy = RetryPolicy { max_attempts: 50, backoff_ms: 100 };
         assert_eq!(policy.backoff_before(2).as_millis(), 100);
         assert_eq!(policy.backoff_before(3).as_millis(), 200);
         assert_eq!(policy.backoff_before(4).as_millis(), 400);
-        assert_eq!(
-            policy.backoff_before(40).as_millis(),
-            u128::from(RetryPolicy::MAX_BACKOFF_MS)
-        );
+        assert_eq!(policy.backoff_before(40).as_millis(), u128::from(RetryPolicy::MAX_BACKOFF_MS));
     }
 }

@@ -47,16 +47,11 @@ fn spec(node_type: &str) -> Option<ParamSpec> {
         ],
         "object.get" => &[("key", Param::ObjectKey, true)],
         "object.put" => &[("key", Param::ObjectKey, true), ("value", Param::Jq, true)],
-        "map" => &[
-            ("over", Param::Jq, true),
-            ("node", Param::InnerNode, true),
-            ("parallelism", Param::Parallelism, false),
-        ],
+        "map" => {
+            &[("over", Param::Jq, true), ("node", Param::InnerNode, true), ("parallelism", Param::Parallelism, false)]
+        }
         "sleep" => &[("ms", Param::Positive, true)],
-        "log" => &[
-            ("message", Param::Jq, true),
-            ("level", Param::OneOf(LogLevel::NAMES), false),
-        ],
+        "log" => &[("message", Param::Jq, true), ("level", Param::OneOf(LogLevel::NAMES), false)],
         "fail" => &[("message", Param::Text, true)],
         _ => return None,
     })
@@ -89,19 +84,13 @@ pub(crate) fn check_node_body(checker: &mut Checker<'_>, at: &str, node: &Map<St
     let Some(spec) = spec(node_type) else {
         checker.error(
             type_at,
-            format!(
-                "unknown node type `{node_type}`; expected one of: {}",
-                NodeKind::TYPES.join(", ")
-            ),
+            format!("unknown node type `{node_type}`; expected one of: {}", NodeKind::TYPES.join(", ")),
         );
         return;
     };
     let params_at = pointer(at, "params");
     let Some(params) = node.get("params") else {
-        checker.error(
-            params_at,
-            format!("missing field `params` for a `{node_type}` node"),
-        );
+        checker.error(params_at, format!("missing field `params` for a `{node_type}` node"));
         return;
     };
     let Some(params) = params.as_object() else {
@@ -119,10 +108,7 @@ pub(crate) fn check_node_body(checker: &mut Checker<'_>, at: &str, node: &Map<St
         }
     }
     if params.contains_key("body") && params.contains_key("body_expr") {
-        checker.error(
-            pointer(&params_at, "body_expr"),
-            "give either `body` or `body_expr`, not both",
-        );
+        checker.error(pointer(&params_at, "body_expr"), "give either `body` or `body_expr`, not both");
     }
 }
 
@@ -185,10 +171,7 @@ fn check_retry(checker: &mut Checker<'_>, at: &str, retry: &Value) {
     match object.get("max_attempts").map(Value::as_u64) {
         None => checker.error(pointer(at, "max_attempts"), "missing field `max_attempts`"),
         Some(Some(n)) if n >= 1 && n <= u64::from(max) => {}
-        Some(_) => checker.error(
-            pointer(at, "max_attempts"),
-            format!("must be an integer from 1 to {max}"),
-        ),
+        Some(_) => checker.error(pointer(at, "max_attempts"), format!("must be an integer from 1 to {max}")),
     }
     if let Some(backoff) = object.get("backoff_ms")
         && backoff.as_u64().is_none()
@@ -204,10 +187,7 @@ fn check_inner_node(checker: &mut Checker<'_>, at: &str, value: &Value) {
         return;
     };
     if object.contains_key("inputs") {
-        checker.error(
-            pointer(at, "inputs"),
-            "a map's inner node takes no inputs: its view is given by the map",
-        );
+        checker.error(pointer(at, "inputs"), "a map's inner node takes no inputs: its view is given by the map");
     }
     let allowed = ["type", "params", "when", "retry", "timeout_ms", "inputs"];
     checker.unknown_fields(at, object, &allowed);
@@ -215,9 +195,7 @@ fn check_inner_node(checker: &mut Checker<'_>, at: &str, value: &Value) {
 }
 
 fn valid_url(url: &str) -> bool {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
     rest.is_some_and(|rest| {
         let host = rest.split(['/', '?', '#']).next().unwrap_or("");
         !host.is_empty() && !url.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -234,30 +212,19 @@ pub fn check_object_key(key: &str) -> Result<(), String> {
         return Err("object key must not be empty".into());
     }
     if key.len() > MAX_OBJECT_KEY_BYTES {
-        return Err(format!(
-            "object key is longer than {MAX_OBJECT_KEY_BYTES} bytes"
-        ));
+        return Err(format!("object key is longer than {MAX_OBJECT_KEY_BYTES} bytes"));
     }
     if key.starts_with('/') {
-        return Err(format!(
-            "object key `{key}` must be relative (no leading `/`)"
-        ));
+        return Err(format!("object key `{key}` must be relative (no leading `/`)"));
     }
     if key.contains("..") {
         return Err(format!("object key `{key}` must not contain `..`"));
     }
     if key.contains('\\') || key.chars().any(char::is_control) {
-        return Err(format!(
-            "object key `{key}` must not contain `\\` or control characters"
-        ));
+        return Err(format!("object key `{key}` must not contain `\\` or control characters"));
     }
-    if key
-        .split('/')
-        .any(|segment| segment.is_empty() || segment == ".")
-    {
-        return Err(format!(
-            "object key `{key}` has an empty or `.` path segment"
-        ));
+    if key.split('/').any(|segment| segment.is_empty() || segment == ".") {
+        return Err(format!("object key `{key}` has an empty or `.` path segment"));
     }
     Ok(())
 }

@@ -27,8 +27,7 @@ fn errors(doc: &Value) -> Vec<ValidationError> {
 fn assert_error(doc: &Value, pointer: &str, needle: &str) {
     let errs = errors(doc);
     assert!(
-        errs.iter()
-            .any(|e| e.pointer == pointer && e.message.contains(needle)),
+        errs.iter().any(|e| e.pointer == pointer && e.message.contains(needle)),
         "no error at {pointer} containing {needle:?}; got {errs:#?}"
     );
 }
@@ -50,9 +49,7 @@ fn design_example_validates() {
     assert!(validated.program("/nodes/total/params/expr").is_some());
     assert!(validated.program("/nodes/big/when").is_some());
     assert!(validated.program("/nodes/save/params/value").is_some());
-    let NodeKind::HttpRequest(http) = &workflow.nodes["orders"].kind else {
-        panic!("orders is not http.request")
-    };
+    let NodeKind::HttpRequest(http) = &workflow.nodes["orders"].kind else { panic!("orders is not http.request") };
     assert_eq!(http.method, HttpMethod::Get);
 }
 
@@ -74,16 +71,10 @@ fn every_node_type_validates() {
         "deadline_ms": 60000
     });
     let validated = validate(&doc, &Limits::default()).unwrap();
-    assert!(
-        validated
-            .program("/nodes/m/params/node/params/expr")
-            .is_some()
-    );
+    assert!(validated.program("/nodes/m/params/node/params/expr").is_some());
     assert!(validated.program("/nodes/m/params/node/when").is_some());
     assert!(validated.program("/nodes/h/params/body_expr").is_some());
-    let NodeKind::Map(map) = &validated.workflow().nodes["m"].kind else {
-        panic!("m is not a map")
-    };
+    let NodeKind::Map(map) = &validated.workflow().nodes["m"].kind else { panic!("m is not a map") };
     assert_eq!(map.parallelism(), 4);
 }
 
@@ -95,24 +86,13 @@ fn unknown_node_type() {
 
 #[test]
 fn missing_type_and_params() {
-    assert_error(
-        &with_node("x", json!({"params": {}})),
-        "/nodes/x/type",
-        "missing",
-    );
-    assert_error(
-        &with_node("x", json!({"type": "sleep"})),
-        "/nodes/x/params",
-        "missing",
-    );
+    assert_error(&with_node("x", json!({"params": {}})), "/nodes/x/type", "missing");
+    assert_error(&with_node("x", json!({"type": "sleep"})), "/nodes/x/params", "missing");
 }
 
 #[test]
 fn unknown_and_missing_fields() {
-    let doc = with_node(
-        "x",
-        json!({"type": "transform", "params": {"exp": "."}, "input": ["total"]}),
-    );
+    let doc = with_node("x", json!({"type": "transform", "params": {"exp": "."}, "input": ["total"]}));
     assert_error(&doc, "/nodes/x/input", "unknown field");
     assert_error(&doc, "/nodes/x/params/exp", "unknown field");
     assert_error(&doc, "/nodes/x/params/expr", "missing field `expr`");
@@ -126,15 +106,9 @@ fn unknown_and_missing_fields() {
 fn wrong_param_types() {
     let doc = with_node("x", json!({"type": "sleep", "params": {"ms": "5"}}));
     assert_error(&doc, "/nodes/x/params/ms", "positive integer");
-    let doc = with_node(
-        "x",
-        json!({"type": "log", "params": {"message": ".", "level": "loud"}}),
-    );
+    let doc = with_node("x", json!({"type": "log", "params": {"message": ".", "level": "loud"}}));
     assert_error(&doc, "/nodes/x/params/level", "one of");
-    let doc = with_node(
-        "x",
-        json!({"type": "http.request", "params": {"url": "ftp://x"}}),
-    );
+    let doc = with_node("x", json!({"type": "http.request", "params": {"url": "ftp://x"}}));
     assert_error(&doc, "/nodes/x/params/url", "http");
     let doc = with_node(
         "x",
@@ -142,10 +116,8 @@ fn wrong_param_types() {
     );
     assert_error(&doc, "/nodes/x/params/method", "one of");
     assert_error(&doc, "/nodes/x/params/headers/a", "strings");
-    let doc = with_node(
-        "x",
-        json!({"type": "http.request", "params": {"url": "http://x", "body": 1, "body_expr": "."}}),
-    );
+    let doc =
+        with_node("x", json!({"type": "http.request", "params": {"url": "http://x", "body": 1, "body_expr": "."}}));
     assert_error(&doc, "/nodes/x/params/body_expr", "not both");
 }
 
@@ -159,10 +131,7 @@ fn dangling_self_and_duplicate_inputs() {
     assert_error(&doc, "/nodes/x/inputs/1", "itself");
     assert_error(&doc, "/nodes/x/inputs/3", "listed twice");
     assert_error(&doc, "/nodes/x/inputs/4", "string");
-    let doc = with_node(
-        "x",
-        json!({"type": "transform", "inputs": "total", "params": {"expr": "."}}),
-    );
+    let doc = with_node("x", json!({"type": "transform", "inputs": "total", "params": {"expr": "."}}));
     assert_error(&doc, "/nodes/x/inputs", "array");
 }
 
@@ -176,15 +145,8 @@ fn cycle_is_reported_on_a_node_of_the_cycle() {
     }});
     let errs = errors(&doc);
     assert_eq!(errs.len(), 1, "{errs:#?}");
-    assert!(
-        ["/nodes/a/inputs", "/nodes/b/inputs", "/nodes/c/inputs"]
-            .contains(&errs[0].pointer.as_str())
-    );
-    assert!(
-        errs[0].message.starts_with("cycle: "),
-        "{}",
-        errs[0].message
-    );
+    assert!(["/nodes/a/inputs", "/nodes/b/inputs", "/nodes/c/inputs"].contains(&errs[0].pointer.as_str()));
+    assert!(errs[0].message.starts_with("cycle: "), "{}", errs[0].message);
 }
 
 #[test]
@@ -194,16 +156,8 @@ fn node_id_syntax_and_reserved_ids() {
         "/nodes/bad id",
         "invalid node id",
     );
-    assert_error(
-        &with_node("a/b", json!({"type": "sleep", "params": {"ms": 1}})),
-        "/nodes/a~1b",
-        "invalid node id",
-    );
-    assert_error(
-        &with_node("input", json!({"type": "sleep", "params": {"ms": 1}})),
-        "/nodes/input",
-        "reserved",
-    );
+    assert_error(&with_node("a/b", json!({"type": "sleep", "params": {"ms": 1}})), "/nodes/a~1b", "invalid node id");
+    assert_error(&with_node("input", json!({"type": "sleep", "params": {"ms": 1}})), "/nodes/input", "reserved");
     assert!(check_node_id("fetch-orders_2").is_ok());
     assert!(check_node_id("9lives").is_err());
     assert!(check_node_id(&"a".repeat(MAX_NODE_ID_LEN + 1)).is_err());
@@ -235,20 +189,13 @@ fn bad_jq_everywhere_is_reported_with_its_pointer() {
         "/nodes/m/params/over",
         "/nodes/m/params/node/params/expr",
     ] {
-        assert!(
-            errs.iter()
-                .any(|e| e.pointer == at && e.message.contains("jq")),
-            "no jq error at {at}: {errs:#?}"
-        );
+        assert!(errs.iter().any(|e| e.pointer == at && e.message.contains("jq")), "no jq error at {at}: {errs:#?}");
     }
 }
 
 #[test]
 fn expression_size_limit() {
-    let limits = Limits {
-        max_expression_bytes: 8,
-        ..Limits::default()
-    };
+    let limits = Limits { max_expression_bytes: 8, ..Limits::default() };
     let doc = json!({"nodes": {"t": {"type": "transform", "params": {"expr": ". | . | . | ."}}}});
     let errs = validate(&doc, &limits).unwrap_err().0;
     assert_eq!(errs[0].pointer, "/nodes/t/params/expr");
@@ -264,10 +211,7 @@ fn map_limits_and_inner_node_rules() {
     );
     assert_error(&doc, "/nodes/m/params/parallelism", "1 to 64");
     assert_error(&doc, "/nodes/m/params/node/inputs", "no inputs");
-    let doc = with_node(
-        "m",
-        json!({"type": "map", "params": {"over": ".", "node": {"type": "nope", "params": {}}}}),
-    );
+    let doc = with_node("m", json!({"type": "map", "params": {"over": ".", "node": {"type": "nope", "params": {}}}}));
     assert_error(&doc, "/nodes/m/params/node/type", "unknown node type");
     let doc = with_node(
         "m",
@@ -287,10 +231,7 @@ fn retry_and_timeout_rules() {
     assert_error(&doc, "/nodes/x/retry/max_attempts", "1 to 10");
     assert_error(&doc, "/nodes/x/retry/backoff_ms", "non-negative");
     assert_error(&doc, "/nodes/x/retry/jitter", "unknown field");
-    let doc = with_node(
-        "x",
-        json!({"type": "sleep", "params": {"ms": 1}, "retry": {}}),
-    );
+    let doc = with_node("x", json!({"type": "sleep", "params": {"ms": 1}, "retry": {}}));
     assert_error(&doc, "/nodes/x/retry/max_attempts", "missing");
 }
 
@@ -305,10 +246,7 @@ fn object_keys_must_be_relative_and_clean() {
 
 #[test]
 fn node_count_limit() {
-    let limits = Limits {
-        max_nodes: 3,
-        ..Limits::default()
-    };
+    let limits = Limits { max_nodes: 3, ..Limits::default() };
     let errs = validate(&design_example(), &limits).unwrap_err().0;
     assert_eq!(errs[0].pointer, "/nodes");
     assert!(errs[0].message.contains("limit of 3"));
@@ -324,10 +262,7 @@ fn empty_and_non_object_documents() {
 
 #[test]
 fn document_size_limit() {
-    let limits = Limits {
-        max_document_bytes: 100,
-        ..Limits::default()
-    };
+    let limits = Limits { max_document_bytes: 100, ..Limits::default() };
     let errs = validate(&design_example(), &limits).unwrap_err().0;
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].pointer, "");
@@ -342,10 +277,7 @@ fn deep_nesting_is_rejected_without_recursion() {
     for _ in 0..depth {
         deep = Value::Array(vec![deep]);
     }
-    let doc = with_node(
-        "h",
-        json!({"type": "http.request", "params": {"url": "http://x", "body": null}}),
-    );
+    let doc = with_node("h", json!({"type": "http.request", "params": {"url": "http://x", "body": null}}));
     let mut doc = doc;
     doc["nodes"]["h"]["params"]["body"] = deep;
     let errs = validate(&doc, &Limits::default()).unwrap_err().0;
@@ -372,22 +304,11 @@ fn ten_thousand_node_chain_validates() {
     let n = 10_000;
     let mut nodes = serde_json::Map::new();
     for i in 0..n {
-        let inputs: Vec<String> = if i == 0 {
-            vec![]
-        } else {
-            vec![format!("n{}", i - 1)]
-        };
-        nodes.insert(
-            format!("n{i}"),
-            json!({"type": "sleep", "inputs": inputs, "params": {"ms": 1}}),
-        );
+        let inputs: Vec<String> = if i == 0 { vec![] } else { vec![format!("n{}", i - 1)] };
+        nodes.insert(format!("n{i}"), json!({"type": "sleep", "inputs": inputs, "params": {"ms": 1}}));
     }
     let doc = json!({"nodes": nodes});
-    let limits = Limits {
-        max_nodes: n,
-        max_document_bytes: 10 * 1024 * 1024,
-        ..Limits::default()
-    };
+    let limits = Limits { max_nodes: n, max_document_bytes: 10 * 1024 * 1024, ..Limits::default() };
     let validated = validate(&doc, &limits).unwrap();
     assert_eq!(validated.order().len(), n);
     assert_eq!(validated.order()[0], "n0");
@@ -407,8 +328,5 @@ fn errors_serialize_as_pointer_and_message() {
         serde_json::to_value(&errs).unwrap(),
         json!([{"pointer": "/nodes", "message": "a workflow needs at least one node"}])
     );
-    assert!(
-        errs.to_string()
-            .contains("/nodes: a workflow needs at least one node")
-    );
+    assert!(errs.to_string().contains("/nodes: a workflow needs at least one node"));
 }

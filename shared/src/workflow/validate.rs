@@ -32,10 +32,7 @@ pub struct ValidationError {
 pub struct ValidationErrors(pub Vec<ValidationError>);
 
 fn summary(errors: &[ValidationError]) -> String {
-    let parts: Vec<String> = errors
-        .iter()
-        .map(|e| format!("{}: {}", display_pointer(&e.pointer), e.message))
-        .collect();
+    let parts: Vec<String> = errors.iter().map(|e| format!("{}: {}", display_pointer(&e.pointer), e.message)).collect();
     parts.join("; ")
 }
 
@@ -102,10 +99,7 @@ pub(crate) struct Checker<'a> {
 
 impl Checker<'_> {
     pub(crate) fn error(&mut self, pointer: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(ValidationError {
-            pointer: pointer.into(),
-            message: message.into(),
-        });
+        self.errors.push(ValidationError { pointer: pointer.into(), message: message.into() });
     }
 
     /// Compiles a jq expression found at `at` (which must hold a string).
@@ -134,21 +128,10 @@ impl Checker<'_> {
     }
 
     /// Reports every key of `object` not in `allowed`.
-    pub(crate) fn unknown_fields(
-        &mut self,
-        at: &str,
-        object: &Map<String, Value>,
-        allowed: &[&str],
-    ) {
+    pub(crate) fn unknown_fields(&mut self, at: &str, object: &Map<String, Value>, allowed: &[&str]) {
         for key in object.keys() {
             if !allowed.contains(&key.as_str()) {
-                self.error(
-                    pointer(at, key),
-                    format!(
-                        "unknown field `{key}`; expected one of: {}",
-                        allowed.join(", ")
-                    ),
-                );
+                self.error(pointer(at, key), format!("unknown field `{key}`; expected one of: {}", allowed.join(", ")));
             }
         }
     }
@@ -166,28 +149,15 @@ impl Checker<'_> {
 
 /// Checks `doc` against the workflow document contract and `limits`.
 pub fn validate(doc: &Value, limits: &Limits) -> Result<ValidatedWorkflow, ValidationErrors> {
-    let mut checker = Checker {
-        limits,
-        errors: Vec::new(),
-        programs: HashMap::new(),
-    };
+    let mut checker = Checker { limits, errors: Vec::new(), programs: HashMap::new() };
     // Depth first, without recursion: everything after it (including measuring the size) walks the document.
     if let Some(deep) = first_too_deep(doc, limits.max_depth) {
-        checker.error(
-            deep,
-            format!("document nests deeper than {} levels", limits.max_depth),
-        );
+        checker.error(deep, format!("document nests deeper than {} levels", limits.max_depth));
         return Err(ValidationErrors(checker.errors));
     }
     let size = serde_json::to_vec(doc).map_or(usize::MAX, |bytes| bytes.len());
     if size > limits.max_document_bytes {
-        checker.error(
-            "",
-            format!(
-                "document is {size} bytes, more than the limit of {}",
-                limits.max_document_bytes
-            ),
-        );
+        checker.error("", format!("document is {size} bytes, more than the limit of {}", limits.max_document_bytes));
         return Err(ValidationErrors(checker.errors));
     }
     let Some(root) = doc.as_object() else {
@@ -209,10 +179,7 @@ pub fn validate(doc: &Value, limits: &Limits) -> Result<ValidatedWorkflow, Valid
     if let Some(output) = root.get("output") {
         match output.as_str() {
             Some(id) if edges.as_ref().is_some_and(|e| !e.contains_key(id)) => {
-                checker.error(
-                    "/output",
-                    format!("names node `{id}`, which does not exist"),
-                );
+                checker.error("/output", format!("names node `{id}`, which does not exist"));
             }
             Some(_) => {}
             None => checker.error("/output", "must be a string naming a node"),
@@ -233,25 +200,15 @@ pub fn validate(doc: &Value, limits: &Limits) -> Result<ValidatedWorkflow, Valid
         return Err(ValidationErrors(checker.errors));
     }
     match serde_json::from_value::<Workflow>(doc.clone()) {
-        Ok(workflow) => Ok(ValidatedWorkflow {
-            workflow,
-            order,
-            programs: checker.programs,
-        }),
+        Ok(workflow) => Ok(ValidatedWorkflow { workflow, order, programs: checker.programs }),
         // The checks above mirror the typed model; this only fires if they drift apart.
-        Err(err) => Err(ValidationErrors(vec![ValidationError {
-            pointer: String::new(),
-            message: err.to_string(),
-        }])),
+        Err(err) => Err(ValidationErrors(vec![ValidationError { pointer: String::new(), message: err.to_string() }])),
     }
 }
 
 /// Checks `/nodes` and returns each node id's inputs (as written, for the graph checks), or `None` when
 /// `/nodes` itself is unusable.
-fn check_nodes(
-    checker: &mut Checker<'_>,
-    nodes: Option<&Value>,
-) -> Option<BTreeMap<String, Vec<String>>> {
+fn check_nodes(checker: &mut Checker<'_>, nodes: Option<&Value>) -> Option<BTreeMap<String, Vec<String>>> {
     let Some(nodes) = nodes else {
         checker.error("/nodes", "missing field `nodes`");
         return None;
@@ -264,14 +221,7 @@ fn check_nodes(
         checker.error("/nodes", "a workflow needs at least one node");
     }
     if nodes.len() > checker.limits.max_nodes {
-        checker.error(
-            "/nodes",
-            format!(
-                "{} nodes, more than the limit of {}",
-                nodes.len(),
-                checker.limits.max_nodes
-            ),
-        );
+        checker.error("/nodes", format!("{} nodes, more than the limit of {}", nodes.len(), checker.limits.max_nodes));
         return None;
     }
     let mut edges = BTreeMap::new();
@@ -289,9 +239,7 @@ fn check_nodes(
 /// Node ids are 1 to [`MAX_NODE_ID_LEN`] characters of `[A-Za-z0-9_-]`, starting with a letter or `_`.
 pub fn check_node_id(id: &str) -> Result<(), String> {
     let mut chars = id.chars();
-    let valid_first = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let valid_first = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     let valid_rest = chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !valid_first || !valid_rest || id.len() > MAX_NODE_ID_LEN {
         return Err(format!(
@@ -299,9 +247,7 @@ pub fn check_node_id(id: &str) -> Result<(), String> {
         ));
     }
     if RESERVED_NODE_IDS.contains(&id) {
-        return Err(format!(
-            "node id `{id}` is reserved: the execution input appears under it in every node's view"
-        ));
+        return Err(format!("node id `{id}` is reserved: the execution input appears under it in every node's view"));
     }
     Ok(())
 }
@@ -318,11 +264,7 @@ fn check_graph_node(
         checker.error(at, "a node must be an object");
         return Vec::new();
     };
-    checker.unknown_fields(
-        at,
-        object,
-        &["type", "params", "inputs", "when", "retry", "timeout_ms"],
-    );
+    checker.unknown_fields(at, object, &["type", "params", "inputs", "when", "retry", "timeout_ms"]);
     check_node_body(checker, at, object);
 
     let mut inputs = Vec::new();
@@ -345,18 +287,13 @@ fn check_graph_node(
         if dep == id {
             checker.error(entry_at, format!("node `{id}` cannot take itself as input"));
         } else if !nodes.contains_key(dep) {
-            checker.error(
-                entry_at,
-                format!("names node `{dep}`, which does not exist"),
-            );
+            checker.error(entry_at, format!("names node `{dep}`, which does not exist"));
         } else if !seen.insert(dep) {
             checker.error(entry_at, format!("node `{dep}` is listed twice"));
         } else if is_map && (dep == "item" || dep == "index") {
             checker.error(
                 entry_at,
-                format!(
-                    "a map node cannot take `{dep}` as input: its inner node's view uses that name"
-                ),
+                format!("a map node cannot take `{dep}` as input: its inner node's view uses that name"),
             );
         } else {
             inputs.push(dep.to_owned());
@@ -371,9 +308,7 @@ fn first_too_deep(doc: &Value, max_depth: usize) -> Option<String> {
     let mut stack: Vec<(&Value, usize, String)> = vec![(doc, 1, String::new())];
     while let Some((value, depth, at)) = stack.pop() {
         let children: Box<dyn Iterator<Item = (String, &Value)>> = match value {
-            Value::Array(items) => {
-                Box::new(items.iter().enumerate().map(|(i, v)| (i.to_string(), v)))
-            }
+            Value::Array(items) => Box::new(items.iter().enumerate().map(|(i, v)| (i.to_string(), v))),
             Value::Object(map) => Box::new(map.iter().map(|(k, v)| (k.clone(), v))),
             _ => continue,
         };

@@ -10,10 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "flow-like-loadgen",
-    about = "Load generator for the flow-like API"
-)]
+#[command(name = "flow-like-loadgen", about = "Load generator for the flow-like API")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

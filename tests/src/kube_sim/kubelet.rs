@@ -17,9 +17,7 @@ use tokio_util::sync::CancellationToken;
 pub(super) fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect()
+    (0..5).map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())])).collect()
 }
 
 /// Starts the controller of a newly created Job.
@@ -38,13 +36,7 @@ pub(super) fn start_job(shared: &Arc<Shared>, namespace: &str, name: &str) {
 }
 
 /// A Job was deleted: stop its controller and, unless orphaned, delete its pods.
-pub(super) fn job_deleted(
-    shared: &Arc<Shared>,
-    namespace: &str,
-    name: &str,
-    uid: &str,
-    cascade: bool,
-) {
+pub(super) fn job_deleted(shared: &Arc<Shared>, namespace: &str, name: &str, uid: &str, cascade: bool) {
     if let Some(cancel) = shared
         .job_controllers
         .lock()
@@ -58,16 +50,11 @@ pub(super) fn job_deleted(
         .list(Resource::Pods, Some(namespace))
         .into_iter()
         .filter(|p| {
-            p["metadata"]["ownerReferences"]
-                .as_array()
-                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
+            p["metadata"]["ownerReferences"].as_array().is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
         })
         .collect();
     for mut pod in owned {
-        let pod_name = pod["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default().to_owned();
         if cascade {
             shared.store().remove(Resource::Pods, namespace, &pod_name);
             stop_pod(shared, namespace, &pod_name, PodStop::Deleted);
@@ -80,23 +67,14 @@ pub(super) fn job_deleted(
 
 /// Signals a running pod's process.
 pub(super) fn stop_pod(shared: &Shared, namespace: &str, name: &str, why: PodStop) {
-    let pods = shared
-        .running_pods
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let pods = shared.running_pods.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(stop) = pods.get(&(namespace.to_owned(), name.to_owned())) {
         let _ = stop.send(why);
     }
 }
 
 /// Applies `change` to a stored object; false when the object is gone.
-fn update(
-    shared: &Shared,
-    resource: Resource,
-    namespace: &str,
-    name: &str,
-    change: impl FnOnce(&mut Value),
-) -> bool {
+fn update(shared: &Shared, resource: Resource, namespace: &str, name: &str, change: impl FnOnce(&mut Value)) -> bool {
     let mut store = shared.store();
     let Some(mut object) = store.get(resource, namespace, name).cloned() else {
         return false;
@@ -131,31 +109,17 @@ async fn run_job(shared: &Arc<Shared>, namespace: &str, name: &str, cancel: &Can
         return;
     };
     let spec = &job["spec"];
-    let deadline = spec["activeDeadlineSeconds"]
-        .as_u64()
-        .map(|s| Instant::now() + Duration::from_secs(s));
+    let deadline = spec["activeDeadlineSeconds"].as_u64().map(|s| Instant::now() + Duration::from_secs(s));
     let backoff_limit = spec["backoffLimit"].as_u64().unwrap_or(6);
-    let rules = spec["podFailurePolicy"]["rules"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let container_name = spec["template"]["spec"]["containers"][0]["name"]
-        .as_str()
-        .unwrap_or_default();
-    let retry_delay = shared
-        .kubelet
-        .as_ref()
-        .map_or(Duration::ZERO, |k| k.retry_delay);
-    update(shared, Resource::Jobs, namespace, name, |j| {
-        j["status"]["startTime"] = json!(now())
-    });
+    let rules = spec["podFailurePolicy"]["rules"].as_array().cloned().unwrap_or_default();
+    let container_name = spec["template"]["spec"]["containers"][0]["name"].as_str().unwrap_or_default();
+    let retry_delay = shared.kubelet.as_ref().map_or(Duration::ZERO, |k| k.retry_delay);
+    update(shared, Resource::Jobs, namespace, name, |j| j["status"]["startTime"] = json!(now()));
 
     let mut failed = 0u64;
     let finish: (&str, &str, String) = loop {
         let pod = create_pod(shared, &job);
-        update(shared, Resource::Jobs, namespace, name, |j| {
-            j["status"]["active"] = json!(1)
-        });
+        update(shared, Resource::Jobs, namespace, name, |j| j["status"]["active"] = json!(1));
         let outcome = run_pod(shared, namespace, &pod, &job, deadline, cancel).await;
         let still_there = update(shared, Resource::Jobs, namespace, name, |j| {
             j["status"]["active"] = json!(0);
@@ -167,49 +131,38 @@ async fn run_job(shared: &Arc<Shared>, namespace: &str, name: &str, cancel: &Can
         match outcome {
             PodOutcome::Gone => return,
             PodOutcome::Succeeded => {
-                break (
-                    "Complete",
-                    "CompletionsReached",
-                    "Reached expected number of succeeded pods".into(),
-                );
+                break ("Complete", "CompletionsReached", "Reached expected number of succeeded pods".into());
             }
             PodOutcome::DeadlineExceeded => {
                 failed += 1;
-                break (
-                    "Failed",
-                    "DeadlineExceeded",
-                    "Job was active longer than specified deadline".into(),
-                );
+                break ("Failed", "DeadlineExceeded", "Job was active longer than specified deadline".into());
             }
-            PodOutcome::Failed {
-                exit_code,
-                disrupted,
-            } => match matching_rule(&rules, container_name, exit_code, disrupted) {
-                Some((index, "FailJob")) => {
-                    failed += 1;
-                    break (
-                        "Failed",
-                        "PodFailurePolicy",
-                        format!(
-                            "Container {container_name} for pod {namespace}/{pod} failed with exit code {exit_code} matching FailJob rule at index {index}"
-                        ),
-                    );
-                }
-                Some((_, "Ignore")) => {}
-                _ => {
-                    failed += 1;
-                    update(shared, Resource::Jobs, namespace, name, |j| {
-                        j["status"]["failed"] = json!(failed)
-                    });
-                    if failed > backoff_limit {
+            PodOutcome::Failed { exit_code, disrupted } => {
+                match matching_rule(&rules, container_name, exit_code, disrupted) {
+                    Some((index, "FailJob")) => {
+                        failed += 1;
                         break (
                             "Failed",
-                            "BackoffLimitExceeded",
-                            "Job has reached the specified backoff limit".into(),
+                            "PodFailurePolicy",
+                            format!(
+                                "Container {container_name} for pod {namespace}/{pod} failed with exit code {exit_code} matching FailJob rule at index {index}"
+                            ),
                         );
                     }
+                    Some((_, "Ignore")) => {}
+                    _ => {
+                        failed += 1;
+                        update(shared, Resource::Jobs, namespace, name, |j| j["status"]["failed"] = json!(failed));
+                        if failed > backoff_limit {
+                            break (
+                                "Failed",
+                                "BackoffLimitExceeded",
+                                "Job has reached the specified backoff limit".into(),
+                            );
+                        }
+                    }
                 }
-            },
+            }
         }
         let pause = tokio::time::sleep(retry_delay);
         tokio::select! {
@@ -217,26 +170,15 @@ async fn run_job(shared: &Arc<Shared>, namespace: &str, name: &str, cancel: &Can
             () = cancel.cancelled() => return,
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            break (
-                "Failed",
-                "DeadlineExceeded",
-                "Job was active longer than specified deadline".into(),
-            );
+            break ("Failed", "DeadlineExceeded", "Job was active longer than specified deadline".into());
         }
     };
 
     let (kind, reason, message) = finish;
     update(shared, Resource::Jobs, namespace, name, |j| {
         let status = &mut j["status"];
-        let first = if kind == "Complete" {
-            "SuccessCriteriaMet"
-        } else {
-            "FailureTarget"
-        };
-        status["conditions"] = json!([
-            condition(first, reason, &message),
-            condition(kind, reason, &message)
-        ]);
+        let first = if kind == "Complete" { "SuccessCriteriaMet" } else { "FailureTarget" };
+        status["conditions"] = json!([condition(first, reason, &message), condition(kind, reason, &message)]);
         if kind == "Complete" {
             status["succeeded"] = json!(1);
             status["completionTime"] = json!(now());
@@ -252,29 +194,19 @@ async fn run_job(shared: &Arc<Shared>, namespace: &str, name: &str, cancel: &Can
         }
         let removed = shared.store().remove(Resource::Jobs, namespace, name);
         if let Some(job) = removed {
-            let uid = job["metadata"]["uid"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
+            let uid = job["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
             job_deleted(shared, namespace, name, &uid, true);
         }
     }
 }
 
 /// The first podFailurePolicy rule matching a failed pod: `(index, action)`.
-fn matching_rule<'r>(
-    rules: &'r [Value],
-    container: &str,
-    exit_code: i32,
-    disrupted: bool,
-) -> Option<(usize, &'r str)> {
+fn matching_rule<'r>(rules: &'r [Value], container: &str, exit_code: i32, disrupted: bool) -> Option<(usize, &'r str)> {
     rules.iter().enumerate().find_map(|(index, rule)| {
         let action = rule["action"].as_str()?;
         let by_code = &rule["onExitCodes"];
         if by_code.is_object() {
-            let container_ok = by_code["containerName"]
-                .as_str()
-                .is_none_or(|c| c == container);
+            let container_ok = by_code["containerName"].as_str().is_none_or(|c| c == container);
             let listed = by_code["values"]
                 .as_array()
                 .is_some_and(|vs| vs.iter().any(|v| v.as_i64() == Some(i64::from(exit_code))));
@@ -287,9 +219,9 @@ fn matching_rule<'r>(
         }
         let by_condition = rule["onPodConditions"].as_array()?;
         let hit = disrupted
-            && by_condition.iter().any(|c| {
-                c["type"] == "DisruptionTarget" && c["status"].as_str().is_none_or(|s| s == "True")
-            });
+            && by_condition
+                .iter()
+                .any(|c| c["type"] == "DisruptionTarget" && c["status"].as_str().is_none_or(|s| s == "True"));
         hit.then_some((index, action))
     })
 }
@@ -369,17 +301,9 @@ async fn run_pod(
 ) -> PodOutcome {
     let (stop_tx, mut stop_rx) = mpsc::unbounded_channel();
     let key = (namespace.to_owned(), pod.to_owned());
-    shared
-        .running_pods
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key.clone(), stop_tx);
+    shared.running_pods.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), stop_tx);
     let outcome = run_pod_inner(shared, namespace, pod, job, deadline, cancel, &mut stop_rx).await;
-    shared
-        .running_pods
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&key);
+    shared.running_pods.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
     outcome
 }
 
@@ -420,15 +344,9 @@ async fn run_pod_inner(
     };
     let env = match fault {
         Some(PodFault::ImagePull) => {
-            never_starts(
-                "ErrImagePull",
-                format!("failed to pull image {}", container["image"]),
-            );
+            never_starts("ErrImagePull", format!("failed to pull image {}", container["image"]));
             tokio::time::sleep(Duration::from_millis(50)).await;
-            never_starts(
-                "ImagePullBackOff",
-                format!("Back-off pulling image {}", container["image"]),
-            );
+            never_starts("ImagePullBackOff", format!("Back-off pulling image {}", container["image"]));
             Err(())
         }
         _ => resolve_env(shared, namespace, pod, container)
@@ -449,38 +367,15 @@ async fn run_pod_inner(
         }
     };
     if fault == Some(PodFault::Oom) {
-        set_container_state(
-            shared,
-            namespace,
-            pod,
-            "Running",
-            json!({"running": {"startedAt": started}}),
-            |_| {},
-        );
+        set_container_state(shared, namespace, pod, "Running", json!({"running": {"startedAt": started}}), |_| {});
         tokio::time::sleep(Duration::from_millis(20)).await;
-        set_container_state(
-            shared,
-            namespace,
-            pod,
-            "Failed",
-            terminated(137, "OOMKilled", &started),
-            |_| {},
-        );
-        return PodOutcome::Failed {
-            exit_code: 137,
-            disrupted: false,
-        };
+        set_container_state(shared, namespace, pod, "Failed", terminated(137, "OOMKilled", &started), |_| {});
+        return PodOutcome::Failed { exit_code: 137, disrupted: false };
     }
 
     let mut argv: Vec<String> = Vec::new();
     let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
+        v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()).unwrap_or_default()
     };
     let command = strings(&container["command"]);
     if command.is_empty() {
@@ -490,18 +385,8 @@ async fn run_pod_inner(
     }
     argv.extend(strings(&container["args"]));
     let Some((program, args)) = argv.split_first() else {
-        set_container_state(
-            shared,
-            namespace,
-            pod,
-            "Failed",
-            terminated(128, "StartError", &started),
-            |_| {},
-        );
-        return PodOutcome::Failed {
-            exit_code: 128,
-            disrupted: false,
-        };
+        set_container_state(shared, namespace, pod, "Failed", terminated(128, "StartError", &started), |_| {});
+        return PodOutcome::Failed { exit_code: 128, disrupted: false };
     };
     let log = std::fs::File::create(shared.pod_log_path(namespace, pod));
     let mut cmd = tokio::process::Command::new(program);
@@ -524,32 +409,13 @@ async fn run_pod_inner(
         Ok(child) => child,
         Err(err) => {
             tracing::warn!(pod, cause = %err, "simulated container failed to start");
-            set_container_state(
-                shared,
-                namespace,
-                pod,
-                "Failed",
-                terminated(128, "StartError", &started),
-                |_| {},
-            );
-            return PodOutcome::Failed {
-                exit_code: 128,
-                disrupted: false,
-            };
+            set_container_state(shared, namespace, pod, "Failed", terminated(128, "StartError", &started), |_| {});
+            return PodOutcome::Failed { exit_code: 128, disrupted: false };
         }
     };
-    set_container_state(
-        shared,
-        namespace,
-        pod,
-        "Running",
-        json!({"running": {"startedAt": started}}),
-        |_| {},
-    );
+    set_container_state(shared, namespace, pod, "Running", json!({"running": {"startedAt": started}}), |_| {});
     if let Some(job_name) = job["metadata"]["name"].as_str() {
-        update(shared, Resource::Jobs, namespace, job_name, |j| {
-            j["status"]["ready"] = json!(1)
-        });
+        update(shared, Resource::Jobs, namespace, job_name, |j| j["status"]["ready"] = json!(1));
     }
 
     tokio::select! {
@@ -593,32 +459,16 @@ fn stopped_without_process(
 ) -> PodOutcome {
     match why {
         Some(PodStop::Evict) => {
-            set_container_state(
-                shared,
-                namespace,
-                pod,
-                "Failed",
-                terminated(137, "Error", started),
-                |s| {
-                    s["reason"] = json!("Evicted");
-                    s["message"] = json!("The pod was evicted.");
-                    s["conditions"] = json!([condition(
-                        "DisruptionTarget",
-                        "EvictionByEvictionAPI",
-                        "Eviction API: evicting"
-                    )]);
-                },
-            );
-            PodOutcome::Failed {
-                exit_code: 137,
-                disrupted: true,
-            }
+            set_container_state(shared, namespace, pod, "Failed", terminated(137, "Error", started), |s| {
+                s["reason"] = json!("Evicted");
+                s["message"] = json!("The pod was evicted.");
+                s["conditions"] =
+                    json!([condition("DisruptionTarget", "EvictionByEvictionAPI", "Eviction API: evicting")]);
+            });
+            PodOutcome::Failed { exit_code: 137, disrupted: true }
         }
         // A pod deleted by hand counts as a failed pod for its Job.
-        Some(PodStop::Deleted) => PodOutcome::Failed {
-            exit_code: 137,
-            disrupted: false,
-        },
+        Some(PodStop::Deleted) => PodOutcome::Failed { exit_code: 137, disrupted: false },
         None => PodOutcome::Gone,
     }
 }
@@ -645,9 +495,8 @@ fn resolve_env(
     use base64::Engine as _;
     let secret_value = |name: &str, key: Option<&str>| -> Result<Vec<(String, String)>, String> {
         let store = shared.store();
-        let secret = store
-            .get(Resource::Secrets, namespace, name)
-            .ok_or_else(|| format!("secret \"{name}\" not found"))?;
+        let secret =
+            store.get(Resource::Secrets, namespace, name).ok_or_else(|| format!("secret \"{name}\" not found"))?;
         let data = secret["data"].as_object().cloned().unwrap_or_default();
         let mut out = Vec::new();
         for (k, v) in data {
@@ -662,9 +511,7 @@ fn resolve_env(
         if let Some(want) = key
             && out.is_empty()
         {
-            return Err(format!(
-                "couldn't find key {want} in Secret {namespace}/{name}"
-            ));
+            return Err(format!("couldn't find key {want} in Secret {namespace}/{name}"));
         }
         Ok(out)
     };
@@ -673,9 +520,7 @@ fn resolve_env(
         let prefix = source["prefix"].as_str().unwrap_or_default();
         if let Some(name) = source["secretRef"]["name"].as_str() {
             match secret_value(name, None) {
-                Ok(pairs) => {
-                    env.extend(pairs.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)))
-                }
+                Ok(pairs) => env.extend(pairs.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v))),
                 Err(_) if source["secretRef"]["optional"] == true => {}
                 Err(e) => return Err(e),
             }
@@ -688,9 +533,7 @@ fn resolve_env(
         if let Some(value) = var["value"].as_str() {
             env.push((name.to_owned(), value.to_owned()));
         } else if let Some(secret) = var["valueFrom"]["secretKeyRef"]["name"].as_str() {
-            let key = var["valueFrom"]["secretKeyRef"]["key"]
-                .as_str()
-                .unwrap_or_default();
+            let key = var["valueFrom"]["secretKeyRef"]["key"].as_str().unwrap_or_default();
             match secret_value(secret, Some(key)) {
                 Ok(pairs) => env.extend(pairs.into_iter().map(|(_, v)| (name.to_owned(), v))),
                 Err(_) if var["valueFrom"]["secretKeyRef"]["optional"] == true => {}

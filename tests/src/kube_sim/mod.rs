@@ -44,9 +44,7 @@ impl KubeletOptions {
     pub fn new(entrypoint: impl IntoIterator<Item = impl Into<String>>) -> Self {
         Self {
             entrypoint: entrypoint.into_iter().map(Into::into).collect(),
-            extra_env: std::env::var("PATH")
-                .map(|p| vec![("PATH".to_owned(), p)])
-                .unwrap_or_default(),
+            extra_env: std::env::var("PATH").map(|p| vec![("PATH".to_owned(), p)]).unwrap_or_default(),
             start_delay: Duration::from_millis(20),
             retry_delay: Duration::from_millis(50),
         }
@@ -188,11 +186,7 @@ impl std::fmt::Debug for KubeSim {
 impl KubeSim {
     /// Starts the simulator on `127.0.0.1:0`.
     pub async fn start(options: KubeSimOptions) -> Result<Self, KubeSimError> {
-        let schema = options
-            .schema_version
-            .as_deref()
-            .map(JobSchema::load)
-            .transpose()?;
+        let schema = options.schema_version.as_deref().map(JobSchema::load).transpose()?;
         let dir = std::env::temp_dir().join(format!("kube-sim-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).map_err(KubeSimError::Files)?;
         let shared = Arc::new(Shared {
@@ -210,16 +204,12 @@ impl KubeSim {
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(KubeSimError::Bind)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(KubeSimError::Bind)?;
         let addr = listener.local_addr().map_err(KubeSimError::Bind)?;
         let app = server::app(shared.clone());
         let stop = shared.shutdown.clone();
         tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
+            let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
             if let Err(err) = served {
                 tracing::warn!(cause = %err, "kube simulator server stopped");
             }
@@ -239,14 +229,10 @@ impl KubeSim {
 
     /// A kube client after adjusting its config (e.g. `config.default_retry = false`).
     pub fn client_with(&self, adjust: impl FnOnce(&mut kube::Config)) -> kube::Client {
-        let url = self
-            .url()
-            .parse()
-            .unwrap_or_else(|_| unreachable!("a socket address is a valid URL"));
+        let url = self.url().parse().unwrap_or_else(|_| unreachable!("a socket address is a valid URL"));
         let mut config = kube::Config::new(url);
         adjust(&mut config);
-        kube::Client::try_from(config)
-            .unwrap_or_else(|e| panic!("kube client for the simulator: {e}"))
+        kube::Client::try_from(config).unwrap_or_else(|e| panic!("kube client for the simulator: {e}"))
     }
 
     /// Writes a kubeconfig pointing at the simulator (namespace `default`) and returns its path, for a
@@ -278,11 +264,7 @@ impl KubeSim {
 
     /// Responses sent with this HTTP status code (e.g. 429 to see injected throttling reached a client).
     pub fn responses_with_status(&self, code: u16) -> u64 {
-        let responses = self
-            .shared
-            .responses
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let responses = self.shared.responses.lock().unwrap_or_else(|e| e.into_inner());
         responses.get(&code).copied().unwrap_or(0)
     }
 
@@ -313,36 +295,23 @@ impl KubeSim {
             },
             "data": data,
         });
-        self.shared
-            .store()
-            .put(Resource::Secrets, namespace, secret);
+        self.shared.store().put(Resource::Secrets, namespace, secret);
     }
 
     /// Injects a fault.
     pub fn inject(&self, fault: Fault) {
         match fault {
             Fault::Latency(latency) => self.shared.faults().latency = latency,
-            Fault::TooManyRequests {
-                count,
-                retry_after_secs,
-            } => {
+            Fault::TooManyRequests { count, retry_after_secs } => {
                 let mut faults = self.shared.faults();
                 faults.too_many += count;
                 faults.retry_after_secs = retry_after_secs;
             }
             Fault::ServerError { count } => self.shared.faults().server_errors += count,
-            Fault::ImagePullFailure => self
-                .shared
-                .faults()
-                .next_pods
-                .push_back(PodFault::ImagePull),
+            Fault::ImagePullFailure => self.shared.faults().next_pods.push_back(PodFault::ImagePull),
             Fault::OomKill => self.shared.faults().next_pods.push_back(PodFault::Oom),
             Fault::EvictPod { namespace, name } => {
-                let pods = self
-                    .shared
-                    .running_pods
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
+                let pods = self.shared.running_pods.lock().unwrap_or_else(|e| e.into_inner());
                 match pods.get(&(namespace, name.clone())) {
                     Some(stop) => {
                         let _ = stop.send(PodStop::Evict);
@@ -356,10 +325,7 @@ impl KubeSim {
 
     fn typed<T: serde::de::DeserializeOwned>(&self, resource: Resource) -> Vec<T> {
         let objects = self.shared.store().list(resource, None);
-        objects
-            .into_iter()
-            .filter_map(|o| serde_json::from_value(o).ok())
-            .collect()
+        objects.into_iter().filter_map(|o| serde_json::from_value(o).ok()).collect()
     }
 }
 

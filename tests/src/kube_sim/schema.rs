@@ -33,16 +33,11 @@ pub fn schema_root() -> Result<PathBuf, SchemaError> {
         return Ok(PathBuf::from(dir));
     }
     let output = Command::new("python3")
-        .args([
-            "-c",
-            "import kubernetes_validate,os;print(os.path.dirname(kubernetes_validate.__file__))",
-        ])
+        .args(["-c", "import kubernetes_validate,os;print(os.path.dirname(kubernetes_validate.__file__))"])
         .output()
         .map_err(|e| SchemaError::PackageNotFound(e.to_string()))?;
     if !output.status.success() {
-        return Err(SchemaError::PackageNotFound(
-            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        ));
+        return Err(SchemaError::PackageNotFound(String::from_utf8_lossy(&output.stderr).trim().to_owned()));
     }
     let dir = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     Ok(Path::new(&dir).join("kubernetes-json-schema"))
@@ -65,10 +60,7 @@ impl JobSchema {
         let dir = schema_root()?.join(format!("v{version}-local-strict"));
         let job = read_json(&dir.join("job-batch-v1.json"))?;
         let definitions = read_json(&dir.join("_definitions.json"))?;
-        let all_defs = definitions["$defs"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
+        let all_defs = definitions["$defs"].as_object().cloned().unwrap_or_default();
         // The schema files point into `/api/_definitions.json`; inline only the definitions a Job reaches so
         // the validator compiles in milliseconds instead of compiling every Kubernetes type.
         let mut defs = Map::new();
@@ -86,29 +78,19 @@ impl JobSchema {
             defs.insert(name, def);
         }
         schema["$defs"] = Value::Object(defs);
-        let validator =
-            jsonschema::validator_for(&schema).map_err(|e| SchemaError::Compile(e.to_string()))?;
+        let validator = jsonschema::validator_for(&schema).map_err(|e| SchemaError::Compile(e.to_string()))?;
         Ok(Self { validator })
     }
 
     /// Every violation as `(JSON pointer, message)`; empty when the Job is valid.
     pub fn violations(&self, job: &Value) -> Vec<(String, String)> {
-        self.validator
-            .iter_errors(job)
-            .map(|e| (e.instance_path().to_string(), e.to_string()))
-            .collect()
+        self.validator.iter_errors(job).map(|e| (e.instance_path().to_string(), e.to_string())).collect()
     }
 }
 
 fn read_json(path: &Path) -> Result<Value, SchemaError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SchemaError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|source| SchemaError::Parse {
-        path: path.to_owned(),
-        source,
-    })
+    let text = std::fs::read_to_string(path).map_err(|source| SchemaError::Read { path: path.to_owned(), source })?;
+    serde_json::from_str(&text).map_err(|source| SchemaError::Parse { path: path.to_owned(), source })
 }
 
 const DEFINITIONS_REF: &str = "/api/_definitions.json#/$defs/";
@@ -118,10 +100,9 @@ fn rewrite_refs(value: &mut Value, found: &mut Vec<String>) {
         Value::Object(map) => {
             for (key, child) in map.iter_mut() {
                 if key == "$ref"
-                    && let Some(name) = child.as_str().and_then(|r| {
-                        r.strip_prefix(DEFINITIONS_REF)
-                            .or_else(|| r.strip_prefix("#/$defs/"))
-                    })
+                    && let Some(name) = child
+                        .as_str()
+                        .and_then(|r| r.strip_prefix(DEFINITIONS_REF).or_else(|| r.strip_prefix("#/$defs/")))
                 {
                     found.push(name.to_owned());
                     *child = Value::String(format!("#/$defs/{name}"));

@@ -53,11 +53,7 @@ impl LabelSelector {
 pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
     object["metadata"]["labels"]
         .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
         .unwrap_or_default()
 }
 
@@ -121,16 +117,10 @@ fn parse_term(term: &str) -> Result<Requirement, String> {
         return Ok(Requirement::NotExists(key.trim().to_owned()));
     }
     if let Some((k, v)) = term.split_once("!=") {
-        return Ok(Requirement::NotEquals(
-            k.trim().to_owned(),
-            v.trim().to_owned(),
-        ));
+        return Ok(Requirement::NotEquals(k.trim().to_owned(), v.trim().to_owned()));
     }
     if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-        return Ok(Requirement::Equals(
-            k.trim().to_owned(),
-            v.trim().to_owned(),
-        ));
+        return Ok(Requirement::Equals(k.trim().to_owned(), v.trim().to_owned()));
     }
     let mut words = term.splitn(2, char::is_whitespace);
     let key = words.next().ok_or_else(bad)?.trim().to_owned();
@@ -152,11 +142,7 @@ fn parse_term(term: &str) -> Result<Requirement, String> {
         .split(',')
         .map(|v| v.trim().to_owned())
         .collect();
-    Ok(if negated {
-        Requirement::NotIn(key, values)
-    } else {
-        Requirement::In(key, values)
-    })
+    Ok(if negated { Requirement::NotIn(key, values) } else { Requirement::In(key, values) })
 }
 
 #[cfg(test)]
@@ -164,10 +150,7 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]
@@ -187,15 +170,7 @@ mod tests {
         for s in yes {
             assert!(LabelSelector::parse(s).unwrap().matches(&l), "{s}");
         }
-        let no = [
-            "app=y",
-            "app!=x",
-            "app in (y,z)",
-            "tier notin (batch)",
-            "missing",
-            "!app",
-            "app=x,tier=web",
-        ];
+        let no = ["app=y", "app!=x", "app in (y,z)", "tier notin (batch)", "missing", "!app", "app=x,tier=web"];
         for s in no {
             assert!(!LabelSelector::parse(s).unwrap().matches(&l), "{s}");
         }

@@ -83,12 +83,8 @@ fn parse_path(path: &str) -> Option<Target> {
     match rest {
         [plural] => Some(target(resource(plural)?, None, None, false)),
         ["namespaces", ns, plural] => Some(target(resource(plural)?, Some(ns), None, false)),
-        ["namespaces", ns, plural, name] => {
-            Some(target(resource(plural)?, Some(ns), Some(name), false))
-        }
-        ["namespaces", ns, "pods", name, "log"] if !batch => {
-            Some(target(Resource::Pods, Some(ns), Some(name), true))
-        }
+        ["namespaces", ns, plural, name] => Some(target(resource(plural)?, Some(ns), Some(name), false)),
+        ["namespaces", ns, "pods", name, "log"] if !batch => Some(target(Resource::Pods, Some(ns), Some(name), true)),
         _ => None,
     }
 }
@@ -123,10 +119,7 @@ async fn injected_fault(shared: &Shared) -> Option<Response> {
             "the server has received too many requests and has asked us to try again later".into(),
             json!({"retryAfterSeconds": faults.retry_after_secs}),
         );
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(faults.retry_after_secs),
-        );
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(faults.retry_after_secs));
         return Some(response);
     }
     if faults.server_errors > 0 {
@@ -141,13 +134,7 @@ async fn injected_fault(shared: &Shared) -> Option<Response> {
     None
 }
 
-fn route(
-    shared: &Arc<Shared>,
-    method: &Method,
-    uri: &Uri,
-    query: &HashMap<String, String>,
-    body: &Bytes,
-) -> Response {
+fn route(shared: &Arc<Shared>, method: &Method, uri: &Uri, query: &HashMap<String, String>, body: &Bytes) -> Response {
     let Some(target) = parse_path(uri.path()) else {
         return status(
             StatusCode::NOT_FOUND,
@@ -165,9 +152,7 @@ fn route(
         }
         (Method::GET, _, None) => list(shared, target.resource, namespace, query),
         (Method::POST, Some(ns), None) => create(shared, target.resource, ns, body),
-        (Method::DELETE, Some(ns), Some(name)) => {
-            delete(shared, target.resource, ns, name, query, body)
-        }
+        (Method::DELETE, Some(ns), Some(name)) => delete(shared, target.resource, ns, name, query, body),
         _ => status(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
@@ -185,11 +170,7 @@ fn get(shared: &Shared, resource: Resource, namespace: &str, name: &str) -> Resp
 }
 
 fn pod_log(shared: &Shared, namespace: &str, name: &str) -> Response {
-    if shared
-        .store()
-        .get(Resource::Pods, namespace, name)
-        .is_none()
-    {
+    if shared.store().get(Resource::Pods, namespace, name).is_none() {
         return not_found(Resource::Pods, name);
     }
     let text = std::fs::read_to_string(shared.pod_log_path(namespace, name)).unwrap_or_default();
@@ -214,22 +195,13 @@ impl Selectors {
     }
 }
 
-fn list(
-    shared: &Shared,
-    resource: Resource,
-    namespace: Option<&str>,
-    query: &HashMap<String, String>,
-) -> Response {
+fn list(shared: &Shared, resource: Resource, namespace: Option<&str>, query: &HashMap<String, String>) -> Response {
     let selectors = match Selectors::parse(query) {
         Ok(s) => s,
         Err(message) => return bad_request(message),
     };
     let store = shared.store();
-    let items: Vec<Value> = store
-        .list(resource, namespace)
-        .into_iter()
-        .filter(|o| selectors.matches(o))
-        .collect();
+    let items: Vec<Value> = store.list(resource, namespace).into_iter().filter(|o| selectors.matches(o)).collect();
     axum::Json(json!({
         "apiVersion": resource.api_version(),
         "kind": format!("{}List", resource.kind()),
@@ -240,8 +212,7 @@ fn list(
 }
 
 fn watch_line(kind: &str, object: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object}))
-        .unwrap_or_else(|_| b"{}".to_vec());
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_else(|_| b"{}".to_vec());
     line.push(b'\n');
     Bytes::from(line)
 }
@@ -276,13 +247,9 @@ fn watch(
             Err(_) => return bad_request(format!("invalid resource version: {rv}")),
         },
     };
-    let timeout = query
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse().ok())
-        .map_or(Duration::from_secs(1800), Duration::from_secs);
-    let bookmarks = query
-        .get("allowWatchBookmarks")
-        .is_some_and(|b| b == "true");
+    let timeout =
+        query.get("timeoutSeconds").and_then(|t| t.parse().ok()).map_or(Duration::from_secs(1800), Duration::from_secs);
+    let bookmarks = query.get("allowWatchBookmarks").is_some_and(|b| b == "true");
     let namespace = namespace.map(str::to_owned);
 
     // Snapshot and subscription under one lock, so no event falls between them.
@@ -291,12 +258,9 @@ fn watch(
         let live = store.subscribe();
         let current = store.resource_version();
         match requested {
-            Some(rv) if rv < store.compacted_through() => (
-                vec![expired_line(rv, store.compacted_through() + 1)],
-                live,
-                current,
-                true,
-            ),
+            Some(rv) if rv < store.compacted_through() => {
+                (vec![expired_line(rv, store.compacted_through() + 1)], live, current, true)
+            }
             Some(rv) => {
                 let lines = store
                     .events_after(rv)
@@ -379,10 +343,7 @@ fn watch(
             }
         }
     });
-    let stream = futures::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx)
-            .map(|o| o.map(Ok::<_, std::convert::Infallible>))
-    });
+    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|o| o.map(Ok::<_, std::convert::Infallible>)));
     Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(stream))
@@ -415,8 +376,7 @@ fn is_dns1123_label(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -443,73 +403,47 @@ fn job_semantics(job: &Value) -> Vec<(String, String)> {
         ));
     }
     if pod["containers"].as_array().is_none_or(Vec::is_empty) {
-        causes.push((
-            "spec.template.spec.containers".into(),
-            "Required value".into(),
-        ));
+        causes.push(("spec.template.spec.containers".into(), "Required value".into()));
     }
     if job["spec"]["backoffLimit"].as_i64().is_some_and(|b| b < 0) {
-        causes.push((
-            "spec.backoffLimit".into(),
-            "Invalid value: must be greater than or equal to 0".into(),
-        ));
+        causes.push(("spec.backoffLimit".into(), "Invalid value: must be greater than or equal to 0".into()));
     }
-    if job["spec"]["activeDeadlineSeconds"]
-        .as_i64()
-        .is_some_and(|d| d <= 0)
-    {
-        causes.push((
-            "spec.activeDeadlineSeconds".into(),
-            "Invalid value: must be greater than 0".into(),
-        ));
+    if job["spec"]["activeDeadlineSeconds"].as_i64().is_some_and(|d| d <= 0) {
+        causes.push(("spec.activeDeadlineSeconds".into(), "Invalid value: must be greater than 0".into()));
     }
     causes
 }
 
 fn create(shared: &Arc<Shared>, resource: Resource, namespace: &str, body: &Bytes) -> Response {
     if resource == Resource::Jobs {
-        shared
-            .job_creates
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shared.job_creates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     let mut object: Value = match serde_json::from_slice(body) {
         Ok(value @ Value::Object(_)) => value,
         _ => return bad_request("the body of the request was in an unknown format".into()),
     };
-    for (field, expected) in [
-        ("kind", resource.kind()),
-        ("apiVersion", resource.api_version()),
-    ] {
+    for (field, expected) in [("kind", resource.kind()), ("apiVersion", resource.api_version())] {
         if let Some(given) = object[field].as_str()
             && given != expected
         {
-            return bad_request(format!(
-                "{field} {given} does not match the request path ({expected})"
-            ));
+            return bad_request(format!("{field} {given} does not match the request path ({expected})"));
         }
     }
     if let Some(given) = object["metadata"]["namespace"].as_str()
         && given != namespace
     {
         return bad_request(
-            "the namespace of the provided object does not match the namespace sent on the request"
-                .into(),
+            "the namespace of the provided object does not match the namespace sent on the request".into(),
         );
     }
-    let name = match (
-        object["metadata"]["name"].as_str(),
-        object["metadata"]["generateName"].as_str(),
-    ) {
+    let name = match (object["metadata"]["name"].as_str(), object["metadata"]["generateName"].as_str()) {
         (Some(name), _) if !name.is_empty() => name.to_owned(),
         (_, Some(prefix)) => format!("{prefix}{}", kubelet::random_suffix()),
         _ => {
             return invalid(
                 resource,
                 "",
-                &[(
-                    "metadata.name".into(),
-                    "Required value: name or generateName is required".into(),
-                )],
+                &[("metadata.name".into(), "Required value: name or generateName is required".into())],
             );
         }
     };
@@ -524,18 +458,12 @@ fn create(shared: &Arc<Shared>, resource: Resource, namespace: &str, body: &Byte
             &name,
             &[(
                 "metadata.name".into(),
-                format!(
-                    "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain (at most 63 characters for a Job)"
-                ),
+                format!("Invalid value: \"{name}\": a lowercase RFC 1123 subdomain (at most 63 characters for a Job)"),
             )],
         );
     }
     if resource == Resource::Jobs {
-        let mut causes = shared
-            .schema
-            .as_ref()
-            .map(|s| s.violations(&object))
-            .unwrap_or_default();
+        let mut causes = shared.schema.as_ref().map(|s| s.violations(&object)).unwrap_or_default();
         causes.extend(job_semantics(&object));
         if !causes.is_empty() {
             return invalid(resource, &name, &causes);
@@ -609,9 +537,7 @@ fn default_job(job: &mut Value, name: &str, uid: &str) {
 /// `stringData` is write-only: the API server merges it into base64 `data`.
 fn fold_string_data(secret: &mut Value) {
     use base64::Engine as _;
-    let Some(Value::Object(string_data)) =
-        secret.as_object_mut().and_then(|o| o.remove("stringData"))
-    else {
+    let Some(Value::Object(string_data)) = secret.as_object_mut().and_then(|o| o.remove("stringData")) else {
         return;
     };
     if !secret["data"].is_object() {
@@ -631,13 +557,10 @@ fn delete(
     query: &HashMap<String, String>,
     body: &Bytes,
 ) -> Response {
-    let from_body = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|b| b["propagationPolicy"].as_str().map(str::to_owned));
+    let from_body =
+        serde_json::from_slice::<Value>(body).ok().and_then(|b| b["propagationPolicy"].as_str().map(str::to_owned));
     // batch/v1 Jobs deleted through the REST API orphan their pods unless told otherwise.
-    let policy = from_body
-        .or_else(|| query.get("propagationPolicy").cloned())
-        .unwrap_or_else(|| "Orphan".to_owned());
+    let policy = from_body.or_else(|| query.get("propagationPolicy").cloned()).unwrap_or_else(|| "Orphan".to_owned());
     let Some(removed) = shared.store().remove(resource, namespace, name) else {
         return not_found(resource, name);
     };

@@ -121,8 +121,7 @@ impl Store {
     }
 
     pub fn get(&self, resource: Resource, namespace: &str, name: &str) -> Option<&Value> {
-        self.objects
-            .get(&(resource, namespace.to_owned(), name.to_owned()))
+        self.objects.get(&(resource, namespace.to_owned(), name.to_owned()))
     }
 
     /// Objects of a resource, in one namespace or (None) all of them.
@@ -136,27 +135,16 @@ impl Store {
 
     /// History events after `after` (exclusive), for resuming a watch.
     pub fn events_after(&self, after: u64) -> Vec<StoredEvent> {
-        self.history
-            .iter()
-            .filter(|e| e.resource_version > after)
-            .cloned()
-            .collect()
+        self.history.iter().filter(|e| e.resource_version > after).cloned().collect()
     }
 
     /// Stores a new or changed object, stamping a fresh resourceVersion; returns the stored object.
     pub fn put(&mut self, resource: Resource, namespace: &str, mut object: Value) -> Value {
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = Value::String(self.resource_version.to_string());
-        let name = object["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
         let key = (resource, namespace.to_owned(), name);
-        let kind = if self.objects.contains_key(&key) {
-            EventType::Modified
-        } else {
-            EventType::Added
-        };
+        let kind = if self.objects.contains_key(&key) { EventType::Modified } else { EventType::Added };
         self.objects.insert(key, object.clone());
         self.record(resource, namespace, kind, object.clone());
         object
@@ -164,9 +152,7 @@ impl Store {
 
     /// Removes an object; the DELETED event carries it with a fresh resourceVersion.
     pub fn remove(&mut self, resource: Resource, namespace: &str, name: &str) -> Option<Value> {
-        let mut object = self
-            .objects
-            .remove(&(resource, namespace.to_owned(), name.to_owned()))?;
+        let mut object = self.objects.remove(&(resource, namespace.to_owned(), name.to_owned()))?;
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = Value::String(self.resource_version.to_string());
         self.record(resource, namespace, EventType::Deleted, object.clone());

@@ -21,11 +21,7 @@ pub enum LoadgenError {
     #[error("creating an API key was refused with HTTP {status}: {body}")]
     CreateKeyRefused { status: u16, body: String },
     #[error("the warm-up had {failed} of {total} submissions fail (first answer: {first})")]
-    WarmupFailed {
-        failed: u64,
-        total: u64,
-        first: String,
-    },
+    WarmupFailed { failed: u64, total: u64, first: String },
     #[error("no pgbench found in PATH or /usr/lib/postgresql/*/bin (install postgresql-contrib)")]
     PgbenchMissing,
     #[error("preparing the pgbench table failed")]
@@ -35,10 +31,7 @@ pub enum LoadgenError {
     #[error("running pgbench failed")]
     PgbenchSpawn(#[source] std::io::Error),
     #[error("pgbench exited with {status}: {stderr}")]
-    PgbenchFailed {
-        status: std::process::ExitStatus,
-        stderr: String,
-    },
+    PgbenchFailed { status: std::process::ExitStatus, stderr: String },
     #[error("pgbench printed no tps figure: {output}")]
     PgbenchOutput { output: String },
 }

@@ -45,10 +45,7 @@ pub fn find_pgbench() -> Option<PathBuf> {
 
 /// The custom script: one INSERT, which pgbench runs as its own (autocommit) transaction.
 pub fn script(payload: &str) -> String {
-    format!(
-        "INSERT INTO {TABLE} (payload) VALUES ('{}');\n",
-        payload.replace('\'', "''")
-    )
+    format!("INSERT INTO {TABLE} (payload) VALUES ('{}');\n", payload.replace('\'', "''"))
 }
 
 /// The tps figure from pgbench's report. PostgreSQL 14+ prints one `tps = N (without initial connection
@@ -72,22 +69,13 @@ pub fn parse_tps(output: &str) -> Option<f64> {
 
 /// Runs fixed DDL (built from constants only, hence `AssertSqlSafe`) on a connection of its own.
 async fn execute(database_url: &str, sql: String) -> Result<(), LoadgenError> {
-    let mut conn = PgConnection::connect(database_url)
-        .await
-        .map_err(LoadgenError::PgbenchSetup)?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(&mut conn)
-        .await
-        .map_err(LoadgenError::PgbenchSetup)?;
+    let mut conn = PgConnection::connect(database_url).await.map_err(LoadgenError::PgbenchSetup)?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.map_err(LoadgenError::PgbenchSetup)?;
     // Closed before pgbench starts, so its clients get every free connection slot.
     conn.close().await.map_err(LoadgenError::PgbenchSetup)
 }
 
-async fn run_pgbench(
-    pgbench: &Path,
-    script_path: &Path,
-    options: &PgbenchOptions,
-) -> Result<f64, LoadgenError> {
+async fn run_pgbench(pgbench: &Path, script_path: &Path, options: &PgbenchOptions) -> Result<f64, LoadgenError> {
     let clients = options.clients.max(1);
     let output = tokio::process::Command::new(pgbench)
         .arg("-n")
@@ -107,9 +95,7 @@ async fn run_pgbench(
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
         });
     }
-    parse_tps(&stdout).ok_or_else(|| LoadgenError::PgbenchOutput {
-        output: stdout.into_owned(),
-    })
+    parse_tps(&stdout).ok_or_else(|| LoadgenError::PgbenchOutput { output: stdout.into_owned() })
 }
 
 /// Creates the table, runs pgbench, drops the table (also when pgbench failed) and returns the tps.
@@ -123,18 +109,13 @@ pub async fn insert_ceiling(options: &PgbenchOptions) -> Result<f64, LoadgenErro
         ),
     )
     .await?;
-    let script_path =
-        std::env::temp_dir().join(format!("flow-like-loadgen-{}.sql", std::process::id()));
+    let script_path = std::env::temp_dir().join(format!("flow-like-loadgen-{}.sql", std::process::id()));
     let measured = match std::fs::write(&script_path, script(&options.payload)) {
         Ok(()) => run_pgbench(&pgbench, &script_path, options).await,
         Err(err) => Err(LoadgenError::PgbenchScript(err)),
     };
     let _ = std::fs::remove_file(&script_path);
-    let dropped = execute(
-        &options.database_url,
-        format!("DROP TABLE IF EXISTS {TABLE}"),
-    )
-    .await;
+    let dropped = execute(&options.database_url, format!("DROP TABLE IF EXISTS {TABLE}")).await;
     let tps = measured?;
     dropped?;
     Ok(tps)
@@ -180,10 +161,7 @@ tps = 19500.250000 (excluding connections establishing)
 
     #[test]
     fn the_script_is_one_insert_with_quotes_escaped() {
-        assert_eq!(
-            script(r#"{"a":"it's"}"#),
-            "INSERT INTO bench_ceiling (payload) VALUES ('{\"a\":\"it''s\"}');\n"
-        );
+        assert_eq!(script(r#"{"a":"it's"}"#), "INSERT INTO bench_ceiling (payload) VALUES ('{\"a\":\"it''s\"}');\n");
     }
 
     /// pgbench against the shared test PostgreSQL: a positive rate, and the table is gone afterwards.
@@ -204,10 +182,7 @@ tps = 19500.250000 (excluding connections establishing)
         let tps = insert_ceiling(&options).await.unwrap();
         assert!(tps > 0.0, "{tps}");
         let (left,): (Option<String>,) =
-            sqlx::query_as("SELECT to_regclass('bench_ceiling')::text")
-                .fetch_one(&api.db)
-                .await
-                .unwrap();
+            sqlx::query_as("SELECT to_regclass('bench_ceiling')::text").fetch_one(&api.db).await.unwrap();
         assert_eq!(left, None);
     }
 }

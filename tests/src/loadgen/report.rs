@@ -54,9 +54,7 @@ fn rounded(value: f64, places: i32) -> f64 {
 /// The machine-readable figures (`null` where a figure was not measured).
 pub fn json(outcome: &SubmitOutcome, ceiling: Option<f64>) -> Value {
     let rate = outcome.submissions_per_sec();
-    let latency = |f: fn(&super::stats::LatencySummary) -> f64| {
-        outcome.latency.as_ref().map(|l| rounded(f(l), 3))
-    };
+    let latency = |f: fn(&super::stats::LatencySummary) -> f64| outcome.latency.as_ref().map(|l| rounded(f(l), 3));
     json!({
         "mode": "submit",
         "requests": outcome.requests,

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The inline workflow every submission carries: one transform node, so validation is cheap but real.
-pub const BENCH_WORKFLOW: &str = r#"{"name":"bench","nodes":{"t":{"type":"transform","params":{"expr":".input.n + 1"}}},"output":"t"}"#;
+pub const BENCH_WORKFLOW: &str =
+    r#"{"name":"bench","nodes":{"t":{"type":"transform","params":{"expr":".input.n + 1"}}},"output":"t"}"#;
 
 /// What one run does.
 #[derive(Debug, Clone)]
@@ -68,36 +69,18 @@ pub fn http_client(options: &SubmitOptions) -> Result<reqwest::Client, LoadgenEr
 }
 
 /// Issues an API key for `options.tenant` (the tenant is created on first use).
-pub async fn create_key(
-    client: &reqwest::Client,
-    options: &SubmitOptions,
-) -> Result<String, LoadgenError> {
+pub async fn create_key(client: &reqwest::Client, options: &SubmitOptions) -> Result<String, LoadgenError> {
     #[derive(serde::Deserialize)]
     struct Issued {
         key: String,
     }
-    let url = format!(
-        "{}/api/v1/tenants/{}/api-keys",
-        options.api_url.trim_end_matches('/'),
-        options.tenant
-    );
-    let failed = |source| LoadgenError::CreateKey {
-        tenant: options.tenant.clone(),
-        source,
-    };
-    let response = client
-        .post(url)
-        .bearer_auth(&options.admin_token)
-        .send()
-        .await
-        .map_err(failed)?;
+    let url = format!("{}/api/v1/tenants/{}/api-keys", options.api_url.trim_end_matches('/'), options.tenant);
+    let failed = |source| LoadgenError::CreateKey { tenant: options.tenant.clone(), source };
+    let response = client.post(url).bearer_auth(&options.admin_token).send().await.map_err(failed)?;
     let status = response.status();
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
-        return Err(LoadgenError::CreateKeyRefused {
-            status: status.as_u16(),
-            body,
-        });
+        return Err(LoadgenError::CreateKeyRefused { status: status.as_u16(), body });
     }
     Ok(response.json::<Issued>().await.map_err(failed)?.key)
 }
@@ -182,30 +165,12 @@ async fn submit_loop(
 }
 
 /// Submits request numbers `start..end` from `concurrency` tasks.
-async fn run_phase(
-    client: &reqwest::Client,
-    options: &SubmitOptions,
-    key: &str,
-    start: u64,
-    end: u64,
-) -> PhaseRecord {
-    let url: Arc<str> = format!(
-        "{}/api/v1/executions",
-        options.api_url.trim_end_matches('/')
-    )
-    .into();
+async fn run_phase(client: &reqwest::Client, options: &SubmitOptions, key: &str, start: u64, end: u64) -> PhaseRecord {
+    let url: Arc<str> = format!("{}/api/v1/executions", options.api_url.trim_end_matches('/')).into();
     let key: Arc<str> = key.into();
     let next = Arc::new(AtomicU64::new(start));
     let tasks: Vec<_> = (0..options.concurrency.max(1))
-        .map(|_| {
-            tokio::spawn(submit_loop(
-                client.clone(),
-                url.clone(),
-                key.clone(),
-                next.clone(),
-                end,
-            ))
-        })
+        .map(|_| tokio::spawn(submit_loop(client.clone(), url.clone(), key.clone(), next.clone(), end)))
         .collect();
     let mut record = PhaseRecord::default();
     for task in tasks {
@@ -312,16 +277,7 @@ mod tests {
             request_timeout: Duration::from_secs(10),
         };
         let err = run(&options).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                LoadgenError::CreateKeyRefused {
-                    status: 401 | 403,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, LoadgenError::CreateKeyRefused { status: 401 | 403, .. }), "{err}");
         assert_eq!(api.execution_rows().await.unwrap(), 0);
     }
 }

@@ -14,9 +14,7 @@ mod process;
 mod redis;
 mod s3;
 
-pub use pool::{
-    STATE_DIR_ENV, ServiceConfigs, TestServices, database_config, redis_config, state_dir,
-};
+pub use pool::{STATE_DIR_ENV, ServiceConfigs, TestServices, database_config, redis_config, state_dir};
 pub use postgres::DedicatedPostgres;
 pub use redis::{DedicatedRedis, RedisOptions};
 pub use s3::S3Settings;
@@ -37,23 +35,11 @@ pub enum ServiceError {
         source: std::io::Error,
     },
     #[error("{what} failed ({status}):\n{output}")]
-    CommandFailed {
-        what: &'static str,
-        status: String,
-        output: String,
-    },
+    CommandFailed { what: &'static str, status: String, output: String },
     #[error("{name} exited during start-up ({status}); log tail:\n{log_tail}")]
-    Exited {
-        name: &'static str,
-        status: String,
-        log_tail: String,
-    },
+    Exited { name: &'static str, status: String, log_tail: String },
     #[error("{name} did not accept connections on port {port} in time; log tail:\n{log_tail}")]
-    NotReady {
-        name: &'static str,
-        port: u16,
-        log_tail: String,
-    },
+    NotReady { name: &'static str, port: u16, log_tail: String },
     #[error("could not signal process {pid}")]
     Signal { pid: u32 },
     #[error("{action} {path}")]
@@ -98,9 +84,7 @@ where
     F: FnOnce() -> Result<T, ServiceError> + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(ServiceError::Join)?
+    tokio::task::spawn_blocking(work).await.map_err(ServiceError::Join)?
 }
 
 /// A short unique lowercase name part (valid in database, bucket and key names).

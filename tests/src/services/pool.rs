@@ -7,8 +7,8 @@
 //! shutdown) uses a dedicated instance instead.
 
 use super::postgres::{
-    POOL_SETTINGS, StopMode, cluster_base, database_url, init_cluster, postmaster_pid,
-    start_cluster_on_free_port, stop_cluster,
+    POOL_SETTINGS, StopMode, cluster_base, database_url, init_cluster, postmaster_pid, start_cluster_on_free_port,
+    stop_cluster,
 };
 use super::process::{accepts_tcp, process_alive, process_name, terminate_pid};
 use super::redis::{RedisOptions, start_redis_on_free_port};
@@ -98,11 +98,7 @@ impl PoolLock {
     fn acquire(dir: &Path) -> Result<Self, ServiceError> {
         create_dir(dir)?;
         let path = dir.join("pool.lock");
-        let io_err = |action, source| ServiceError::Io {
-            action,
-            path: path.clone(),
-            source,
-        };
+        let io_err = |action, source| ServiceError::Io { action, path: path.clone(), source };
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -117,50 +113,35 @@ impl PoolLock {
 fn read_state(dir: &Path) -> Result<PoolState, ServiceError> {
     let path = dir.join("pool.json");
     match std::fs::read(&path) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes).map_err(|source| ServiceError::State { path, source })
-        }
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| ServiceError::State { path, source }),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(PoolState::default()),
-        Err(source) => Err(ServiceError::Io {
-            action: "read",
-            path,
-            source,
-        }),
+        Err(source) => Err(ServiceError::Io { action: "read", path, source }),
     }
 }
 
 fn write_state(dir: &Path, state: &PoolState) -> Result<(), ServiceError> {
     let path = dir.join("pool.json");
     let temp = dir.join("pool.json.tmp");
-    let bytes = serde_json::to_vec_pretty(state).map_err(|source| ServiceError::State {
-        path: path.clone(),
-        source,
-    })?;
+    let bytes =
+        serde_json::to_vec_pretty(state).map_err(|source| ServiceError::State { path: path.clone(), source })?;
     // Write then rename, so a reader never sees half a file.
-    std::fs::write(&temp, bytes)
-        .and_then(|()| std::fs::rename(&temp, &path))
-        .map_err(|source| ServiceError::Io {
-            action: "write",
-            path,
-            source,
-        })
+    std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, &path)).map_err(|source| ServiceError::Io {
+        action: "write",
+        path,
+        source,
+    })
 }
 
 fn remove_dir(path: &Path) -> Result<(), ServiceError> {
     match std::fs::remove_dir_all(path) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(ServiceError::Io {
-            action: "remove",
-            path: path.to_owned(),
-            source: err,
-        }),
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(ServiceError::Io { action: "remove", path: path.to_owned(), source: err })
+        }
         _ => Ok(()),
     }
 }
 
-fn ensure_postgres(
-    dir: &Path,
-    entry: Option<PostgresEntry>,
-) -> Result<PostgresEntry, ServiceError> {
+fn ensure_postgres(dir: &Path, entry: Option<PostgresEntry>) -> Result<PostgresEntry, ServiceError> {
     if let Some(entry) = entry {
         if entry.alive() {
             return Ok(entry);
@@ -185,10 +166,7 @@ fn ensure_redis(dir: &Path, entry: Option<ProcessEntry>) -> Result<ProcessEntry,
     remove_dir(&redis_dir)?;
     create_dir(&redis_dir)?;
     let (port, server) = start_redis_on_free_port(&redis_dir, RedisOptions::default())?;
-    Ok(ProcessEntry {
-        port,
-        pid: server.detach(),
-    })
+    Ok(ProcessEntry { port, pid: server.detach() })
 }
 
 fn ensure_s3(dir: &Path, entry: Option<S3Entry>) -> Result<S3Entry, ServiceError> {
@@ -202,18 +180,9 @@ fn ensure_s3(dir: &Path, entry: Option<S3Entry>) -> Result<S3Entry, ServiceError
     remove_dir(&s3_dir)?;
     create_dir(&s3_dir.join("data"))?;
     let secret_key = unique_suffix();
-    let (port, server) = start_s3_on_free_port(
-        &s3_dir.join("data"),
-        &s3_dir.join("s3s-fs.log"),
-        S3_ACCESS_KEY,
-        &secret_key,
-    )?;
-    Ok(S3Entry {
-        port,
-        pid: server.detach(),
-        access_key: S3_ACCESS_KEY.to_owned(),
-        secret_key,
-    })
+    let (port, server) =
+        start_s3_on_free_port(&s3_dir.join("data"), &s3_dir.join("s3s-fs.log"), S3_ACCESS_KEY, &secret_key)?;
+    Ok(S3Entry { port, pid: server.detach(), access_key: S3_ACCESS_KEY.to_owned(), secret_key })
 }
 
 /// Stops the servers a crashed test left behind in `<state dir>/dedicated` and removes their files.
@@ -224,9 +193,7 @@ fn clean_dedicated(base: &Path) {
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path();
         let _ = stop_cluster(&path, StopMode::Immediate);
-        if let Some(pid) = std::fs::read_to_string(path.join("redis.pid"))
-            .ok()
-            .and_then(|pid| pid.trim().parse().ok())
+        if let Some(pid) = std::fs::read_to_string(path.join("redis.pid")).ok().and_then(|pid| pid.trim().parse().ok())
         {
             let _ = stop_server(pid, "redis-server");
         }
@@ -299,11 +266,9 @@ impl TestServices {
         remove_dir(&dir.join("redis"))?;
         remove_dir(&dir.join("s3"))?;
         match std::fs::remove_file(dir.join("pool.json")) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(ServiceError::Io {
-                action: "remove",
-                path: dir.join("pool.json"),
-                source: err,
-            }),
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                Err(ServiceError::Io { action: "remove", path: dir.join("pool.json"), source: err })
+            }
             _ => Ok(()),
         }
     }
@@ -341,17 +306,9 @@ impl TestServices {
     }
 
     async fn execute_admin(&self, statement: &str) -> Result<(), ServiceError> {
-        let sql_err = |source| ServiceError::Sql {
-            statement: statement.to_owned(),
-            source,
-        };
-        let mut connection = sqlx::PgConnection::connect(&self.database_url("postgres"))
-            .await
-            .map_err(sql_err)?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
-            .execute(&mut connection)
-            .await
-            .map_err(sql_err)?;
+        let sql_err = |source| ServiceError::Sql { statement: statement.to_owned(), source };
+        let mut connection = sqlx::PgConnection::connect(&self.database_url("postgres")).await.map_err(sql_err)?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned())).execute(&mut connection).await.map_err(sql_err)?;
         connection.close().await.map_err(sql_err)
     }
 
@@ -377,12 +334,7 @@ impl TestServices {
 
     /// An S3 client for the shared server, with the right keys.
     pub fn s3_client(&self) -> aws_sdk_s3::Client {
-        client(
-            &self.s3_endpoint(),
-            REGION,
-            &self.s3_access_key,
-            &self.s3_secret_key,
-        )
+        client(&self.s3_endpoint(), REGION, &self.s3_access_key, &self.s3_secret_key)
     }
 
     /// A fresh database, key prefix and bucket pair, as the services' configuration groups.
@@ -428,16 +380,10 @@ pub struct ServiceConfigs {
 
 /// Database settings for `url` with a pool small enough for many tests in parallel.
 pub fn database_config(url: &str) -> DatabaseConfig {
-    DatabaseConfig {
-        url: url.to_owned(),
-        max_connections: 8,
-    }
+    DatabaseConfig { url: url.to_owned(), max_connections: 8 }
 }
 
 /// Redis settings for `url` and key `prefix`.
 pub fn redis_config(url: &str, prefix: &str) -> RedisConfig {
-    RedisConfig {
-        url: url.to_owned(),
-        prefix: prefix.to_owned(),
-    }
+    RedisConfig { url: url.to_owned(), prefix: prefix.to_owned() }
 }

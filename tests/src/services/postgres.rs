@@ -15,12 +15,8 @@ const START_ATTEMPTS: u32 = 5;
 const MAX_SOCKET_DIR_LEN: usize = 90;
 
 /// Server settings of the shared pool: durability off (tests only), room for many parallel test pools.
-pub(crate) const POOL_SETTINGS: &[&str] = &[
-    "fsync=off",
-    "synchronous_commit=off",
-    "full_page_writes=off",
-    "max_connections=500",
-];
+pub(crate) const POOL_SETTINGS: &[&str] =
+    &["fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_connections=500"];
 /// Server settings of dedicated clusters, which fault tests crash. A commit still writes its WAL before it
 /// returns (synchronous_commit stays on), so a killed server recovers every committed transaction; only fsync
 /// is off, which matters for a machine crash alone, and these tests do not simulate one.
@@ -31,9 +27,7 @@ fn bin_dir() -> Result<PathBuf, ServiceError> {
     if let Some(dir) = std::env::var_os("PG_BIN") {
         return Ok(PathBuf::from(dir));
     }
-    let missing = || ServiceError::MissingBinary {
-        program: "initdb (PostgreSQL server)".into(),
-    };
+    let missing = || ServiceError::MissingBinary { program: "initdb (PostgreSQL server)".into() };
     let versions = std::fs::read_dir("/usr/lib/postgresql").map_err(|_| missing())?;
     versions
         .filter_map(Result::ok)
@@ -51,9 +45,7 @@ fn bin_dir() -> Result<PathBuf, ServiceError> {
 fn pg_command(program: &str) -> Result<Command, ServiceError> {
     let path = bin_dir()?.join(program);
     if !path.is_file() {
-        return Err(ServiceError::MissingBinary {
-            program: program.into(),
-        });
+        return Err(ServiceError::MissingBinary { program: program.into() });
     }
     Ok(if running_as_root() {
         let mut command = Command::new("runuser");
@@ -82,9 +74,7 @@ pub(crate) fn cluster_base(base: &Path) -> PathBuf {
     let hash = base
         .to_string_lossy()
         .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
     std::env::temp_dir().join(format!("flow-like-test-pg-{hash:016x}"))
 }
 
@@ -97,25 +87,14 @@ pub(crate) fn init_cluster(dir: &Path) -> Result<(), ServiceError> {
         run_checked(chown, "chown of the PostgreSQL directory to postgres")?;
     }
     let mut initdb = pg_command("initdb")?;
-    initdb.arg("-D").arg(dir.join("data")).args([
-        "-U",
-        "postgres",
-        "-A",
-        "trust",
-        "-E",
-        "UTF8",
-        "--no-sync",
-    ]);
+    initdb.arg("-D").arg(dir.join("data")).args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]);
     run_checked(initdb, "initdb").map(drop)
 }
 
 /// Starts the cluster in `dir` on `port` and waits until it accepts connections.
 pub(crate) fn start_cluster(dir: &Path, port: u16, settings: &[&str]) -> Result<(), ServiceError> {
-    let socket_dir = if dir.as_os_str().len() <= MAX_SOCKET_DIR_LEN {
-        dir.to_string_lossy().into_owned()
-    } else {
-        String::new()
-    };
+    let socket_dir =
+        if dir.as_os_str().len() <= MAX_SOCKET_DIR_LEN { dir.to_string_lossy().into_owned() } else { String::new() };
     // pg_ctl passes `-o` through a shell: quote the path.
     let mut options = format!("-p {port} -k '{socket_dir}' -c listen_addresses=127.0.0.1");
     for setting in settings {
@@ -133,10 +112,7 @@ pub(crate) fn start_cluster(dir: &Path, port: u16, settings: &[&str]) -> Result<
 }
 
 /// Starts the cluster in `dir` on a free port, retrying on a port another process took in the meantime.
-pub(crate) fn start_cluster_on_free_port(
-    dir: &Path,
-    settings: &[&str],
-) -> Result<u16, ServiceError> {
+pub(crate) fn start_cluster_on_free_port(dir: &Path, settings: &[&str]) -> Result<u16, ServiceError> {
     let mut last = None;
     for _ in 0..START_ATTEMPTS {
         let port = free_port()?;
@@ -167,10 +143,7 @@ pub(crate) fn stop_cluster(dir: &Path, mode: StopMode) -> Result<(), ServiceErro
         StopMode::Immediate => "immediate",
     };
     let mut pg_ctl = pg_command("pg_ctl")?;
-    pg_ctl
-        .arg("-D")
-        .arg(dir.join("data"))
-        .args(["-m", mode, "-w", "-t", "30", "stop"]);
+    pg_ctl.arg("-D").arg(dir.join("data")).args(["-m", mode, "-w", "-t", "30", "stop"]);
     run_checked(pg_ctl, "pg_ctl stop").map(drop)
 }
 
@@ -198,9 +171,7 @@ impl DedicatedPostgres {
     pub async fn start() -> Result<Self, ServiceError> {
         blocking(|| {
             let base = cluster_base(&super::state_dir());
-            let dir = base
-                .join("dedicated")
-                .join(format!("pg-{}", unique_suffix()));
+            let dir = base.join("dedicated").join(format!("pg-{}", unique_suffix()));
             create_dir(&base.join("dedicated"))?;
             // Dropping the half-built value removes the directory if start-up fails.
             let mut cluster = Self { port: 0, dir };

@@ -19,10 +19,7 @@ const POLL: Duration = Duration::from_millis(10);
 /// start-up on a fresh port when the server fails to bind.
 pub(crate) fn free_port() -> Result<u16, ServiceError> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(ServiceError::FreePort)?;
-    let port = listener
-        .local_addr()
-        .map_err(ServiceError::FreePort)?
-        .port();
+    let port = listener.local_addr().map_err(ServiceError::FreePort)?.port();
     Ok(port)
 }
 
@@ -38,17 +35,13 @@ pub(crate) fn process_alive(pid: u32) -> bool {
         return false;
     };
     // The state follows the parenthesised command name, which may itself contain spaces or parentheses.
-    let state = stat
-        .rfind(')')
-        .and_then(|end| stat[end + 1..].split_whitespace().next());
+    let state = stat.rfind(')').and_then(|end| stat[end + 1..].split_whitespace().next());
     !matches!(state, Some("Z" | "X") | None)
 }
 
 /// The command name of `pid`, used to make sure a recorded pid still belongs to the server before signalling it.
 pub(crate) fn process_name(pid: u32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .ok()
-        .map(|name| name.trim().to_owned())
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|name| name.trim().to_owned())
 }
 
 /// Sends `signal` (for example `TERM` or `KILL`) to `pid` with the `kill` utility (the crate forbids `unsafe`).
@@ -59,16 +52,9 @@ pub(crate) fn send_signal(pid: u32, signal: &str) -> Result<(), ServiceError> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .map_err(|source| ServiceError::Spawn {
-            program: "kill".into(),
-            source,
-        })?;
+        .map_err(|source| ServiceError::Spawn { program: "kill".into(), source })?;
     // A process that is already gone is what the caller wanted.
-    if status.success() || !process_alive(pid) {
-        Ok(())
-    } else {
-        Err(ServiceError::Signal { pid })
-    }
+    if status.success() || !process_alive(pid) { Ok(()) } else { Err(ServiceError::Signal { pid }) }
 }
 
 /// Waits until `pid` has exited; false on time-out.
@@ -100,17 +86,14 @@ pub(crate) fn running_as_root() -> bool {
 
 /// Finds `program` on PATH or in `extra_dirs`, or says how to install it.
 pub(crate) fn find_binary(program: &str, extra_dirs: &[PathBuf]) -> Result<PathBuf, ServiceError> {
-    let path_dirs = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default();
+    let path_dirs =
+        std::env::var_os("PATH").map(|path| std::env::split_paths(&path).collect::<Vec<_>>()).unwrap_or_default();
     path_dirs
         .iter()
         .chain(extra_dirs)
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
-        .ok_or_else(|| ServiceError::MissingBinary {
-            program: program.to_owned(),
-        })
+        .ok_or_else(|| ServiceError::MissingBinary { program: program.to_owned() })
 }
 
 /// The last lines of a log file, for error messages.
@@ -123,15 +106,11 @@ pub(crate) fn log_tail(path: &Path) -> String {
 
 /// Opens `path` for appending, as a server's stdout and stderr.
 pub(crate) fn open_log(path: &Path) -> Result<File, ServiceError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| ServiceError::Io {
-            action: "open log file",
-            path: path.to_owned(),
-            source,
-        })
+    OpenOptions::new().create(true).append(true).open(path).map_err(|source| ServiceError::Io {
+        action: "open log file",
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// A server running in the foreground as a child of this process.
@@ -145,11 +124,7 @@ pub(crate) struct ServerProcess {
 impl ServerProcess {
     /// Spawns `command` detached from this process's stdio and process group, so that a test runner that kills
     /// a test's process group or waits for its pipes to close is not held up by the server.
-    pub(crate) fn spawn(
-        mut command: Command,
-        name: &'static str,
-        log: &Path,
-    ) -> Result<Self, ServiceError> {
+    pub(crate) fn spawn(mut command: Command, name: &'static str, log: &Path) -> Result<Self, ServiceError> {
         let out = open_log(log)?;
         let err = out.try_clone().map_err(|source| ServiceError::Io {
             action: "duplicate log handle",
@@ -162,15 +137,8 @@ impl ServerProcess {
             .stderr(err)
             .process_group(0)
             .spawn()
-            .map_err(|source| ServiceError::Spawn {
-                program: name.into(),
-                source,
-            })?;
-        Ok(Self {
-            child,
-            name,
-            log: log.to_owned(),
-        })
+            .map_err(|source| ServiceError::Spawn { program: name.into(), source })?;
+        Ok(Self { child, name, log: log.to_owned() })
     }
 
     /// Waits until the server accepts TCP on `port`; fails at once if it exits (usually: port already taken).
@@ -190,11 +158,7 @@ impl ServerProcess {
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                return Err(ServiceError::NotReady {
-                    name: self.name,
-                    port,
-                    log_tail: log_tail(&self.log),
-                });
+                return Err(ServiceError::NotReady { name: self.name, port, log_tail: log_tail(&self.log) });
             }
             std::thread::sleep(POLL);
         }
@@ -232,17 +196,9 @@ impl ServerProcess {
 }
 
 /// Runs a command to completion and fails with its output when it does not succeed.
-pub(crate) fn run_checked(
-    mut command: Command,
-    what: &'static str,
-) -> Result<String, ServiceError> {
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| ServiceError::Spawn {
-            program: what.into(),
-            source,
-        })?;
+pub(crate) fn run_checked(mut command: Command, what: &'static str) -> Result<String, ServiceError> {
+    let output =
+        command.stdin(Stdio::null()).output().map_err(|source| ServiceError::Spawn { program: what.into(), source })?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if output.status.success() {
         Ok(stdout)

@@ -22,11 +22,7 @@ pub struct RedisOptions {
 }
 
 /// Starts Redis on `port` with its files in `dir`, in the foreground, and waits until it accepts connections.
-pub(crate) fn start_redis(
-    dir: &Path,
-    port: u16,
-    options: RedisOptions,
-) -> Result<ServerProcess, ServiceError> {
+pub(crate) fn start_redis(dir: &Path, port: u16, options: RedisOptions) -> Result<ServerProcess, ServiceError> {
     let binary = find_binary("redis-server", &[])?;
     let mut command = Command::new(binary);
     command
@@ -96,11 +92,7 @@ pub(crate) fn start_redis_on_free_port(
 
 pub(crate) fn retries_error(what: &'static str, last: Option<ServiceError>) -> ServiceError {
     match last {
-        Some(last) => ServiceError::Retries {
-            what,
-            attempts: START_ATTEMPTS,
-            last: Box::new(last),
-        },
+        Some(last) => ServiceError::Retries { what, attempts: START_ATTEMPTS, last: Box::new(last) },
         None => ServiceError::FreePort(std::io::Error::other("no attempt made")),
     }
 }
@@ -123,18 +115,11 @@ impl DedicatedRedis {
 
     /// Starts a Redis with `options` on a free port.
     pub async fn start_with(options: RedisOptions) -> Result<Self, ServiceError> {
-        let dir = super::state_dir()
-            .join("dedicated")
-            .join(format!("redis-{}", unique_suffix()));
+        let dir = super::state_dir().join("dedicated").join(format!("redis-{}", unique_suffix()));
         blocking(move || {
             create_dir(&dir)?;
             let (port, server) = start_redis_on_free_port(&dir, options)?;
-            Ok(Self {
-                port,
-                dir,
-                options,
-                server: Some(server),
-            })
+            Ok(Self { port, dir, options, server: Some(server) })
         })
         .await
     }

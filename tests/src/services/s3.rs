@@ -82,22 +82,12 @@ impl S3Settings {
 
     /// An S3 client for this server (path-style addressing, static keys).
     pub fn client(&self) -> aws_sdk_s3::Client {
-        client(
-            &self.endpoint,
-            &self.region,
-            &self.access_key_id,
-            &self.secret_access_key,
-        )
+        client(&self.endpoint, &self.region, &self.access_key_id, &self.secret_access_key)
     }
 }
 
 /// An S3 client for `endpoint` with static keys and path-style addressing.
-pub(crate) fn client(
-    endpoint: &str,
-    region: &str,
-    access_key: &str,
-    secret_key: &str,
-) -> aws_sdk_s3::Client {
+pub(crate) fn client(endpoint: &str, region: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
     let credentials = Credentials::new(access_key, secret_key, None, None, "flow-like-tests");
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -110,19 +100,13 @@ pub(crate) fn client(
 }
 
 /// Creates a uniquely named bucket and returns its name.
-pub(crate) async fn create_unique_bucket(
-    client: &aws_sdk_s3::Client,
-    role: &str,
-) -> Result<String, ServiceError> {
+pub(crate) async fn create_unique_bucket(client: &aws_sdk_s3::Client, role: &str) -> Result<String, ServiceError> {
     let name = format!("t-{}-{role}", unique_suffix());
     client
         .create_bucket()
         .bucket(&name)
         .send()
         .await
-        .map_err(|err| ServiceError::S3 {
-            operation: "CreateBucket",
-            source: Box::new(err),
-        })?;
+        .map_err(|err| ServiceError::S3 { operation: "CreateBucket", source: Box::new(err) })?;
     Ok(name)
 }
