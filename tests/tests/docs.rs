@@ -41,7 +41,11 @@ fn settings_table(command: &clap::Command) -> String {
     for arg in command.get_arguments() {
         let Some(env) = arg.get_env() else { continue };
         let default: Vec<String> = arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
-        let default = if default.is_empty() { "(none)".to_string() } else { format!("`{}`", default.join(",")) };
+        let default = match default.join(",") {
+            _ if default.is_empty() => "(none)".to_string(),
+            joined if joined.is_empty() => "(empty)".to_string(),
+            joined => format!("`{joined}`"),
+        };
         let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default().replace('|', "\\|");
         out.push_str(&format!(
             "| `{}` | `--{}` | {} | {} |\n",
