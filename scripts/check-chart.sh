@@ -18,7 +18,8 @@ if ! command -v redis-server >/dev/null 2>&1 && command -v apt-get >/dev/null 2>
 fi
 
 if [[ -z "${FLOWLIKE_BIN_DIR:-}" ]]; then
-    cargo build --quiet -p flow-like-api -p flow-like-dispatcher -p flow-like-executor
+    # The same feature set as the test build (one workspace build), so nothing is compiled twice.
+    cargo build --quiet --workspace --bins
 fi
 
 exec python3 -m pytest tests/chart -q "$@"

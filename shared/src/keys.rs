@@ -102,30 +102,40 @@ impl Keys {
     }
 }
 
+impl Keys {
+    /// One example of every key, built with sample tenant, workflow and execution names. The documentation test
+    /// checks each against docs/redis.md, so a new key function must be added here.
+    pub fn catalogue(&self) -> Vec<String> {
+        let (tenant, workflow, execution) = ("acme", "report", "0190a1b2-0000-7000-8000-000000000001");
+        vec![
+            self.lane(tenant, 5),
+            self.tenants(),
+            self.lanes(tenant),
+            self.queued(),
+            self.turn(),
+            self.active(),
+            self.active_tenant(tenant),
+            self.active_workflow(tenant, workflow),
+            self.lease(execution),
+            self.limits(),
+            self.dispatchers(),
+            self.status(),
+            self.progress(execution),
+            self.dead_letters(),
+            self.cancel(execution),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_key_carries_the_prefix() {
-        let k = Keys::new("fl");
-        for key in [
-            k.lane("acme", 5),
-            k.tenants(),
-            k.lanes("acme"),
-            k.queued(),
-            k.turn(),
-            k.active(),
-            k.active_tenant("acme"),
-            k.active_workflow("acme", "wf"),
-            k.lease("e"),
-            k.limits(),
-            k.dispatchers(),
-            k.status(),
-            k.progress("e"),
-            k.dead_letters(),
-            k.cancel("e"),
-        ] {
+        let catalogue = Keys::new("fl").catalogue();
+        assert_eq!(catalogue.len(), 15);
+        for key in catalogue {
             assert!(key.starts_with("fl:"), "{key}");
         }
     }
