@@ -78,34 +78,42 @@ pub async fn insert(
     new: &NewExecution,
     idempotency: Option<(&str, &[u8; 32])>,
 ) -> Result<IdempotentInsert, RecordError> {
+    let Some((key, request_sha256)) = idempotency else {
+        // One autocommit statement: a third of the round trips of BEGIN/INSERT/COMMIT on the hottest path.
+        let queued_at = insert_row(pool, new).await?;
+        return Ok(IdempotentInsert::Created { queued_at });
+    };
     let mut tx = pool.begin().await?;
-    if let Some((key, request_sha256)) = idempotency {
-        let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (tenant, key, request_sha256, execution_id) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (tenant, key) DO NOTHING",
-        )
-        .bind(&new.tenant)
-        .bind(key)
-        .bind(request_sha256.as_slice())
-        .bind(new.id)
-        .execute(&mut *tx)
-        .await?;
-        if claimed.rows_affected() == 0 {
-            let (stored_hash, execution_id): (Vec<u8>, Uuid) = sqlx::query_as(
-                "SELECT request_sha256, execution_id FROM idempotency_keys WHERE tenant = $1 AND key = $2",
-            )
-            .bind(&new.tenant)
-            .bind(key)
-            .fetch_one(&mut *tx)
-            .await?;
-            tx.rollback().await?;
-            return Ok(if stored_hash == request_sha256.as_slice() {
-                IdempotentInsert::Existing(execution_id)
-            } else {
-                IdempotentInsert::Conflict
-            });
-        }
+    let claimed = sqlx::query(
+        "INSERT INTO idempotency_keys (tenant, key, request_sha256, execution_id) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (tenant, key) DO NOTHING",
+    )
+    .bind(&new.tenant)
+    .bind(key)
+    .bind(request_sha256.as_slice())
+    .bind(new.id)
+    .execute(&mut *tx)
+    .await?;
+    if claimed.rows_affected() == 0 {
+        let (stored_hash, execution_id): (Vec<u8>, Uuid) =
+            sqlx::query_as("SELECT request_sha256, execution_id FROM idempotency_keys WHERE tenant = $1 AND key = $2")
+                .bind(&new.tenant)
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.rollback().await?;
+        return Ok(if stored_hash == request_sha256.as_slice() {
+            IdempotentInsert::Existing(execution_id)
+        } else {
+            IdempotentInsert::Conflict
+        });
     }
+    let queued_at = insert_row(&mut *tx, new).await?;
+    tx.commit().await?;
+    Ok(IdempotentInsert::Created { queued_at })
+}
+
+async fn insert_row<'e>(db: impl sqlx::PgExecutor<'e>, new: &NewExecution) -> Result<DateTime<Utc>, RecordError> {
     let (queued_at,): (DateTime<Utc>,) = sqlx::query_as(
         "INSERT INTO executions
             (id, tenant, workflow_name, workflow_version, workflow, input, input_key, priority, labels, status)
@@ -121,10 +129,9 @@ pub async fn insert(
     .bind(&new.input_key)
     .bind(new.priority)
     .bind(&new.labels)
-    .fetch_one(&mut *tx)
+    .fetch_one(db)
     .await?;
-    tx.commit().await?;
-    Ok(IdempotentInsert::Created { queued_at })
+    Ok(queued_at)
 }
 
 /// Takes back an execution whose enqueue failed, before anyone could have seen it. Only a still-queued

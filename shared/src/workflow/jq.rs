@@ -39,6 +39,9 @@ pub enum JqError {
     OutputTooDeep,
 }
 
+/// Most compiled programs [`JqProgram::compile_cached`] keeps.
+pub const COMPILED_CACHE_ENTRIES: usize = 4096;
+
 /// A compiled jq filter.
 pub struct JqProgram {
     source: String,
@@ -75,6 +78,27 @@ impl JqProgram {
             JqError::Compile(names.join(", ").to_lowercase())
         })?;
         Ok(Self { source: expr.to_owned(), filter })
+    }
+
+    /// Like [`JqProgram::compile`], through a process-wide cache keyed by the expression text. Compiling links
+    /// the whole jq standard library and dominated the submit path's CPU (about a fifth of it in the submission
+    /// benchmark); submissions mostly repeat the same few workflows, so the same expressions. The cache holds
+    /// at most [`COMPILED_CACHE_ENTRIES`] programs and is emptied when full (simple, and a refill is cheap
+    /// relative to its rarity). Errors are not cached.
+    pub fn compile_cached(expr: &str) -> Result<std::sync::Arc<Self>, JqError> {
+        use std::collections::HashMap;
+        use std::sync::{Arc, LazyLock, Mutex};
+        static CACHE: LazyLock<Mutex<HashMap<String, Arc<JqProgram>>>> = LazyLock::new(Default::default);
+        if let Some(hit) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(expr) {
+            return Ok(hit.clone());
+        }
+        let program = Arc::new(Self::compile(expr)?);
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= COMPILED_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(expr.to_owned(), program.clone());
+        Ok(program)
     }
 
     /// The expression this program was compiled from.

@@ -119,9 +119,9 @@ impl Checker<'_> {
             );
             return;
         }
-        match JqProgram::compile(expr) {
+        match JqProgram::compile_cached(expr) {
             Ok(program) => {
-                self.programs.insert(at.to_owned(), Arc::new(program));
+                self.programs.insert(at.to_owned(), program);
             }
             Err(err) => self.error(at, err.to_string()),
         }
