@@ -282,7 +282,9 @@ async fn submit_inner(
     let priority = check_priority(request.priority)?;
     check_labels(&request.labels)?;
     let resolved = resolve_workflow(state, &caller.tenant, &request).await?;
-    let request_sha256: [u8; 32] = Sha256::digest(serde_json::to_vec(&raw).unwrap_or_default()).into();
+    // Only an idempotent request needs its body's digest; the common submit path skips the re-serialization.
+    let request_sha256: Option<[u8; 32]> =
+        idempotency.map(|_| Sha256::digest(serde_json::to_vec(&raw).unwrap_or_default()).into());
 
     let id = Uuid::now_v7();
     let input_bytes = serde_json::to_vec(&request.input).unwrap_or_default();
@@ -303,7 +305,7 @@ async fn submit_inner(
         priority: i16::from(priority),
         labels,
     };
-    let inserted = executions::insert(&state.db, &new, idempotency.map(|key| (key, &request_sha256))).await;
+    let inserted = executions::insert(&state.db, &new, idempotency.zip(request_sha256.as_ref())).await;
     let queued_at = match inserted {
         Ok(IdempotentInsert::Created { queued_at }) => queued_at,
         Ok(IdempotentInsert::Existing(original)) => {
