@@ -9,6 +9,8 @@ pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod state;
+pub mod submit;
+pub mod waiting;
 
 use crate::config::ApiConfig;
 use crate::state::{AppState, Inner, Settings};
@@ -42,10 +44,12 @@ pub enum RunError {
 pub fn state(config: &ApiConfig) -> Result<AppState, RunError> {
     let db = record::connect_lazy(&config.database)?;
     let redis = queue::connect_lazy(&config.redis)?;
+    let keys = Keys::new(config.redis.prefix.clone());
+    let submitter = submit::Submitter::new(db.clone(), redis.clone(), keys.clone());
     Ok(AppState(Arc::new(Inner {
         db,
         redis,
-        keys: Keys::new(config.redis.prefix.clone()),
+        keys,
         storage: Storage::new(&config.s3),
         settings: Settings {
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
@@ -55,6 +59,8 @@ pub fn state(config: &ApiConfig) -> Result<AppState, RunError> {
         },
         key_cache: auth::KeyCache::new(Duration::from_secs(config.api_key_cache_secs)),
         metrics: metrics::Metrics::default(),
+        event_streams: routes::execution_events::EventStreams::new(&config.redis)?,
+        submitter,
     })))
 }
 
@@ -63,6 +69,11 @@ pub fn app(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/executions", post(routes::executions::submit).get(routes::executions::list))
         .route("/executions/{id}", get(routes::executions::get))
+        .route("/executions/{id}/events", get(routes::execution_events::events))
+        .route("/executions/{id}/result", get(routes::execution_ops::result))
+        .route("/executions/{id}/cancel", post(routes::execution_ops::cancel))
+        .route("/dead-letters", get(routes::dead_letters::list))
+        .route("/dead-letters/{entry_id}/redrive", post(routes::dead_letters::redrive))
         .route("/workflows/{name}", put(routes::workflows::put).get(routes::workflows::get_latest))
         .route("/workflows/{name}/versions/{version}", get(routes::workflows::get_version))
         .route("/queue", get(routes::queue::get))

@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations and served at `/openapi.json`.
 
-use crate::routes::{admin, executions, health, queue, workflows};
+use crate::routes::{admin, dead_letters, execution_events, execution_ops, executions, health, queue, workflows};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -11,6 +11,9 @@ use utoipa::{Modify, OpenApi};
         executions::submit,
         executions::get,
         executions::list,
+        execution_events::events,
+        execution_ops::result,
+        execution_ops::cancel,
         workflows::put,
         workflows::get_latest,
         workflows::get_version,
@@ -18,6 +21,8 @@ use utoipa::{Modify, OpenApi};
         admin::create_key,
         admin::revoke_key,
         admin::put_limits,
+        dead_letters::list,
+        dead_letters::redrive,
         health::healthz,
         health::readyz,
         health::metrics,

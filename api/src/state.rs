@@ -2,6 +2,7 @@
 
 use crate::auth::KeyCache;
 use crate::metrics::Metrics;
+use crate::submit::Submitter;
 use flow_like_shared::keys::Keys;
 use flow_like_shared::storage::Storage;
 use flow_like_shared::workflow::Limits;
@@ -20,6 +21,10 @@ pub struct Inner {
     pub settings: Settings,
     pub key_cache: KeyCache,
     pub metrics: Metrics,
+    /// Dedicated Redis connections for Server-Sent Events (blocking reads).
+    pub event_streams: crate::routes::execution_events::EventStreams,
+    /// The batcher of submissions without an Idempotency-Key.
+    pub submitter: Submitter,
 }
 
 /// The request-handling settings, separate from connection settings so tests can build them directly.

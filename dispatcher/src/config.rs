@@ -95,12 +95,28 @@ pub struct DispatcherConfig {
     /// Deliveries of one queue message before it goes to the dead-letter stream.
     #[arg(long = "max-deliveries", env = "DISPATCHER_MAX_DELIVERIES", default_value_t = 5)]
     pub max_deliveries: u32,
+    /// Most executions one admission step claims.
+    #[arg(long = "admit-batch", env = "DISPATCHER_ADMIT_BATCH", default_value_t = 64)]
+    pub admit_batch: usize,
+    /// Most attempts this dispatcher runs at once (bounds its memory; the concurrency limits apply on top).
+    #[arg(long = "max-in-flight", env = "DISPATCHER_MAX_IN_FLIGHT", default_value_t = 1000)]
+    pub max_in_flight: usize,
+    /// Backoff in milliseconds before the second attempt; doubles for each further attempt.
+    #[arg(long = "retry-backoff-ms", env = "DISPATCHER_RETRY_BACKOFF_MS", default_value_t = 1000)]
+    pub retry_backoff_ms: u64,
+    /// Longest backoff between attempts, in milliseconds.
+    #[arg(long = "retry-backoff-max-ms", env = "DISPATCHER_RETRY_BACKOFF_MAX_MS", default_value_t = 60_000)]
+    pub retry_backoff_max_ms: u64,
     /// Seconds after SIGTERM to finish or hand back held work; keep it below the pod's grace period.
     #[arg(long = "drain-timeout-secs", env = "DISPATCHER_DRAIN_TIMEOUT_SECS", default_value_t = 25)]
     pub drain_timeout_secs: u64,
     /// Seconds between reconciler passes (re-enqueueing committed executions Redis lost).
     #[arg(long = "reconcile-interval-secs", env = "DISPATCHER_RECONCILE_INTERVAL_SECS", default_value_t = 10)]
     pub reconcile_interval_secs: u64,
+    /// Seconds a queued execution may be missing from Redis before the reconciler re-enqueues it (its submit may
+    /// still be enqueueing it); in-flight executions without a lease are settled after twice this.
+    #[arg(long = "reconcile-grace-secs", env = "DISPATCHER_RECONCILE_GRACE_SECS", default_value_t = 30)]
+    pub reconcile_grace_secs: u64,
     /// Address of the health and Prometheus metrics endpoint (`/healthz`, `/readyz`, `/metrics`).
     #[arg(long = "metrics-listen", env = "DISPATCHER_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     pub metrics_listen: SocketAddr,
@@ -120,10 +136,14 @@ pub struct DispatcherConfig {
 /// Kubernetes runner settings: where and how executor Jobs run.
 #[derive(Debug, Clone, Args)]
 pub struct KubernetesConfig {
+    /// Kubeconfig file to reach the Kubernetes API with; unset uses `~/.kube/config` if present, else the
+    /// in-cluster service account.
+    #[arg(long = "kubeconfig", env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
     /// Namespace the executor Jobs are created in; defaults to the dispatcher's own namespace.
     #[arg(long = "kube-namespace", env = "KUBE_NAMESPACE")]
     pub namespace: Option<String>,
-    /// Client-side rate limit for Kubernetes API requests, per second.
+    /// Client-side rate limit for Kubernetes API requests, per second (watches and retries included); 0 disables it.
     #[arg(long = "kube-qps", env = "KUBE_QPS", default_value_t = 50.0)]
     pub qps: f64,
     /// Requests allowed at once above the rate limit.
@@ -175,6 +195,10 @@ pub struct KubernetesConfig {
     /// Seconds a finished executor Job is kept before Kubernetes deletes it.
     #[arg(long = "executor-ttl-secs", env = "EXECUTOR_TTL_SECS", default_value_t = 600)]
     pub ttl_secs: i32,
+    /// Seconds an executor pod may stay unable to start (image pull failure, missing Secret) before its Job is
+    /// deleted and the attempt retried.
+    #[arg(long = "executor-start-timeout-secs", env = "EXECUTOR_START_TIMEOUT_SECS", default_value_t = 120)]
+    pub start_timeout_secs: u64,
     /// Node selector for executor pods, as a JSON object.
     #[arg(long = "executor-node-selector", env = "EXECUTOR_NODE_SELECTOR")]
     pub node_selector: Option<String>,

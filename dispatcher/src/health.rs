@@ -19,6 +19,12 @@ pub struct Metrics {
     registry: Arc<Registry>,
     reconcile_passes: Counter,
     reconcile_requeued: Counter,
+    admitted: Counter,
+    finished: Counter,
+    retried: Counter,
+    dead_lettered: Counter,
+    taken_over: Counter,
+    status_applied: Counter,
 }
 
 impl Default for Metrics {
@@ -32,7 +38,28 @@ impl Default for Metrics {
             "Executions put back in the queue because Redis did not know them",
             reconcile_requeued.clone(),
         );
-        Self { registry: Arc::new(registry), reconcile_passes, reconcile_requeued }
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            counter
+        };
+        let admitted = counter(&mut registry, "admitted", "Executions admitted (claimed with a concurrency lease)");
+        let finished = counter(&mut registry, "attempts_finished", "Attempts that ended with a verdict");
+        let retried = counter(&mut registry, "attempts_retried", "Attempts that failed on infrastructure and were retried");
+        let dead_lettered = counter(&mut registry, "dead_lettered", "Messages moved to the dead-letter stream");
+        let taken_over = counter(&mut registry, "leases_taken_over", "Leases taken over from dispatchers that stopped");
+        let status_applied = counter(&mut registry, "status_events_applied", "Status events applied to PostgreSQL");
+        Self {
+            registry: Arc::new(registry),
+            reconcile_passes,
+            reconcile_requeued,
+            admitted,
+            finished,
+            retried,
+            dead_lettered,
+            taken_over,
+            status_applied,
+        }
     }
 }
 
@@ -40,6 +67,35 @@ impl Metrics {
     pub fn reconciled(&self, report: ReconcileReport) {
         self.reconcile_passes.inc();
         self.reconcile_requeued.inc_by(report.requeued);
+    }
+
+    pub fn admitted(&self, n: u64) {
+        self.admitted.inc_by(n);
+    }
+
+    pub fn finished(&self) {
+        self.finished.inc();
+    }
+
+    pub fn retried(&self) {
+        self.retried.inc();
+    }
+
+    pub fn dead_lettered(&self) {
+        self.dead_lettered.inc();
+    }
+
+    pub fn taken_over(&self, n: u64) {
+        self.taken_over.inc_by(n);
+    }
+
+    pub fn status_applied(&self, n: u64) {
+        self.status_applied.inc_by(n);
+    }
+
+    /// Attempts admitted so far (the load generator reads it through `/metrics`).
+    pub fn admitted_total(&self) -> u64 {
+        self.admitted.get()
     }
 
     fn encode(&self) -> String {

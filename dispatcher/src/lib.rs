@@ -1,20 +1,26 @@
 //! flow-like-dispatcher: drains the queue under concurrency limits and starts one runner per attempt.
 //!
-//! Built so far: the reconciler (committed executions Redis lost go back into the queue, limit overrides are
-//! restored), the publication of the default limits, the health and metrics endpoint, and the Kubernetes Job
-//! manifest. The dispatch loop itself (admission, runners, status pipeline) is not built yet: `run` says so
-//! at start-up.
+//! `run` starts, on every replica alike: the dispatch loop (`dispatch`: admission, attempts, heartbeats,
+//! takeover, retries, drain), the status pipeline (`status_pipeline`: status events -> PostgreSQL), the
+//! reconciler (`reconciler`: PostgreSQL -> Redis) and the health and metrics endpoint.
 
 pub mod config;
+pub mod dispatch;
+pub mod events;
 pub mod health;
 pub mod kubernetes;
 pub mod reconciler;
+pub mod runner;
+pub mod status_pipeline;
 
-use crate::config::{DispatcherConfig, JobManifestArgs};
+use crate::config::{DispatcherConfig, JobManifestArgs, RunnerKind};
 use crate::kubernetes::{ExecutorEnv, JobSettings, JobSpecInput, ResourceOverrides};
+use crate::runner::Runner;
 use flow_like_shared::keys::Keys;
-use flow_like_shared::limits::{self, DefaultLimits};
+use flow_like_shared::limits::DefaultLimits;
+use flow_like_shared::storage::Storage;
 use flow_like_shared::{queue, record};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -34,13 +40,76 @@ pub enum RunError {
     Settings(#[from] kubernetes::SettingsError),
     #[error("the Job manifest cannot be built")]
     Manifest(#[from] kubernetes::ManifestError),
+    #[error("the {0} runner cannot start: {1}")]
+    Runner(&'static str, String),
 }
 
-/// Runs until `shutdown` is cancelled.
+/// This replica's name: the configured one, or the host name plus a random suffix.
+pub fn dispatcher_id(configured: Option<&str>) -> String {
+    configured.map(str::to_owned).unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "dispatcher".to_owned());
+        format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    })
+}
+
+/// The runner the settings choose.
+pub async fn build_runner(config: &DispatcherConfig) -> Result<Arc<dyn Runner>, RunError> {
+    Ok(match config.runner {
+        RunnerKind::Noop => Arc::new(runner::noop::NoopRunner),
+        RunnerKind::Process => {
+            let path = config.executor_path.clone().unwrap_or_else(runner::process::ProcessRunner::default_executor_path);
+            Arc::new(runner::process::ProcessRunner::new(path, process_env(config)))
+        }
+        RunnerKind::Kubernetes => {
+            return Err(RunError::Runner("kubernetes", "not wired yet".into()));
+        }
+    })
+}
+
+/// The environment of a local executor process: what a Job's env and `envFrom` secret would give it.
+fn process_env(config: &DispatcherConfig) -> Vec<(String, String)> {
+    let telemetry = flow_like_shared::config::TelemetryConfig {
+        log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        log_format: match std::env::var("LOG_FORMAT").as_deref() {
+            Ok("json") => flow_like_shared::config::LogFormat::Json,
+            _ => flow_like_shared::config::LogFormat::Text,
+        },
+    };
+    let mut env: Vec<(String, String)> = ExecutorEnv::from_configs(&config.redis, &config.s3, &telemetry)
+        .pairs()
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+    env.push(("REDIS_URL".into(), config.redis.url.clone()));
+    env.push(("S3_ACCESS_KEY_ID".into(), config.s3.access_key_id.clone()));
+    env.push(("S3_SECRET_ACCESS_KEY".into(), config.s3.secret_access_key.clone()));
+    env
+}
+
+/// Runs until `shutdown` is cancelled, then drains (see `dispatch::Dispatcher::run`).
 pub async fn run(config: DispatcherConfig, shutdown: CancellationToken) -> Result<(), RunError> {
+    let runner = build_runner(&config).await?;
+    run_with_runner(config, runner, shutdown).await
+}
+
+/// `run` with a runner built by the caller (tests and benchmarks use their own).
+pub async fn run_with_runner(
+    config: DispatcherConfig,
+    runner: Arc<dyn Runner>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let id = dispatcher_id(config.id.as_deref());
     let db = record::connect_lazy(&config.database)?;
-    let mut redis = queue::connect_lazy(&config.redis)?;
+    let redis = queue::connect_lazy(&config.redis)?;
+    // The status pipeline blocks on reads: it gets a connection of its own.
+    let status_redis = queue::connect_lazy(&config.redis)?;
+    let redis_client = redis::Client::open(config.redis.url.as_str()).map_err(queue::QueueError::Command)?;
     let keys = Keys::new(config.redis.prefix.clone());
+    let storage = Storage::new(&config.s3);
     let defaults =
         DefaultLimits { global: config.global_limit, tenant: config.tenant_limit, workflow: config.workflow_limit };
     let metrics = health::Metrics::default();
@@ -48,35 +117,67 @@ pub async fn run(config: DispatcherConfig, shutdown: CancellationToken) -> Resul
         .await
         .map_err(|source| RunError::Bind { addr: config.metrics_listen, source })?;
     let health_state = health::HealthState { db: db.clone(), redis: redis.clone(), metrics: metrics.clone() };
-    let health_shutdown = shutdown.clone();
+    let background = CancellationToken::new();
+    let health_stop = background.clone();
     tokio::spawn(async move {
         let server = axum::serve(listener, health::app(health_state))
-            .with_graceful_shutdown(async move { health_shutdown.cancelled().await });
+            .with_graceful_shutdown(async move { health_stop.cancelled().await });
         if let Err(err) = server.await {
             tracing::error!(cause = %err, "health endpoint failed");
         }
     });
-    tracing::warn!(
-        runner = ?config.runner,
-        "the dispatch loop is not built yet: this dispatcher reconciles the queue with PostgreSQL but starts no runner"
-    );
 
-    let mut reconciler =
-        reconciler::Reconciler { db, redis: redis.clone(), keys: keys.clone(), grace: Duration::from_secs(30) };
-    let mut interval = tokio::time::interval(Duration::from_secs(config.reconcile_interval_secs.max(1)));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            _ = interval.tick() => {}
+    let pipeline = status_pipeline::StatusPipeline {
+        db: db.clone(),
+        redis: status_redis,
+        keys: keys.clone(),
+        consumer: id.clone(),
+        metrics: metrics.clone(),
+    };
+    let pipeline = tokio::spawn(pipeline.run(background.clone()));
+
+    let mut reconciler = reconciler::Reconciler {
+        db: db.clone(),
+        redis: redis.clone(),
+        keys: keys.clone(),
+        grace: Duration::from_secs(config.reconcile_grace_secs),
+        storage: storage.clone(),
+    };
+    let reconcile_every = Duration::from_secs(config.reconcile_interval_secs.max(1));
+    let reconcile_stop = shutdown.clone();
+    let reconcile_metrics = metrics.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(reconcile_every);
+        loop {
+            tokio::select! {
+                () = reconcile_stop.cancelled() => break,
+                _ = interval.tick() => {}
+            }
+            match reconciler.pass().await {
+                Ok(report) => reconcile_metrics.reconciled(report),
+                Err(err) => tracing::warn!(cause = %err, "reconciler pass failed; retrying next interval"),
+            }
         }
-        if let Err(err) = limits::publish_defaults(&mut redis, &keys, defaults).await {
-            tracing::warn!(cause = %err, "publishing the default limits failed");
-        }
-        match reconciler.pass().await {
-            Ok(report) => metrics.reconciled(report),
-            Err(err) => tracing::warn!(cause = %err, "reconciler pass failed; retrying next interval"),
-        }
-    }
+    });
+
+    let settings = dispatch::Settings {
+        id,
+        limits: defaults,
+        lease_ttl: Duration::from_secs(config.lease_ttl_secs.max(1)),
+        admit_batch: config.admit_batch.max(1),
+        max_in_flight: config.max_in_flight.max(1),
+        max_attempts: config.max_attempts.max(1),
+        max_deliveries: config.max_deliveries.max(1),
+        retry_backoff: Duration::from_millis(config.retry_backoff_ms),
+        retry_backoff_max: Duration::from_millis(config.retry_backoff_max_ms),
+        drain_timeout: Duration::from_secs(config.drain_timeout_secs),
+    };
+    let dispatcher = dispatch::Dispatcher::new(settings, keys, redis, redis_client, db, storage, runner, metrics);
+    dispatcher.run(shutdown).await;
+    // Give the status pipeline a moment to apply what the last attempts reported.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    background.cancel();
+    let _ = pipeline.await;
     tracing::info!("dispatcher stopped");
     Ok(())
 }

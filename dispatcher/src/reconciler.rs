@@ -1,16 +1,22 @@
 //! The reconciler: PostgreSQL is the source of truth, so every execution it records as queued must be in the
-//! Redis queue (or hold a lease). A pass pages through executions queued for longer than a grace period and
-//! re-enqueues those Redis does not know, which covers an enqueue that failed after the commit and a Redis
-//! that lost its data. It also restores the tenants' limit overrides. Enqueueing is idempotent per execution,
-//! so any number of dispatchers may reconcile at once.
+//! Redis queue (waiting in a lane, holding a lease, or scheduled for a retry). A pass pages through executions
+//! queued for longer than a grace period and re-enqueues those Redis does not know, which covers an enqueue
+//! that failed after the commit and a Redis that lost its data. Executions recorded as dispatched or running
+//! whose lease is gone (Redis lost it, or the status event that ended them was lost) are settled: from the
+//! attempt's manifest when the executor finished, otherwise as a new attempt. It also restores the tenants'
+//! limit overrides. Enqueueing is idempotent per execution, so any number of dispatchers may reconcile at once.
 
 use flow_like_shared::keys::Keys;
 use flow_like_shared::limits;
 use flow_like_shared::queue::{self, DEFAULT_PRIORITY, Enqueued, MAX_PRIORITY, QueueBody, QueueError, QueueMessage};
 use flow_like_shared::record::{self, RecordError, executions};
 use redis::aio::ConnectionManager;
+use flow_like_shared::record::dispatch;
+use flow_like_shared::status::{AttemptManifest, FinishedOutcome, StatusEvent};
+use flow_like_shared::storage::{Storage, layout};
 use sqlx::PgPool;
 use std::time::Duration;
+use uuid::Uuid;
 
 const PAGE: i64 = 500;
 
@@ -20,6 +26,8 @@ pub enum ReconcileError {
     Record(#[from] RecordError),
     #[error("talking to Redis failed")]
     Queue(#[from] QueueError),
+    #[error("publishing a status event failed: {0}")]
+    Publish(String),
 }
 
 /// What one pass did.
@@ -27,14 +35,18 @@ pub enum ReconcileError {
 pub struct ReconcileReport {
     pub checked: u64,
     pub requeued: u64,
+    /// In-flight executions without a lease that were settled (finished from a manifest or retried).
+    pub settled: u64,
 }
 
 pub struct Reconciler {
     pub db: PgPool,
     pub redis: ConnectionManager,
     pub keys: Keys,
-    /// Executions younger than this are left alone: their submit may still be enqueueing them.
+    /// Executions younger than this are left alone: their submit may still be enqueueing them. In-flight
+    /// executions are left alone for twice as long after their last state change.
     pub grace: Duration,
+    pub storage: Storage,
 }
 
 impl Reconciler {
@@ -64,18 +76,86 @@ impl Reconciler {
                 break;
             }
         }
+        report.settled = self.settle_in_flight().await?;
         Ok(report)
     }
 
-    /// Whether Redis knows each execution: waiting in a lane, or holding a lease.
+    /// Settles executions PostgreSQL records as dispatched or running but no dispatcher holds.
+    async fn settle_in_flight(&mut self) -> Result<u64, ReconcileError> {
+        let stale = dispatch::stale_in_flight(&self.db, self.grace * 2, PAGE).await?;
+        if stale.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for execution in &stale {
+            let id = execution.id.to_string();
+            pipe.exists(self.keys.lease(&id)).hexists(self.keys.queued(), &id).zscore(self.keys.retrying(), &id);
+        }
+        let flags: Vec<redis::Value> = pipe.query_async(&mut self.redis).await.map_err(QueueError::from)?;
+        let mut settled = 0;
+        for (execution, known) in stale.iter().zip(flags.chunks(3)) {
+            let held = known.iter().any(|v| matches!(v, redis::Value::Int(1) | redis::Value::BulkString(_) | redis::Value::Double(_)));
+            if held {
+                continue;
+            }
+            let attempt = u32::try_from(execution.attempts).unwrap_or(1).max(1);
+            let manifest = self.manifest(execution.id, attempt).await;
+            let event = match manifest {
+                Some(manifest) => StatusEvent::Finished {
+                    outcome: manifest.outcome,
+                    error: (manifest.outcome != FinishedOutcome::Succeeded)
+                        .then(|| format!("attempt {attempt} ended {}", manifest.outcome)),
+                    result_key: manifest.result_key,
+                    duration_ms: 0,
+                },
+                None => StatusEvent::Retrying {
+                    error: format!("attempt {attempt} lost: no dispatcher holds it and it left no manifest"),
+                    next_attempt: attempt + 1,
+                    retry_at_ms: chrono::Utc::now().timestamp_millis(),
+                },
+            };
+            let retry = matches!(event, StatusEvent::Retrying { .. });
+            crate::events::publish(&mut self.redis, &self.keys, execution.id, attempt, event)
+                .await
+                .map_err(|e| ReconcileError::Publish(e.to_string()))?;
+            if retry {
+                let message = QueueMessage {
+                    execution_id: execution.id,
+                    tenant: execution.tenant.clone(),
+                    workflow: execution.workflow_name.clone(),
+                    priority: u8::try_from(execution.priority).map_or(DEFAULT_PRIORITY, |p| p.min(MAX_PRIORITY)),
+                    attempt: attempt + 1,
+                    queued_at_ms: execution.queued_at.timestamp_millis(),
+                    body: QueueBody {
+                        workflow_version: execution.workflow_version,
+                        labels: serde_json::from_value(execution.labels.clone()).unwrap_or_default(),
+                    },
+                };
+                queue::enqueue(&mut self.redis, &self.keys, &message).await?;
+            }
+            tracing::warn!(execution_id = %execution.id, attempt, retry, "settled an in-flight execution no dispatcher held");
+            settled += 1;
+        }
+        Ok(settled)
+    }
+
+    async fn manifest(&self, id: Uuid, attempt: u32) -> Option<AttemptManifest> {
+        let key = layout::manifest(id, attempt);
+        match self.storage.get(&self.storage.content_bucket, &key).await {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).ok(),
+            _ => None,
+        }
+    }
+
+    /// Whether Redis knows each execution: waiting in a lane, holding a lease, or scheduled for a retry.
     async fn known(&mut self, page: &[executions::WaitingExecution]) -> Result<Vec<bool>, QueueError> {
         let mut pipe = redis::pipe();
         for execution in page {
             let id = execution.id.to_string();
-            pipe.hexists(self.keys.queued(), &id).exists(self.keys.lease(&id));
+            pipe.hexists(self.keys.queued(), &id).exists(self.keys.lease(&id)).exists(self.keys.retry(&id));
         }
         let flags: Vec<bool> = pipe.query_async(&mut self.redis).await?;
-        Ok(flags.chunks(2).map(|pair| pair.iter().any(|f| *f)).collect())
+        Ok(flags.chunks(3).map(|group| group.iter().any(|f| *f)).collect())
     }
 
     async fn restore_limits(&mut self) -> Result<(), ReconcileError> {
@@ -93,7 +173,8 @@ fn message(execution: &executions::WaitingExecution) -> QueueMessage {
         tenant: execution.tenant.clone(),
         workflow: execution.workflow_name.clone(),
         priority: u8::try_from(execution.priority).map_or(DEFAULT_PRIORITY, |p| p.min(MAX_PRIORITY)),
-        attempt: u32::try_from(execution.attempts).unwrap_or(0) + 1,
+        // `attempts` is the current attempt's number (0 before the first was dispatched).
+        attempt: u32::try_from(execution.attempts).unwrap_or(0).max(1),
         queued_at_ms: execution.queued_at.timestamp_millis(),
         body: QueueBody { workflow_version: execution.workflow_version, labels },
     }

@@ -100,6 +100,23 @@ impl Keys {
     pub fn cancel(&self, execution: &str) -> String {
         format!("{}:cancel:{execution}", self.prefix)
     }
+
+    /// Sorted set: executions backing off before their next attempt, scored by when it is due (ms since the
+    /// epoch). They hold no concurrency slot meanwhile.
+    pub fn retrying(&self) -> String {
+        format!("{}:retrying", self.prefix)
+    }
+
+    /// Hash: the queue message (same fields as a lane entry) of one execution waiting in `retrying`.
+    pub fn retry(&self, execution: &str) -> String {
+        format!("{}:retry:{execution}", self.prefix)
+    }
+
+    /// Pub/sub channel (not a key): published when work is enqueued or a slot is released, so idle
+    /// dispatchers try admission at once instead of at their next poll.
+    pub fn wake(&self) -> String {
+        format!("{}:wake", self.prefix)
+    }
 }
 
 impl Keys {
@@ -123,6 +140,9 @@ impl Keys {
             self.progress(execution),
             self.dead_letters(),
             self.cancel(execution),
+            self.retrying(),
+            self.retry(execution),
+            self.wake(),
         ]
     }
 }
@@ -134,7 +154,7 @@ mod tests {
     #[test]
     fn every_key_carries_the_prefix() {
         let catalogue = Keys::new("fl").catalogue();
-        assert_eq!(catalogue.len(), 15);
+        assert_eq!(catalogue.len(), 18);
         for key in catalogue {
             assert!(key.starts_with("fl:"), "{key}");
         }

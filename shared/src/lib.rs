@@ -5,8 +5,10 @@
 pub mod config;
 pub mod ids;
 pub mod keys;
+pub mod leases;
 pub mod limits;
 pub mod queue;
+pub mod queue_ops;
 #[cfg(feature = "record")]
 pub mod record;
 pub mod spec;

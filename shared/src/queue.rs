@@ -125,12 +125,8 @@ pub enum Enqueued {
 
 static ENQUEUE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("../lua/enqueue.lua")));
 
-/// Puts a message on its lane (idempotent per execution id while it waits there).
-pub async fn enqueue(
-    conn: &mut ConnectionManager,
-    keys: &Keys,
-    message: &QueueMessage,
-) -> Result<Enqueued, QueueError> {
+/// The enqueue script's call for one message (keys and arguments), shared by [`enqueue`] and [`enqueue_many`].
+fn enqueue_invocation(keys: &Keys, message: &QueueMessage) -> Result<redis::ScriptInvocation<'static>, QueueError> {
     let priority = message.priority.min(MAX_PRIORITY);
     let mut invocation = ENQUEUE.prepare_invoke();
     invocation
@@ -138,6 +134,7 @@ pub async fn enqueue(
         .key(keys.tenants())
         .key(keys.lanes(&message.tenant))
         .key(keys.queued())
+        .key(keys.wake())
         .arg(message.execution_id.to_string())
         .arg(&message.tenant)
         .arg(priority)
@@ -145,8 +142,68 @@ pub async fn enqueue(
     for (name, value) in message.to_fields()? {
         invocation.arg(name).arg(value);
     }
+    Ok(invocation)
+}
+
+/// Puts a message on its lane (idempotent per execution id while it waits there).
+pub async fn enqueue(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    message: &QueueMessage,
+) -> Result<Enqueued, QueueError> {
+    let invocation = enqueue_invocation(keys, message)?;
     let (added, entry): (i64, String) = invocation.invoke_async(conn).await?;
     Ok(if added == 1 { Enqueued::Added { entry_id: entry } } else { Enqueued::AlreadyQueued { entry } })
+}
+
+/// Puts many messages on their lanes in one pipelined round trip: the enqueue script once per message (as
+/// [`enqueue`] runs it), each with its own outcome, in the order of `messages`. The outer error means the pipeline
+/// as a whole failed (Redis unreachable, connection lost); an inner error belongs to that message alone. A script
+/// Redis does not know yet (after a restart or `SCRIPT FLUSH`) is loaded and the messages it refused are sent
+/// again.
+pub async fn enqueue_many(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    messages: &[QueueMessage],
+) -> Result<Vec<Result<Enqueued, QueueError>>, QueueError> {
+    let mut results: Vec<Option<Result<Enqueued, QueueError>>> = Vec::with_capacity(messages.len());
+    let mut invocations = Vec::with_capacity(messages.len());
+    for message in messages {
+        match enqueue_invocation(keys, message) {
+            Ok(invocation) => {
+                invocations.push((results.len(), invocation));
+                results.push(None);
+            }
+            Err(err) => results.push(Some(Err(err))),
+        }
+    }
+    let mut loaded = false;
+    while !invocations.is_empty() {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for (_, invocation) in &invocations {
+            pipe.invoke_script(invocation);
+        }
+        let replies: Vec<redis::RedisResult<(i64, String)>> = pipe.query_async(conn).await?;
+        let mut unknown_script = Vec::new();
+        for ((index, invocation), reply) in invocations.into_iter().zip(replies) {
+            results[index] = Some(match reply {
+                Ok((1, entry_id)) => Ok(Enqueued::Added { entry_id }),
+                Ok((_, entry)) => Ok(Enqueued::AlreadyQueued { entry }),
+                Err(err) if !loaded && err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                    unknown_script.push((index, invocation));
+                    continue;
+                }
+                Err(err) => Err(QueueError::from(err)),
+            });
+        }
+        if !unknown_script.is_empty() {
+            ENQUEUE.load_async(conn).await?;
+            loaded = true;
+        }
+        invocations = unknown_script;
+    }
+    Ok(results.into_iter().map(|r| r.unwrap_or_else(|| Err(QueueError::Malformed("no reply".into())))).collect())
 }
 
 /// Which of these executions the queued index knows (one round trip).

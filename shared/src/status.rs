@@ -41,18 +41,24 @@ pub enum StatusError {
 /// The readable `kind` field of an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
+    /// Written by the dispatcher: the runner started the attempt.
+    Dispatched,
     Started,
     Node,
     Log,
+    /// Written by the dispatcher: the attempt failed on infrastructure and another one is scheduled.
+    Retrying,
     Finished,
 }
 
 impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Dispatched => "dispatched",
             Self::Started => "started",
             Self::Node => "node",
             Self::Log => "log",
+            Self::Retrying => "retrying",
             Self::Finished => "finished",
         }
     }
@@ -68,6 +74,8 @@ impl FromStr for EventKind {
     type Err = StatusError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
+            "dispatched" => Self::Dispatched,
+            "retrying" => Self::Retrying,
             "started" => Self::Started,
             "node" => Self::Node,
             "log" => Self::Log,
@@ -133,6 +141,11 @@ pub enum NodePhase {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusEvent {
+    /// The dispatcher's runner started the attempt (`seq` 0). `runner_ref` names what it started (a Job name,
+    /// a process id); `claimed_at_ms` is when admission took the concurrency slot.
+    Dispatched { dispatcher: String, runner: String, runner_ref: Option<String>, claimed_at_ms: i64 },
+    /// The attempt failed on infrastructure (`error`); attempt `next_attempt` starts at `retry_at_ms`.
+    Retrying { error: String, next_attempt: u32, retry_at_ms: i64 },
     /// The executor is up and connected to Redis. `startup_ms` is the time from process start to this event.
     Started { startup_ms: u64 },
     Node {
@@ -159,6 +172,8 @@ pub enum StatusEvent {
 impl StatusEvent {
     pub fn kind(&self) -> EventKind {
         match self {
+            Self::Dispatched { .. } => EventKind::Dispatched,
+            Self::Retrying { .. } => EventKind::Retrying,
             Self::Started { .. } => EventKind::Started,
             Self::Node { .. } => EventKind::Node,
             Self::Log { .. } => EventKind::Log,
@@ -168,7 +183,7 @@ impl StatusEvent {
 
     /// Whether the event also goes to the pipeline stream (`Keys::status()`), not only the progress stream.
     pub fn is_pipeline(&self) -> bool {
-        matches!(self.kind(), EventKind::Started | EventKind::Finished)
+        matches!(self.kind(), EventKind::Dispatched | EventKind::Started | EventKind::Retrying | EventKind::Finished)
     }
 
     /// The stream entry's fields, in order, for `XADD`.
@@ -267,6 +282,13 @@ mod tests {
 
     fn every_event() -> Vec<StatusEvent> {
         vec![
+            StatusEvent::Dispatched {
+                dispatcher: "d-1".into(),
+                runner: "process".into(),
+                runner_ref: Some("pid 42".into()),
+                claimed_at_ms: 1_700_000_000_000,
+            },
+            StatusEvent::Retrying { error: "exit 137".into(), next_attempt: 2, retry_at_ms: 1_700_000_001_000 },
             StatusEvent::Started { startup_ms: 7 },
             StatusEvent::Node {
                 node: "fetch".into(),
@@ -347,7 +369,14 @@ mod tests {
         assert_eq!(FinishedOutcome::Cancelled.exit_code(), exit_code::CANCELLED);
         assert_eq!(FinishedOutcome::TimedOut.as_str(), "timed_out");
         assert_eq!(serde_json::to_value(FinishedOutcome::TimedOut).unwrap(), serde_json::json!("timed_out"));
-        for kind in [EventKind::Started, EventKind::Node, EventKind::Log, EventKind::Finished] {
+        for kind in [
+            EventKind::Dispatched,
+            EventKind::Started,
+            EventKind::Node,
+            EventKind::Log,
+            EventKind::Retrying,
+            EventKind::Finished,
+        ] {
             assert_eq!(kind.as_str().parse::<EventKind>().unwrap(), kind);
         }
     }

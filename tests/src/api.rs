@@ -45,6 +45,17 @@ pub fn api_config(configs: &ServiceConfigs) -> ApiConfig {
 }
 
 impl TestApi {
+    /// A reconciler on this API's services, as a dispatcher runs it.
+    pub fn reconciler(&self, grace: Duration) -> flow_like_dispatcher::reconciler::Reconciler {
+        flow_like_dispatcher::reconciler::Reconciler {
+            db: self.db.clone(),
+            redis: self.redis.clone(),
+            keys: self.keys.clone(),
+            grace,
+            storage: flow_like_shared::storage::Storage::new(&self.configs.s3),
+        }
+    }
+
     /// An API with fresh state in the shared services.
     pub async fn start() -> anyhow::Result<Self> {
         let configs = TestServices::get().await?.fresh_configs().await?;

@@ -4,3 +4,4 @@ pub mod api;
 pub mod kube_sim;
 pub mod loadgen;
 pub mod services;
+pub mod stack;

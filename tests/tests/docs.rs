@@ -158,12 +158,7 @@ async fn every_key_the_api_and_reconciler_write_is_documented() {
         .send()
         .await
         .unwrap();
-    let mut reconciler = flow_like_dispatcher::reconciler::Reconciler {
-        db: api.db.clone(),
-        redis: api.redis.clone(),
-        keys: api.keys.clone(),
-        grace: std::time::Duration::ZERO,
-    };
+    let mut reconciler = api.reconciler(std::time::Duration::ZERO);
     reconciler.pass().await.unwrap();
     let patterns = documented_key_patterns();
     let written = api.redis_keys().await.unwrap();

@@ -1,7 +1,6 @@
 //! Backing services failing: a 503 with Retry-After and nothing left behind, and the reconciler putting
 //! committed executions back in the queue after Redis lost them.
 
-use flow_like_dispatcher::reconciler::Reconciler;
 use flow_like_shared::queue;
 use flow_like_tests::api::{ADMIN_TOKEN, TestApi, sample_workflow};
 use flow_like_tests::services::{DedicatedPostgres, DedicatedRedis, TestServices, database_config, redis_config};
@@ -115,8 +114,7 @@ async fn the_reconciler_requeues_what_redis_lost() {
 
     let mut conn = api.redis.clone();
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
-    let mut reconciler =
-        Reconciler { db: api.db.clone(), redis: api.redis.clone(), keys: api.keys.clone(), grace: Duration::ZERO };
+    let mut reconciler = api.reconciler(Duration::ZERO);
     let report = reconciler.pass().await.unwrap();
     assert_eq!((report.checked, report.requeued), (3, 3));
     let known = queue::known_queued(&mut conn, &api.keys, &ids).await.unwrap();
@@ -135,6 +133,6 @@ async fn the_reconciler_requeues_what_redis_lost() {
 
     // Young executions are left to their submitter.
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
-    let mut patient = Reconciler { grace: Duration::from_secs(3600), ..reconciler };
+    let mut patient = api.reconciler(Duration::from_secs(3600));
     assert_eq!(patient.pass().await.unwrap().requeued, 0);
 }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 fn base_config() -> KubernetesConfig {
     KubernetesConfig {
         namespace: Some("flow-like".into()),
+        kubeconfig: None,
         qps: 50.0,
         burst: 100,
         image: "ghcr.io/flow-like/flow-like-executor:latest".into(),
@@ -30,6 +31,7 @@ fn base_config() -> KubernetesConfig {
         deadline_secs: 3600,
         backoff_limit: 0,
         ttl_secs: 600,
+        start_timeout_secs: 120,
         node_selector: None,
         tolerations: None,
         affinity: None,

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 fn settings() -> JobSettings {
     let config = KubernetesConfig {
+        kubeconfig: None,
         namespace: None,
         qps: 50.0,
         burst: 100,
@@ -31,6 +32,7 @@ fn settings() -> JobSettings {
         deadline_secs: 3600,
         backoff_limit: 0,
         ttl_secs: 600,
+        start_timeout_secs: 120,
         node_selector: None,
         tolerations: None,
         affinity: None,

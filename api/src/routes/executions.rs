@@ -7,6 +7,7 @@ use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::error::{ApiError, InvalidPart};
 use crate::state::AppState;
+use crate::submit::{Committed, Submission};
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -163,14 +164,15 @@ fn prefix_pointers(prefix: &str, errors: workflow::ValidationErrors) -> ApiError
     ApiError::Invalid { title, errors }
 }
 
+/// Takes the inline workflow out of the request (no copy of the document) or loads the referenced one.
 async fn resolve_workflow(
     state: &AppState,
     tenant: &str,
-    request: &SubmitExecution,
+    request: &mut SubmitExecution,
 ) -> Result<ResolvedWorkflow, ApiError> {
-    match (&request.workflow, &request.workflow_ref) {
+    match (request.workflow.take(), &request.workflow_ref) {
         (Some(document), None) => {
-            let validated = workflow::validate(document, &state.settings.workflow_limits)
+            let validated = workflow::validate(&document, &state.settings.workflow_limits)
                 .map_err(|errors| prefix_pointers("/workflow", errors))?;
             let name = validated.workflow().name.clone().unwrap_or_else(|| INLINE_WORKFLOW_NAME.into());
             if !valid_workflow_name(&name) {
@@ -179,7 +181,7 @@ async fn resolve_workflow(
                     "a workflow name is 1-128 characters of a-z, 0-9, '-', '.', '_', starting with a letter or digit",
                 ));
             }
-            Ok(ResolvedWorkflow { name, version: None, document: document.clone() })
+            Ok(ResolvedWorkflow { name, version: None, document })
         }
         (None, Some(reference)) => {
             let found = workflows::get(&state.db, tenant, &reference.name, reference.version).await?;
@@ -278,10 +280,10 @@ async fn submit_inner(
     body: JsonBody<SubmitExecution>,
 ) -> Result<(Accepted, bool), ApiError> {
     let idempotency = idempotency_key(headers)?;
-    let JsonBody { value: request, raw } = body;
+    let JsonBody { value: mut request, raw } = body;
     let priority = check_priority(request.priority)?;
     check_labels(&request.labels)?;
-    let resolved = resolve_workflow(state, &caller.tenant, &request).await?;
+    let resolved = resolve_workflow(state, &caller.tenant, &mut request).await?;
     // Only an idempotent request needs its body's digest; the common submit path skips the re-serialization.
     let request_sha256: Option<[u8; 32]> =
         idempotency.map(|_| Sha256::digest(serde_json::to_vec(&raw).unwrap_or_default()).into());
@@ -305,7 +307,34 @@ async fn submit_inner(
         priority: i16::from(priority),
         labels,
     };
-    let inserted = executions::insert(&state.db, &new, idempotency.zip(request_sha256.as_ref())).await;
+    let Some(idempotency) = idempotency.zip(request_sha256.as_ref()) else {
+        // The common path: committed and queued as part of a batch with other submissions.
+        let submission = Submission { row: new, priority, labels: request.labels };
+        let queued_at = match state.submitter.submit(submission).await {
+            Ok(Committed { queued_at, deferred }) => {
+                if deferred {
+                    state.metrics.submission("enqueue_deferred");
+                }
+                queued_at
+            }
+            Err(err) => {
+                discard_input(state, input_key.as_deref()).await;
+                return Err(err.into());
+            }
+        };
+        let accepted = Accepted {
+            id,
+            status: "queued".into(),
+            workflow: resolved.name,
+            workflow_version: resolved.version,
+            priority,
+            queued_at,
+            links: ExecutionLinks::new(id),
+        };
+        return Ok((accepted, false));
+    };
+    // With an Idempotency-Key: the key and the row in one transaction, then a single enqueue.
+    let inserted = executions::insert(&state.db, &new, Some(idempotency)).await;
     let queued_at = match inserted {
         Ok(IdempotentInsert::Created { queued_at }) => queued_at,
         Ok(IdempotentInsert::Existing(original)) => {
@@ -391,7 +420,7 @@ async fn discard_input(state: &AppState, key: Option<&str>) {
     get, path = "/api/v1/executions/{id}", tag = "executions",
     params(("id" = Uuid, Path, description = "Execution id")),
     responses(
-        (status = 200, body = ExecutionView),
+        (status = 200, body = crate::waiting::ExecutionDetail),
         (status = 404, description = "No such execution for this tenant", body = crate::error::Problem),
     ),
     security(("api_key" = []))
@@ -400,10 +429,10 @@ pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     id: Result<Path<Uuid>, PathRejection>,
-) -> Result<Json<ExecutionView>, ApiError> {
+) -> Result<Json<crate::waiting::ExecutionDetail>, ApiError> {
     let id = super::path(id, "execution")?;
     let record = executions::get(&state.db, &caller.tenant, id).await?.ok_or(ApiError::NotFound("execution"))?;
-    Ok(Json(record.into()))
+    Ok(Json(crate::waiting::detail(&state.redis, &state.keys, record).await))
 }
 
 /// Filters of the list endpoint.

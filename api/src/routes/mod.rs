@@ -1,6 +1,9 @@
 //! The HTTP routes, one module per resource.
 
 pub mod admin;
+pub mod dead_letters;
+pub mod execution_events;
+pub mod execution_ops;
 pub mod executions;
 pub mod health;
 pub mod queue;

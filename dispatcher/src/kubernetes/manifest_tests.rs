@@ -7,6 +7,7 @@ use flow_like_shared::config::{LogFormat, RedisConfig, S3Config, TelemetryConfig
 
 pub(crate) fn config() -> KubernetesConfig {
     KubernetesConfig {
+        kubeconfig: None,
         namespace: None,
         qps: 50.0,
         burst: 100,
@@ -24,6 +25,7 @@ pub(crate) fn config() -> KubernetesConfig {
         deadline_secs: 3600,
         backoff_limit: 0,
         ttl_secs: 600,
+        start_timeout_secs: 120,
         node_selector: None,
         tolerations: None,
         affinity: None,

@@ -1,12 +1,19 @@
-//! The Kubernetes runner's building blocks: the executor Job manifest, the operator settings it is built from,
-//! and resource quantities.
+//! The Kubernetes runner and its building blocks: the executor Job manifest, the operator settings it is built
+//! from, resource quantities, the rate-limited API client, the shared Job and pod watchers, and the
+//! classification of how a Job ended.
 
+pub mod classify;
+pub mod client;
 pub mod manifest;
 pub mod quantity;
+pub mod ratelimit;
+pub mod runner;
 pub mod settings;
+pub mod watch;
 
 pub use manifest::{
     CANCELLED_EXIT_CODE, INFRA_FAILURE_EXIT_CODE, JobSpecInput, ManifestError, ResourceOverrides,
     WORKFLOW_FAILED_EXIT_CODE, job_manifest, job_name, label_selector, render_job_manifest_yaml,
 };
+pub use runner::{KubeRunner, KubeRunnerError, RunnerTuning, SweptJob};
 pub use settings::{ExecutorEnv, JobSettings, SettingsError};

@@ -2,7 +2,11 @@
 //! what can be rebuilt from here.
 
 pub mod api_keys;
+pub mod dispatch;
+pub mod batch;
 pub mod executions;
+pub mod operator;
+pub mod transitions;
 pub mod workflows;
 
 pub use api_keys::{ApiKeyRecord, IssuedApiKey, hash_secret, parse_api_key};

@@ -13,8 +13,9 @@ pub use selector::LabelSelector;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::rbac::v1::PolicyRule;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,6 +98,37 @@ pub enum Fault {
     OomKill,
     /// Drop the watch history, as an etcd compaction does: watches resuming from before now get `410 Gone`.
     CompactHistory,
+    /// Drop the watch history and end every open watch with an `ERROR` event carrying `410 Expired`, as the
+    /// API server does when a watcher falls too far behind: clients must relist.
+    ExpireWatches,
+}
+
+/// The user the simulator's RBAC names in `403 Forbidden` messages (the dispatcher's service account).
+pub const SIM_USER: &str = "system:serviceaccount:default:flow-like-dispatcher";
+
+/// One kind of request, as RBAC sees it: API group (`""` for core), resource (`pods/log` for a
+/// subresource) and verb (`create`, `get`, `list`, `watch`, `delete`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Access {
+    pub group: String,
+    pub resource: String,
+    pub verb: String,
+}
+
+impl Access {
+    pub fn new(group: &str, resource: &str, verb: &str) -> Self {
+        Self { group: group.to_owned(), resource: resource.to_owned(), verb: verb.to_owned() }
+    }
+
+    /// Whether a Role rule grants this access (`*` matches anything, as in RBAC).
+    pub fn allowed_by(&self, rule: &PolicyRule) -> bool {
+        let has = |list: &Option<Vec<String>>, want: &str| {
+            list.as_ref().is_some_and(|items| items.iter().any(|item| item == "*" || item == want))
+        };
+        has(&rule.api_groups, &self.group)
+            && has(&rule.resources, &self.resource)
+            && rule.verbs.iter().any(|verb| verb == "*" || *verb == self.verb)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +167,15 @@ pub(crate) struct Shared {
     job_creates: AtomicU64,
     uids: AtomicU64,
     responses: Mutex<BTreeMap<u16, u64>>,
+    /// Arrival time of every request, faulted ones included.
+    request_times: Mutex<Vec<std::time::Instant>>,
+    /// Rules requests must match when RBAC is enforced; `None` allows everything.
+    rbac: Mutex<Option<Vec<PolicyRule>>>,
+    /// Every kind of request that got past the injected request faults.
+    accesses: Mutex<BTreeSet<Access>>,
+    /// Cancelled (and replaced) by `Fault::ExpireWatches`: open watches end with 410.
+    watch_reset: Mutex<CancellationToken>,
+    watches_expired: AtomicU64,
     log_dir: PathBuf,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -147,6 +188,10 @@ impl Shared {
 
     fn faults(&self) -> MutexGuard<'_, FaultState> {
         self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn watch_reset(&self) -> CancellationToken {
+        self.watch_reset.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn new_uid(&self) -> String {
@@ -200,6 +245,11 @@ impl KubeSim {
             job_creates: AtomicU64::new(0),
             uids: AtomicU64::new(1),
             responses: Mutex::new(BTreeMap::new()),
+            request_times: Mutex::new(Vec::new()),
+            rbac: Mutex::new(None),
+            accesses: Mutex::new(BTreeSet::new()),
+            watch_reset: Mutex::new(CancellationToken::new()),
+            watches_expired: AtomicU64::new(0),
             log_dir: dir.clone(),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
@@ -268,6 +318,33 @@ impl KubeSim {
         responses.get(&code).copied().unwrap_or(0)
     }
 
+    /// Arrival times of every request so far (for checking a client's rate limit).
+    pub fn request_times(&self) -> Vec<std::time::Instant> {
+        self.shared.request_times.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Watches ended with a `410 Expired` error event (a resume from a compacted resourceVersion, a slow
+    /// watcher cut off, or `Fault::ExpireWatches`).
+    pub fn watches_expired(&self) -> u64 {
+        self.shared.watches_expired.load(Ordering::Relaxed)
+    }
+
+    /// Enforces RBAC from now on: a request no rule allows gets `403 Forbidden` naming [`SIM_USER`], as the
+    /// API server answers a service account missing a permission.
+    pub fn enforce_rbac(&self, rules: Vec<PolicyRule>) {
+        *self.shared.rbac.lock().unwrap_or_else(|e| e.into_inner()) = Some(rules);
+    }
+
+    /// Stops enforcing RBAC (the default: everything is allowed).
+    pub fn allow_everything(&self) {
+        *self.shared.rbac.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Every kind of request clients have made (after injected request faults), allowed or not.
+    pub fn accesses(&self) -> BTreeSet<Access> {
+        self.shared.accesses.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Stdout and stderr of a pod's process so far.
     pub fn pod_log(&self, namespace: &str, pod: &str) -> Option<String> {
         std::fs::read_to_string(self.shared.pod_log_path(namespace, pod)).ok()
@@ -320,6 +397,12 @@ impl KubeSim {
                 }
             }
             Fault::CompactHistory => self.shared.store().compact(),
+            Fault::ExpireWatches => {
+                self.shared.store().compact();
+                let mut reset = self.shared.watch_reset.lock().unwrap_or_else(|e| e.into_inner());
+                reset.cancel();
+                *reset = CancellationToken::new();
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::Resource;
-use super::{Shared, kubelet};
+use super::{Access, SIM_USER, Shared, kubelet};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -96,9 +96,13 @@ async fn handle(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
+    shared.request_times.lock().unwrap_or_else(|e| e.into_inner()).push(std::time::Instant::now());
     let response = match injected_fault(&shared).await {
         Some(fault) => fault,
-        None => route(&shared, &method, &uri, &query, &body),
+        None => match authorize(&shared, &method, &uri, &query) {
+            Some(forbidden) => forbidden,
+            None => route(&shared, &method, &uri, &query, &body),
+        },
     };
     let mut responses = shared.responses.lock().unwrap_or_else(|e| e.into_inner());
     *responses.entry(response.status().as_u16()).or_default() += 1;
@@ -132,6 +136,61 @@ async fn injected_fault(shared: &Shared) -> Option<Response> {
         ));
     }
     None
+}
+
+/// The RBAC view of a request: API group, resource (with subresource) and verb, plus the object's name and
+/// namespace when the path has them.
+fn access_of(
+    method: &Method,
+    uri: &Uri,
+    query: &HashMap<String, String>,
+) -> Option<(Access, Option<String>, Option<String>)> {
+    let target = parse_path(uri.path())?;
+    let resource = if target.log { "pods/log".to_owned() } else { target.resource.plural().to_owned() };
+    let verb = match (method.clone(), target.name.is_some()) {
+        (Method::GET, true) => "get",
+        (Method::GET, false) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => "watch",
+        (Method::GET, false) => "list",
+        (Method::POST, _) => "create",
+        (Method::DELETE, true) => "delete",
+        (Method::DELETE, false) => "deletecollection",
+        (Method::PUT, _) => "update",
+        (Method::PATCH, _) => "patch",
+        _ => return None,
+    };
+    Some((Access::new(target.resource.group(), &resource, verb), target.name, target.namespace))
+}
+
+/// Records what the request does and, when RBAC is enforced, refuses it unless a rule allows it, with the
+/// API server's message.
+fn authorize(shared: &Shared, method: &Method, uri: &Uri, query: &HashMap<String, String>) -> Option<Response> {
+    let (access, name, namespace) = access_of(method, uri, query)?;
+    shared.accesses.lock().unwrap_or_else(|e| e.into_inner()).insert(access.clone());
+    let rbac = shared.rbac.lock().unwrap_or_else(|e| e.into_inner());
+    let rules = rbac.as_ref()?;
+    if rules.iter().any(|rule| access.allowed_by(rule)) {
+        return None;
+    }
+    let plural = access.resource.split('/').next().unwrap_or_default();
+    let qualified = if access.group.is_empty() { plural.to_owned() } else { format!("{plural}.{}", access.group) };
+    let object = match &name {
+        Some(name) => format!("{qualified} \"{name}\""),
+        None => qualified,
+    };
+    let scope = match &namespace {
+        Some(ns) => format!("in the namespace \"{ns}\""),
+        None => "at the cluster scope".to_owned(),
+    };
+    let message = format!(
+        "{object} is forbidden: User \"{SIM_USER}\" cannot {} resource \"{}\" in API group \"{}\" {scope}",
+        access.verb, access.resource, access.group
+    );
+    Some(status(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        message,
+        json!({"name": name.unwrap_or_default(), "group": access.group, "kind": plural}),
+    ))
 }
 
 fn route(shared: &Arc<Shared>, method: &Method, uri: &Uri, query: &HashMap<String, String>, body: &Bytes) -> Response {
@@ -288,6 +347,8 @@ fn watch(
 
     let (tx, mut rx) = mpsc::channel::<Bytes>(256);
     let shutdown = shared.shutdown.clone();
+    let reset = shared.watch_reset();
+    let shared_for_task = shared.clone();
     let bookmark_interval = shared.bookmark_interval;
     shared.tasks.spawn(async move {
         for line in initial {
@@ -296,6 +357,7 @@ fn watch(
             }
         }
         if expired {
+            shared_for_task.watches_expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return;
         }
         let mut last_rv = start_rv;
@@ -307,6 +369,11 @@ fn watch(
             let line = tokio::select! {
                 () = &mut end => return,
                 () = shutdown.cancelled() => return,
+                () = reset.cancelled() => {
+                    shared_for_task.watches_expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let _ = tx.send(expired_line(last_rv, last_rv + 1)).await;
+                    return;
+                }
                 () = tx.closed() => return,
                 _ = bookmark.tick(), if bookmarks => watch_line(
                     "BOOKMARK",
@@ -332,6 +399,7 @@ fn watch(
                     }
                     // A watcher too slow for the event rate is cut off as the API server does.
                     Err(broadcast::error::RecvError::Lagged(_)) => {
+                        shared_for_task.watches_expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let _ = tx.send(expired_line(last_rv, last_rv + 1)).await;
                         return;
                     }
@@ -411,7 +479,58 @@ fn job_semantics(job: &Value) -> Vec<(String, String)> {
     if job["spec"]["activeDeadlineSeconds"].as_i64().is_some_and(|d| d <= 0) {
         causes.push(("spec.activeDeadlineSeconds".into(), "Invalid value: must be greater than 0".into()));
     }
+    for (field, map) in [
+        ("metadata.labels", &job["metadata"]["labels"]),
+        ("spec.template.metadata.labels", &job["spec"]["template"]["metadata"]["labels"]),
+        ("spec.template.spec.nodeSelector", &pod["nodeSelector"]),
+    ] {
+        for (key, value) in map.as_object().into_iter().flatten() {
+            if let Some(problem) = label_key_problem(key) {
+                causes.push((field.into(), format!("Invalid value: \"{key}\": {problem}")));
+            }
+            let value = value.as_str().unwrap_or_default();
+            if !is_label_value(value) {
+                causes.push((
+                    field.into(),
+                    format!(
+                        "Invalid value: \"{value}\": a valid label must be an empty string or consist of alphanumeric \
+                         characters, '-', '_' or '.', and must start and end with an alphanumeric character \
+                         (at most 63 characters)"
+                    ),
+                ));
+            }
+        }
+    }
     causes
+}
+
+/// `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?`, at most 63 characters: a label value (also the name part of
+/// a key), empty allowed.
+fn is_label_value(value: &str) -> bool {
+    let b = value.as_bytes();
+    b.is_empty()
+        || (b.len() <= 63
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric())
+}
+
+/// Why a label key (`[prefix/]name`) is invalid, as the API server words it.
+fn label_key_problem(key: &str) -> Option<&'static str> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if prefix.is_some_and(|p| !is_dns1123_subdomain(p)) {
+        return Some("prefix part must be a lowercase RFC 1123 subdomain");
+    }
+    if name.is_empty() || !is_label_value(name) {
+        return Some(
+            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an \
+             alphanumeric character (at most 63 characters)",
+        );
+    }
+    None
 }
 
 fn create(shared: &Arc<Shared>, resource: Resource, namespace: &str, body: &Bytes) -> Response {

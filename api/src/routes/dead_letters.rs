@@ -1,0 +1,184 @@
+//! Admin endpoints on the dead-letter stream (`{prefix}:dead`): list the queue messages the dispatchers gave up
+//! on, and redrive one (its execution gets one more attempt).
+//!
+//! A redrive is PostgreSQL first: the execution goes from `failed` back to `queued` with `attempts + 1` (the
+//! one documented exception to "a finished execution never changes", taken on an operator's explicit
+//! decision). Then the attempt is enqueued and the dead-letter entry deleted. If the enqueue fails after the
+//! update the answer is 503, and nothing is lost: the dispatchers' reconciler re-enqueues `queued` executions
+//! that Redis does not know. A second redrive of the same entry then answers 409 (the execution is no longer
+//! `failed`); the leftover entry can be deleted with `XDEL`.
+
+use crate::auth::Admin;
+use crate::error::ApiError;
+use crate::routes::executions::ExecutionView;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use flow_like_shared::queue::{self, DEFAULT_PRIORITY, MAX_PRIORITY, QueueBody, QueueMessage};
+use flow_like_shared::queue_ops::{self, DeadLetter, is_entry_id};
+use flow_like_shared::record::operator::{self, Redrive};
+use serde::{Deserialize, Serialize};
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 500;
+
+/// Paging of the dead-letter list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeadLetterParams {
+    /// Page size, 1-500 (default 50).
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One dead-lettered queue message. Fields the entry lacks (or that do not parse) are null.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeadLetterView {
+    /// The dead-letter stream entry id; redrive with it.
+    pub entry_id: String,
+    pub execution_id: String,
+    pub tenant: String,
+    pub workflow: String,
+    pub priority: Option<u8>,
+    /// The attempt the message was for.
+    pub attempt: Option<u32>,
+    pub reason: String,
+    pub dead_at: Option<DateTime<Utc>>,
+    /// How many times the message had been delivered.
+    pub deliveries: Option<u64>,
+}
+
+impl From<DeadLetter> for DeadLetterView {
+    fn from(d: DeadLetter) -> Self {
+        Self {
+            dead_at: d.dead_at_ms.and_then(DateTime::<Utc>::from_timestamp_millis),
+            entry_id: d.entry_id,
+            execution_id: d.execution_id,
+            tenant: d.tenant,
+            workflow: d.workflow,
+            priority: d.priority,
+            attempt: d.attempt,
+            reason: d.reason,
+            deliveries: d.deliveries,
+        }
+    }
+}
+
+/// One page of dead letters, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeadLetterPage {
+    pub items: Vec<DeadLetterView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// List dead-lettered queue messages, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/dead-letters", tag = "admin",
+    params(DeadLetterParams),
+    responses(
+        (status = 200, body = DeadLetterPage),
+        (status = 400, description = "Bad limit or cursor", body = crate::error::Problem),
+        (status = 401, body = crate::error::Problem),
+        (status = 403, body = crate::error::Problem),
+        (status = 503, description = "Redis is down; retry after Retry-After", body = crate::error::Problem),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    _admin: Admin,
+    params: Result<Query<DeadLetterParams>, QueryRejection>,
+) -> Result<Json<DeadLetterPage>, ApiError> {
+    let params = super::query(params)?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::Malformed(format!("limit must be between 1 and {MAX_PAGE}")));
+    }
+    let cursor = params.cursor.filter(|c| !c.is_empty());
+    if cursor.as_deref().is_some_and(|c| !is_entry_id(c)) {
+        return Err(ApiError::Malformed("cursor is not one this API issued".into()));
+    }
+    let mut redis = state.redis.clone();
+    let letters = queue_ops::dead_letters(&mut redis, &state.keys, cursor.as_deref(), limit).await?;
+    let next_cursor = (letters.len() == limit).then(|| letters.last().map(|l| l.entry_id.clone())).flatten();
+    Ok(Json(DeadLetterPage { items: letters.into_iter().map(DeadLetterView::from).collect(), next_cursor }))
+}
+
+/// What a redrive did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Redriven {
+    /// The dead-letter entry, now deleted.
+    pub entry_id: String,
+    /// The execution, `queued` again for attempt `attempts`.
+    pub execution: ExecutionView,
+}
+
+/// Redrive a dead letter: its `failed` execution is queued again for one more attempt.
+#[utoipa::path(
+    post, path = "/api/v1/dead-letters/{entry_id}/redrive", tag = "admin",
+    params(("entry_id" = String, Path, description = "Dead-letter entry id")),
+    responses(
+        (status = 202, description = "Queued again; the dead letter is deleted", body = Redriven),
+        (status = 401, body = crate::error::Problem),
+        (status = 403, body = crate::error::Problem),
+        (status = 404, description = "No such dead letter", body = crate::error::Problem),
+        (status = 409, description = "Its execution is not failed (the title names the status); nothing changed", body = crate::error::Problem),
+        (status = 503, description = "A backing service is down. If the execution was already queued again the reconciler enqueues it", body = crate::error::Problem),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn redrive(
+    State(state): State<AppState>,
+    _admin: Admin,
+    entry_id: Result<Path<String>, PathRejection>,
+) -> Result<(StatusCode, Json<Redriven>), ApiError> {
+    let entry_id = super::path(entry_id, "dead letter")?;
+    if !is_entry_id(&entry_id) {
+        return Err(ApiError::NotFound("dead letter"));
+    }
+    let mut redis = state.redis.clone();
+    let letter =
+        queue_ops::dead_letter(&mut redis, &state.keys, &entry_id).await?.ok_or(ApiError::NotFound("dead letter"))?;
+    let Some(execution) = letter.execution() else {
+        return Err(ApiError::Conflict(format!(
+            "dead letter {entry_id} names no execution (id {:?}); delete it with XDEL",
+            letter.execution_id
+        )));
+    };
+    let record = match operator::redrive(&state.db, execution).await? {
+        Redrive::Requeued(record) => record,
+        Redrive::NotFailed(status) => {
+            return Err(ApiError::Conflict(format!(
+                "execution {execution} is {}, not failed: only a failed execution can be redriven",
+                status.as_str()
+            )));
+        }
+        Redrive::NotFound => {
+            return Err(ApiError::Conflict(format!("execution {execution} of this dead letter is not in the record")));
+        }
+    };
+    tracing::info!(execution_id = %execution, entry = %entry_id, attempt = record.attempts, "dead letter redriven");
+    let message = QueueMessage {
+        execution_id: record.id,
+        tenant: record.tenant.clone(),
+        workflow: record.workflow_name.clone(),
+        priority: u8::try_from(record.priority).map_or(DEFAULT_PRIORITY, |p| p.min(MAX_PRIORITY)),
+        attempt: u32::try_from(record.attempts).unwrap_or(1),
+        queued_at_ms: record.queued_at.timestamp_millis(),
+        body: QueueBody {
+            workflow_version: record.workflow_version,
+            labels: serde_json::from_value(record.labels.clone()).unwrap_or_default(),
+        },
+    };
+    // The record says queued now; the reconciler enqueues it if this fails, so the client may just look later.
+    queue::enqueue(&mut redis, &state.keys, &message).await.map_err(ApiError::QueueUnavailable)?;
+    if let Err(err) = queue_ops::delete_dead_letter(&mut redis, &state.keys, &entry_id).await {
+        tracing::warn!(entry = %entry_id, cause = %err, "redriven, but the dead letter could not be deleted");
+    }
+    Ok((StatusCode::ACCEPTED, Json(Redriven { entry_id, execution: ExecutionView::from(*record) })))
+}

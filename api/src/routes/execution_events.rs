@@ -1,0 +1,306 @@
+//! `GET /api/v1/executions/{id}/events`: the execution's progress stream (`{prefix}:status:{id}`) as
+//! Server-Sent Events.
+//!
+//! Each SSE event carries the Redis stream entry id as `id`, the event kind (`dispatched`, `started`, `node`,
+//! `log`, `retrying`, `finished`) as `event`, and one JSON object as `data`: `execution`, `attempt`, `seq`,
+//! `at` (ms since the epoch), `kind` and the event's own fields (a node event's own `attempt` as `node_attempt`). A client resumes with `Last-Event-ID` (or
+//! `?last_event_id=`) and gets only the entries after that one; without it the stream starts at the beginning.
+//!
+//! Blocking reads (`XREAD BLOCK`) would stall the shared multiplexed connection, so every event stream has a
+//! dedicated Redis connection, and a replica serves at most `MAX_EVENT_STREAMS` at once (503 beyond). The
+//! stream is read only as fast as the client takes events (at most `READ_COUNT` entries are held), and ends
+//! after a `finished` event, or when PostgreSQL said the execution is terminal and then nothing new arrived
+//! for a whole block interval (which covers a progress stream Redis lost). An execution that an operator
+//! redrove after a `finished` event goes on with its next attempt's events.
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::routes::execution_ops::problem;
+use crate::state::AppState;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use flow_like_shared::config::RedisConfig;
+use flow_like_shared::queue::QueueError;
+use flow_like_shared::queue_ops::is_entry_id;
+use flow_like_shared::record::executions;
+use flow_like_shared::status::{StatusEntry, StatusEvent};
+use redis::aio::MultiplexedConnection;
+use serde::Deserialize;
+use sqlx::PgPool;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+/// How long one `XREAD` waits for new entries; also how long a terminal execution's stream stays open without
+/// news before it ends.
+pub const BLOCK: Duration = Duration::from_secs(5);
+/// Entries read (and held) at most per `XREAD`.
+pub const READ_COUNT: usize = 100;
+/// Keep-alive comment interval, so proxies do not close an idle stream.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Event streams one API replica serves at once (each holds one Redis connection).
+pub const MAX_EVENT_STREAMS: usize = 1000;
+
+/// Dedicated Redis connections for event streams, and the cap on how many are open.
+pub struct EventStreams {
+    client: redis::Client,
+    slots: Arc<Semaphore>,
+}
+
+impl EventStreams {
+    pub fn new(config: &RedisConfig) -> Result<Self, QueueError> {
+        let client = redis::Client::open(config.url.as_str()).map_err(QueueError::Command)?;
+        Ok(Self { client, slots: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)) })
+    }
+
+    async fn connect(&self) -> Result<MultiplexedConnection, QueueError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            // A blocking read answers after BLOCK at the latest.
+            .set_response_timeout(Some(BLOCK + Duration::from_secs(5)));
+        Ok(self.client.get_multiplexed_async_connection_with_config(&config).await?)
+    }
+}
+
+/// Where to resume.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventParams {
+    /// Resume strictly after this event id (the `Last-Event-ID` header wins when both are given).
+    pub last_event_id: Option<String>,
+}
+
+/// Follow an execution's progress as Server-Sent Events.
+#[utoipa::path(
+    get, path = "/api/v1/executions/{id}/events", tag = "executions",
+    params(
+        ("id" = Uuid, Path, description = "Execution id"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume strictly after this event id"),
+        EventParams,
+    ),
+    responses(
+        (status = 200, description = "An event stream: `id` is the stream entry id, `event` the kind (dispatched, started, node, log, retrying, finished), `data` a JSON object with execution, attempt, seq, at, kind and the event's fields. Ends after `finished`.", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Last-Event-ID is not an event id", body = crate::error::Problem),
+        (status = 404, description = "No such execution for this tenant", body = crate::error::Problem),
+        (status = 503, description = "Redis is down or too many event streams are open; retry after Retry-After", body = crate::error::Problem),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: Result<Path<Uuid>, PathRejection>,
+    params: Result<Query<EventParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = super::path(id, "execution")?;
+    let params = super::query(params)?;
+    let header = headers
+        .get("last-event-id")
+        .map(|v| v.to_str().map(str::to_string).map_err(|_| ApiError::Malformed("Last-Event-ID is not text".into())))
+        .transpose()?;
+    let after = match header.or(params.last_event_id).filter(|s| !s.trim().is_empty()) {
+        Some(after) if is_entry_id(after.trim()) => after.trim().to_string(),
+        Some(_) => {
+            return Err(ApiError::Malformed("Last-Event-ID must be an event id such as 1700000000000-0".into()));
+        }
+        None => "0-0".to_string(),
+    };
+    let record = executions::get(&state.db, &caller.tenant, id).await?.ok_or(ApiError::NotFound("execution"))?;
+    let Ok(permit) = state.event_streams.slots.clone().try_acquire_owned() else {
+        return Ok(problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "too many event streams are open"));
+    };
+    let conn = state.event_streams.connect().await.map_err(ApiError::QueueUnavailable)?;
+    let follow = Follow {
+        conn,
+        db: state.db.clone(),
+        tenant: caller.tenant,
+        execution: id,
+        key: state.keys.progress(&id.to_string()),
+        after,
+        buffer: VecDeque::new(),
+        terminal: record.status.is_terminal(),
+        ended: false,
+        _permit: permit,
+    };
+    let stream = futures::stream::unfold(follow, |mut follow| async move {
+        let event = follow.next().await?;
+        Some((Ok::<_, Infallible>(event), follow))
+    });
+    let mut response = Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response();
+    // Tell buffering proxies (nginx) to pass events through at once.
+    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// One client's position in one progress stream.
+struct Follow {
+    conn: MultiplexedConnection,
+    db: PgPool,
+    tenant: String,
+    execution: Uuid,
+    key: String,
+    /// The last entry id read (or the resume point).
+    after: String,
+    /// Events read and not yet sent (at most READ_COUNT).
+    buffer: VecDeque<Event>,
+    /// PostgreSQL said the execution is terminal before the last read.
+    terminal: bool,
+    /// Nothing more will be sent once the buffer is empty.
+    ended: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Follow {
+    /// The next event to send; None ends the stream.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                return Some(event);
+            }
+            if self.ended {
+                return None;
+            }
+            let options = redis::streams::StreamReadOptions::default()
+                .count(READ_COUNT)
+                .block(usize::try_from(BLOCK.as_millis()).unwrap_or(5000));
+            let read: Result<Option<redis::streams::StreamReadReply>, redis::RedisError> =
+                redis::AsyncCommands::xread_options(&mut self.conn, &[&self.key], &[&self.after], &options).await;
+            let entries = match read {
+                Ok(reply) => reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids).collect::<Vec<_>>(),
+                Err(err) => {
+                    // The client reconnects with Last-Event-ID and resumes where it was.
+                    tracing::warn!(execution_id = %self.execution, cause = %err, "event stream read failed");
+                    return None;
+                }
+            };
+            if entries.is_empty() {
+                if self.terminal {
+                    return None;
+                }
+                self.refresh_terminal().await;
+                continue;
+            }
+            for entry in entries {
+                self.after.clone_from(&entry.id);
+                let parsed = match StatusEntry::from_fields(&entry.map) {
+                    Ok(parsed) => parsed,
+                    Err(err) => {
+                        tracing::warn!(execution_id = %self.execution, entry = %entry.id, cause = %err, "skipping a malformed progress entry");
+                        continue;
+                    }
+                };
+                let finished = matches!(parsed.event, StatusEvent::Finished { .. });
+                self.buffer.push_back(sse_event(&entry.id, &parsed));
+                if finished {
+                    // Final for the execution, unless an operator redrove it for a later attempt since.
+                    self.ended = !self.redriven_after(parsed.attempt).await;
+                    if self.ended {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks PostgreSQL whether the execution is terminal now (the stream ends after a silent block interval).
+    async fn refresh_terminal(&mut self) {
+        match executions::get(&self.db, &self.tenant, self.execution).await {
+            Ok(Some(record)) => self.terminal = record.status.is_terminal(),
+            // Deleted: nothing more will come.
+            Ok(None) => self.terminal = true,
+            Err(err) => {
+                tracing::warn!(execution_id = %self.execution, cause = %err, "cannot read the execution's status");
+            }
+        }
+    }
+
+    /// Whether the execution is waiting for or running an attempt after `attempt` (a redrive).
+    async fn redriven_after(&mut self, attempt: u32) -> bool {
+        match executions::get(&self.db, &self.tenant, self.execution).await {
+            Ok(Some(record)) => {
+                !record.status.is_terminal() && u32::try_from(record.attempts).is_ok_and(|a| a > attempt)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The `data` object of a progress entry: the header fields and the event's own fields.
+fn event_data(entry: &StatusEntry) -> serde_json::Value {
+    let mut data = serde_json::Map::new();
+    data.insert("execution".into(), entry.execution.to_string().into());
+    data.insert("attempt".into(), entry.attempt.into());
+    data.insert("seq".into(), entry.seq.into());
+    data.insert("at".into(), entry.at_ms.into());
+    data.insert("kind".into(), entry.event.kind().as_str().into());
+    // StatusEvent serializes as {"<kind>": {fields}}; the fields go next to the header. A field named like a
+    // header field (a node event's own `attempt`) is prefixed with the kind (`node_attempt`).
+    if let Ok(serde_json::Value::Object(tagged)) = serde_json::to_value(&entry.event) {
+        for (kind, fields) in tagged {
+            if let serde_json::Value::Object(fields) = fields {
+                for (name, value) in fields {
+                    let name = if data.contains_key(&name) { format!("{kind}_{name}") } else { name };
+                    data.insert(name, value);
+                }
+            }
+        }
+    }
+    serde_json::Value::Object(data)
+}
+
+/// One SSE event of a progress entry.
+fn sse_event(entry_id: &str, entry: &StatusEntry) -> Event {
+    Event::default().id(entry_id).event(entry.event.kind().as_str()).data(event_data(entry).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flow_like_shared::status::{FinishedOutcome, NodePhase};
+
+    fn entry(event: StatusEvent) -> StatusEntry {
+        StatusEntry { execution: Uuid::nil(), attempt: 2, seq: 7, at_ms: 1_700_000_000_000, event }
+    }
+
+    #[test]
+    fn the_data_has_the_header_and_the_event_fields() {
+        let data = event_data(&entry(StatusEvent::Finished {
+            outcome: FinishedOutcome::TimedOut,
+            error: Some("deadline".into()),
+            result_key: Some("executions/x/attempts/2/result.json".into()),
+            duration_ms: 12,
+        }));
+        assert_eq!(
+            data,
+            serde_json::json!({
+                "execution": Uuid::nil().to_string(), "attempt": 2, "seq": 7, "at": 1_700_000_000_000_i64,
+                "kind": "finished", "outcome": "timed_out", "error": "deadline",
+                "result_key": "executions/x/attempts/2/result.json", "duration_ms": 12
+            })
+        );
+    }
+
+    #[test]
+    fn an_event_field_named_like_a_header_field_is_prefixed() {
+        // A node event has its own `attempt` (the node's); the entry's attempt stays in `attempt`.
+        let data = event_data(&entry(StatusEvent::Node {
+            node: "fetch".into(),
+            phase: NodePhase::Started,
+            attempt: 5,
+            duration_ms: None,
+            error: None,
+            retry_in_ms: None,
+        }));
+        assert_eq!(data["attempt"], 2);
+        assert_eq!(data["node_attempt"], 5);
+        assert_eq!(data["node"], "fetch");
+        assert_eq!(data["phase"], "started");
+    }
+}

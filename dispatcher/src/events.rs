@@ -1,0 +1,31 @@
+//! Dispatcher-written status events (`seq` 0): appended to the pipeline stream and to the execution's progress
+//! stream, exactly as the executor appends its own.
+
+use flow_like_shared::keys::Keys;
+use flow_like_shared::status::{PROGRESS_STREAM_MAXLEN, STATUS_STREAM_MAXLEN, StatusEntry, StatusEvent};
+use redis::aio::ConnectionManager;
+use uuid::Uuid;
+
+/// Seconds a progress stream is kept after its execution finished.
+pub const PROGRESS_RETENTION_SECS: i64 = 24 * 3600;
+
+pub async fn publish(
+    redis: &mut ConnectionManager,
+    keys: &Keys,
+    execution: Uuid,
+    attempt: u32,
+    event: StatusEvent,
+) -> Result<(), anyhow::Error> {
+    let finished = matches!(event, StatusEvent::Finished { .. });
+    let entry = StatusEntry { execution, attempt, seq: 0, at_ms: chrono::Utc::now().timestamp_millis(), event };
+    let fields = entry.to_fields()?;
+    let progress = keys.progress(&execution.to_string());
+    let mut pipe = redis::pipe();
+    pipe.cmd("XADD").arg(keys.status()).arg("MAXLEN").arg("~").arg(STATUS_STREAM_MAXLEN).arg("*").arg(&fields).ignore();
+    pipe.cmd("XADD").arg(&progress).arg("MAXLEN").arg("~").arg(PROGRESS_STREAM_MAXLEN).arg("*").arg(&fields).ignore();
+    if finished {
+        pipe.expire(&progress, PROGRESS_RETENTION_SECS).ignore();
+    }
+    pipe.query_async::<()>(redis).await?;
+    Ok(())
+}

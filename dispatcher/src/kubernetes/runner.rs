@@ -1,0 +1,449 @@
+//! The Kubernetes runner: one Job per attempt, created from the pure manifest, adopted when it already exists,
+//! followed through the runner's shared watchers until it ends, and deleted (with `Background` propagation)
+//! when the attempt is cancelled, evicted or cannot start. Plus the listing and deletion the dispatcher's sweep
+//! uses to remove Jobs that belong to no live attempt.
+//!
+//! Every API call goes through one gated client (`client.rs`): the `KUBE_QPS` / `KUBE_BURST` rate limit, and
+//! bounded retries of 429 / 5xx honouring `Retry-After`. How endings are classified is in `classify.rs`.
+
+use super::JobSpecInput;
+use super::classify::{self, JobState};
+use super::client::{ApiStats, RetryPolicy, gated_client};
+use super::manifest::{LABEL_ATTEMPT, LABEL_EXECUTION, LABEL_INSTANCE, job_manifest, job_name, label_selector};
+use super::ratelimit::TokenBucket;
+use super::settings::{ExecutorEnv, JobSettings, SettingsError};
+use super::watch::{Subscription, Tracker, WatchStats, spawn_watchers};
+use crate::config::KubernetesConfig;
+use crate::runner::{Attempt, AttemptEnd, Runner, Started};
+use flow_like_shared::status::FinishedOutcome;
+use futures::future::BoxFuture;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt as _;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::time::{Duration, Instant};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use uuid::Uuid;
+
+/// Timings of the runner that operators rarely change (tests shorten them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerTuning {
+    /// Retries of 429 / 5xx / unreachable API answers.
+    pub retry: RetryPolicy,
+    /// Server-side timeout of each watch request; the watcher then resumes from its last resourceVersion.
+    pub watch_timeout_secs: u32,
+    /// After deleting a cancelled attempt's Job, how long to wait for its pod to stop, so an executor that
+    /// reports its own cancellation (exit code 4) is seen as `Reported`. Above the pods' default
+    /// `terminationGracePeriodSeconds` of 30.
+    pub cancel_grace: Duration,
+    /// How long a created Job may go unreported by the watcher before the runner reads it directly (a Job
+    /// created and deleted while the watch was down would otherwise be waited on forever).
+    pub unseen_check: Duration,
+}
+
+impl Default for RunnerTuning {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            watch_timeout_secs: 290,
+            cancel_grace: Duration::from_secs(40),
+            unseen_check: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the runner could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeRunnerError {
+    #[error("invalid Kubernetes runner settings")]
+    Settings(#[from] SettingsError),
+    #[error("reading the kubeconfig {path}")]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("no Kubernetes API found: no kubeconfig given or at ~/.kube/config, and not running in a cluster")]
+    Infer(#[source] kube::config::InferConfigError),
+    #[error("building the Kubernetes client")]
+    Client(#[source] kube::Error),
+}
+
+/// One executor Job of this installation, as the sweep lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweptJob {
+    pub execution_id: Uuid,
+    pub attempt: u32,
+    pub job_name: String,
+    /// The Job has its `Complete` or `Failed` condition.
+    pub finished: bool,
+    /// `creationTimestamp` in Unix milliseconds (a Job created a moment ago may belong to a lease that is
+    /// not visible yet).
+    pub created_at_ms: Option<i64>,
+}
+
+impl SweptJob {
+    /// `None` for a Job whose execution or attempt label is missing or malformed (not one the runner made).
+    fn from_job(job: &Job) -> Option<Self> {
+        let labels = job.labels();
+        Some(Self {
+            execution_id: labels.get(LABEL_EXECUTION)?.parse().ok()?,
+            attempt: labels.get(LABEL_ATTEMPT)?.parse().ok()?,
+            job_name: job.name_any(),
+            finished: classify::job_state(job) != JobState::Running,
+            created_at_ms: job.metadata.creation_timestamp.as_ref().map(|t| t.0.as_millisecond()),
+        })
+    }
+}
+
+/// Runs attempts as Kubernetes Jobs. Its watchers stop when it is dropped.
+pub struct KubeRunner {
+    jobs: Api<Job>,
+    pods: Api<Pod>,
+    namespace: String,
+    settings: JobSettings,
+    tracker: Arc<Tracker>,
+    tuning: RunnerTuning,
+    start_timeout: Duration,
+    stats: Arc<ApiStats>,
+    _watchers: DropGuard,
+}
+
+impl std::fmt::Debug for KubeRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeRunner").field("namespace", &self.namespace).finish_non_exhaustive()
+    }
+}
+
+impl KubeRunner {
+    /// A runner using `client`, which must be built with `default_retry = false`: the runner retries itself,
+    /// within a bound and under its rate limit. Jobs go to `KUBE_NAMESPACE`, else the client's default
+    /// namespace (the kubeconfig context's, or the service account's in a cluster). Starts the watchers, so it
+    /// must be called inside a Tokio runtime.
+    pub fn new(config: &KubernetesConfig, env: ExecutorEnv, client: kube::Client) -> Result<Self, KubeRunnerError> {
+        Self::with_tuning(config, env, client, RunnerTuning::default())
+    }
+
+    /// [`KubeRunner::new`] with other timings.
+    pub fn with_tuning(
+        config: &KubernetesConfig,
+        env: ExecutorEnv,
+        client: kube::Client,
+        tuning: RunnerTuning,
+    ) -> Result<Self, KubeRunnerError> {
+        let settings = JobSettings::from_config(config, env)?;
+        let namespace = config
+            .namespace
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .unwrap_or(client.default_namespace())
+            .to_owned();
+        let stats = Arc::new(ApiStats::default());
+        let limiter = Arc::new(TokenBucket::new(config.qps, config.burst));
+        let client = gated_client(client, limiter, tuning.retry.clone(), stats.clone());
+        let tracker = Arc::new(Tracker::default());
+        let shutdown = CancellationToken::new();
+        spawn_watchers(&client, &namespace, &tracker, tuning.watch_timeout_secs, &shutdown);
+        Ok(Self {
+            jobs: Api::namespaced(client.clone(), &namespace),
+            pods: Api::namespaced(client, &namespace),
+            namespace,
+            settings,
+            tracker,
+            tuning,
+            start_timeout: Duration::from_secs(config.start_timeout_secs),
+            stats,
+            _watchers: shutdown.drop_guard(),
+        })
+    }
+
+    /// A runner whose client comes from `KUBECONFIG` / `--kubeconfig` when set, else from `~/.kube/config` or
+    /// the in-cluster service account.
+    pub async fn connect(config: &KubernetesConfig, env: ExecutorEnv) -> Result<Self, KubeRunnerError> {
+        let mut kube_config = match &config.kubeconfig {
+            Some(path) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|source| KubeRunnerError::Kubeconfig { path: path.clone(), source })?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                    .await
+                    .map_err(|source| KubeRunnerError::Kubeconfig { path: path.clone(), source })?
+            }
+            None => kube::Config::infer().await.map_err(KubeRunnerError::Infer)?,
+        };
+        // The runner's own retries are bounded and rate-limited; kube's would be neither.
+        kube_config.default_retry = false;
+        let client = kube::Client::try_from(kube_config).map_err(KubeRunnerError::Client)?;
+        Self::new(config, env, client)
+    }
+
+    /// The namespace executor Jobs run in.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Resolves once the watchers have listed Jobs and pods (readiness).
+    pub async fn ready(&self) {
+        self.tracker.synced().await;
+    }
+
+    /// Requests sent and retried.
+    pub fn api_stats(&self) -> &ApiStats {
+        &self.stats
+    }
+
+    /// Lists and errors of the watchers.
+    pub fn watch_stats(&self) -> &WatchStats {
+        self.tracker.stats()
+    }
+
+    /// Every executor Job of this installation in the namespace (by the dispatcher's label selector), for the
+    /// dispatcher's sweep to delete those that belong to no live attempt.
+    pub async fn sweep(&self) -> Result<Vec<SweptJob>, kube::Error> {
+        let mut found = Vec::new();
+        let mut params = ListParams::default().labels(&label_selector()).limit(500);
+        loop {
+            let page = self.jobs.list(&params).await?;
+            for job in &page.items {
+                match SweptJob::from_job(job) {
+                    Some(swept) => found.push(swept),
+                    None => {
+                        tracing::warn!(job = %job.name_any(), "executor Job without valid execution/attempt labels")
+                    }
+                }
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(found),
+            }
+        }
+    }
+
+    /// Deletes a Job and (in the background) its pods; false when it was already gone.
+    pub async fn delete_job(&self, name: &str) -> Result<bool, kube::Error> {
+        // Background: the Job is gone at once and the garbage collector deletes its pods, whose executors get
+        // SIGTERM and their grace period. (The batch/v1 REST default, Orphan, would leave the pods running;
+        // Foreground would keep the Job, and its deterministic name, until every pod has stopped.)
+        match self.jobs.delete(name, &DeleteParams::background()).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn delete_quietly(&self, name: &str) {
+        if let Err(err) = self.delete_job(name).await {
+            tracing::warn!(job = name, cause = %err, "deleting the Job failed; the sweep will retry");
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(execution_id = %attempt.execution_id, attempt = attempt.attempt))]
+    async fn run_attempt(
+        &self,
+        attempt: &Attempt,
+        started: tokio::sync::oneshot::Sender<Started>,
+        cancel: CancellationToken,
+    ) -> AttemptEnd {
+        if cancel.is_cancelled() {
+            return cancelled(None);
+        }
+        let name = job_name(attempt.execution_id, attempt.attempt);
+        let input = JobSpecInput {
+            execution_id: attempt.execution_id,
+            attempt: attempt.attempt,
+            tenant: attempt.tenant.clone(),
+            workflow: attempt.workflow.clone(),
+            deadline_ms: attempt.deadline_ms,
+            resources: None,
+        };
+        let job = match job_manifest(&input, &self.settings) {
+            Ok(job) => job,
+            Err(err) => return AttemptEnd::Fail { reason: format!("the Job manifest cannot be built: {err}") },
+        };
+        // Subscribe before creating, so no event about the Job can be missed.
+        let mut subscription = self.tracker.subscribe(&name);
+        let placed = tokio::select! {
+            placed = self.create_or_adopt(&name, &job, attempt) => placed,
+            () = cancel.cancelled() => {
+                // The create may have been applied already.
+                self.delete_quietly(&name).await;
+                return cancelled(None);
+            }
+        };
+        if let Err(end) = placed {
+            return end;
+        }
+        let _ = started.send(Started { runner_ref: Some(name.clone()) });
+        self.follow(&name, &mut subscription, &cancel).await
+    }
+
+    async fn create_or_adopt(&self, name: &str, job: &Job, attempt: &Attempt) -> Result<(), AttemptEnd> {
+        match self.jobs.create(&PostParams::default(), job).await {
+            Ok(created) => {
+                self.tracker.offer_job(name, created);
+                Ok(())
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => self.adopt(name, attempt).await,
+            Err(err) => Err(classify::api_failure("the Job", &err)),
+        }
+    }
+
+    /// The attempt's Job exists already (a dispatcher stopped after creating it, a create retried after it was
+    /// applied, a redelivered message): follow it instead of running the attempt twice.
+    async fn adopt(&self, name: &str, attempt: &Attempt) -> Result<(), AttemptEnd> {
+        let existing = match self.jobs.get_opt(name).await {
+            Ok(Some(job)) => job,
+            Ok(None) => return Err(AttemptEnd::Retry { reason: vanished(name) }),
+            Err(err) => return Err(classify::api_failure("reading the existing Job", &err)),
+        };
+        let labels = existing.labels();
+        let (execution, number) = (labels.get(LABEL_EXECUTION), labels.get(LABEL_ATTEMPT));
+        if execution != Some(&attempt.execution_id.to_string()) || number != Some(&attempt.attempt.to_string()) {
+            return Err(AttemptEnd::Retry {
+                reason: format!(
+                    "a Job named {name} exists but is not this attempt's ({LABEL_EXECUTION}={}, {LABEL_ATTEMPT}={}); \
+                     it is left alone",
+                    execution.map_or("none", String::as_str),
+                    number.map_or("none", String::as_str),
+                ),
+            });
+        }
+        tracing::info!(job = name, takeover = attempt.takeover, "the attempt's Job exists already; adopting it");
+        self.tracker.offer_job(name, existing);
+        Ok(())
+    }
+
+    /// Waits for the attempt's Job to end, acting on what its pods show on the way.
+    async fn follow(&self, name: &str, subscription: &mut Subscription, cancel: &CancellationToken) -> AttemptEnd {
+        let mut pods_listed = false;
+        let mut stuck_since: Option<Instant> = None;
+        let mut next_unseen_check = Instant::now() + self.tuning.unseen_check;
+        loop {
+            let view = subscription.view();
+            if let Some(job) = &view.job {
+                match classify::job_state(job) {
+                    JobState::Running if view.deleted => return AttemptEnd::Retry { reason: vanished(name) },
+                    JobState::Running => {}
+                    JobState::Failed { .. } if !pods_listed && !classify::pods_explain_failure(view.pods.values()) => {
+                        // The pod watch may lag the Job's: read the pods once before deciding.
+                        pods_listed = true;
+                        self.list_pods(name).await;
+                        continue;
+                    }
+                    JobState::Complete | JobState::Failed { .. } => {
+                        if let Some(end) = classify::finished(job, view.pods.values()) {
+                            return end;
+                        }
+                    }
+                }
+            }
+            if let Some(end) = classify::eviction(view.pods.values()) {
+                // The Job controller would start a replacement pod for the same attempt: stop it.
+                self.delete_quietly(name).await;
+                return end;
+            }
+            let stuck = classify::start_failure(view.pods.values());
+            stuck_since = match (&stuck, stuck_since) {
+                (Some(_), None) => Some(Instant::now()),
+                (Some(_), since) => since,
+                (None, _) => None,
+            };
+            if let (Some(why), Some(since)) = (&stuck, stuck_since)
+                && since.elapsed() >= self.start_timeout
+            {
+                self.delete_quietly(name).await;
+                let secs = self.start_timeout.as_secs();
+                return AttemptEnd::Retry { reason: format!("{why} for {secs} s; the Job was deleted") };
+            }
+
+            let wake =
+                [(!view.watched).then_some(next_unseen_check), stuck_since.map(|since| since + self.start_timeout)]
+                    .into_iter()
+                    .flatten()
+                    .min();
+            tokio::select! {
+                () = cancel.cancelled() => return self.cancel(name, subscription).await,
+                () = subscription.changed() => {}
+                () = sleep_until(wake) => {
+                    if !view.watched && Instant::now() >= next_unseen_check {
+                        next_unseen_check = Instant::now() + self.tuning.unseen_check;
+                        match self.jobs.get_opt(name).await {
+                            Ok(Some(job)) => self.tracker.offer_job(name, job),
+                            Ok(None) => return AttemptEnd::Retry { reason: vanished(name) },
+                            Err(err) => tracing::warn!(job = name, cause = %err, "reading an unwatched Job failed"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The attempt is cancelled: delete its Job unless it has ended, then give the executor its grace to
+    /// report the cancellation itself.
+    async fn cancel(&self, name: &str, subscription: &mut Subscription) -> AttemptEnd {
+        let view = subscription.view();
+        if let Some(end) = view.job.as_ref().and_then(|job| classify::finished(job, view.pods.values())) {
+            return end;
+        }
+        if !view.deleted
+            && let Err(err) = self.delete_job(name).await
+        {
+            tracing::warn!(job = name, cause = %err, "deleting a cancelled attempt's Job failed");
+            return cancelled(Some(format!("the Job {name} could not be deleted ({err}); the sweep will retry")));
+        }
+        let deadline = Instant::now() + self.tuning.cancel_grace;
+        loop {
+            let view = subscription.view();
+            if let Some(exit_code) = classify::reported_exit(view.pods.values()) {
+                return AttemptEnd::Reported { exit_code };
+            }
+            if view.pods.values().all(|p| p.deleted || p.terminated.is_some()) {
+                return cancelled(None);
+            }
+            tokio::select! {
+                () = subscription.changed() => {}
+                () = tokio::time::sleep_until(deadline) => return cancelled(None),
+            }
+        }
+    }
+
+    async fn list_pods(&self, name: &str) {
+        let params = ListParams::default().labels(&format!("{LABEL_INSTANCE}={name}"));
+        match self.pods.list(&params).await {
+            Ok(list) => self.tracker.offer_pods(name, list.items),
+            Err(err) => tracing::warn!(job = name, cause = %err, "listing the Job's pods failed"),
+        }
+    }
+}
+
+fn cancelled(error: Option<String>) -> AttemptEnd {
+    AttemptEnd::Concluded { outcome: FinishedOutcome::Cancelled, error }
+}
+
+fn vanished(name: &str) -> String {
+    format!("Job vanished: {name} was deleted before it finished")
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Runner for KubeRunner {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn run<'a>(
+        &'a self,
+        attempt: &'a Attempt,
+        started: tokio::sync::oneshot::Sender<Started>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'a, AttemptEnd> {
+        Box::pin(self.run_attempt(attempt, started, cancel))
+    }
+}
