@@ -283,18 +283,18 @@ impl Inner {
             self.release(id).await;
             return;
         }
-        if claim.takeover {
-            if let Some(manifest) = self.manifest(id, message.attempt).await {
-                tracing::info!(execution_id = %id, attempt = message.attempt, "taken-over attempt had finished");
-                self.finish_from_manifest(message, manifest).await;
-                return;
-            }
+        if claim.takeover
+            && let Some(manifest) = self.manifest(id, message.attempt).await
+        {
+            tracing::info!(execution_id = %id, attempt = message.attempt, "taken-over attempt had finished");
+            self.finish_from_manifest(message, manifest).await;
+            return;
         }
-        if self.runner.needs_spec() {
-            if let Err(reason) = self.write_spec(&row).await {
-                self.infra_failure(&claim, reason).await;
-                return;
-            }
+        if self.runner.needs_spec()
+            && let Err(reason) = self.write_spec(&row).await
+        {
+            self.infra_failure(&claim, reason).await;
+            return;
         }
         let attempt = Attempt {
             execution_id: id,

@@ -354,3 +354,49 @@ async fn sigterm_drains_within_the_bound_and_loses_nothing() -> anyhow::Result<(
     assert!(leftover_leases(&api).await?.is_empty());
     Ok(())
 }
+
+/// Cancelling a running execution stops its executor: the execution ends `cancelled` well before its sleep
+/// would have ended, and its slot is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_stops_a_running_execution() -> anyhow::Result<()> {
+    let api = TestApi::start().await?;
+    let key = api.tenant_key("acme").await?;
+    let dispatcher = InProcessDispatcher::start(&DispatcherArgs::new(&api.configs, "d1")?).await?;
+    let id = submit(&api, &key, &json!({"workflow": sleepy(60_000), "input": {"n": 1}})).await?;
+    let db = api.db.clone();
+    wait_until(Duration::from_secs(30), "the execution to run", || {
+        let db = db.clone();
+        async move {
+            let (status,): (String,) =
+                sqlx::query_as("SELECT status FROM executions WHERE id = $1").bind(id).fetch_one(&db).await?;
+            Ok(status == "running")
+        }
+    })
+    .await?;
+    let started = std::time::Instant::now();
+    let response = api.post_json(&format!("/api/v1/executions/{id}/cancel"), &key, &json!({})).await?;
+    assert_eq!(response.status(), 202);
+    assert_eq!(wait_terminal(&api.db, &[id], Duration::from_secs(20)).await?, ["cancelled"]);
+    // The lease goes once the executor has reported and exited (heartbeat period + executor grace).
+    let api_ref = &api;
+    wait_until(Duration::from_secs(15), "the lease to be released", || async move {
+        Ok(leftover_leases(api_ref).await?.is_empty())
+    })
+    .await?;
+    assert!(started.elapsed() < Duration::from_secs(15), "cancel took {:?}", started.elapsed());
+    // The executor itself reported the cancellation on the progress stream.
+    let mut redis = api.redis.clone();
+    let entries: Vec<(String, HashMap<String, redis::Value>)> =
+        redis::cmd("XRANGE").arg(api.keys.progress(&id.to_string())).arg("-").arg("+").query_async(&mut redis).await?;
+    let outcomes: Vec<_> = entries
+        .iter()
+        .filter_map(|(_, f)| flow_like_shared::status::StatusEntry::from_fields(f).ok())
+        .filter_map(|e| match e.event {
+            flow_like_shared::status::StatusEvent::Finished { outcome, .. } => Some(outcome),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outcomes, [flow_like_shared::status::FinishedOutcome::Cancelled]);
+    dispatcher.stop().await?;
+    Ok(())
+}
