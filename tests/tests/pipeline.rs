@@ -78,7 +78,7 @@ async fn a_workflow_runs_end_to_end_through_the_process_runner() -> anyhow::Resu
     Ok(())
 }
 
-/// 3 dispatchers, 200 executions of 4 tenants, global limit 10, tenant limit 3: a sampler never sees a limit
+/// 3 dispatchers (one joining mid-run), 200 executions of 4 tenants, global limit 10, tenant limit 3: a sampler never sees a limit
 /// exceeded, everything finishes, and no lease remains.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn limits_hold_across_three_dispatchers() -> anyhow::Result<()> {
@@ -89,14 +89,12 @@ async fn limits_hold_across_three_dispatchers() -> anyhow::Result<()> {
         keys.push(api.tenant_key(tenant).await?);
     }
     let runner = ScriptedRunner::new(|_| Script::Succeed(Duration::from_millis(15)));
-    let mut dispatchers = Vec::new();
-    for n in 0..3 {
-        let args = DispatcherArgs::new(&api.configs, &format!("d{n}"))?
+    let args = |n: usize| -> anyhow::Result<DispatcherArgs> {
+        Ok(DispatcherArgs::new(&api.configs, &format!("d{n}"))?
             .set("--global-limit", 10)
             .set("--tenant-limit", 3)
-            .set("--admit-batch", 4);
-        dispatchers.push(InProcessDispatcher::start_with_runner(&args, runner.clone())?);
-    }
+            .set("--admit-batch", 4))
+    };
 
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -126,6 +124,23 @@ async fn limits_hold_across_three_dispatchers() -> anyhow::Result<()> {
         let t = i % tenants.len();
         ids.push(submit(&api, &keys[t], &json!({"workflow": sample_workflow(), "input": {"n": i}})).await?);
     }
+    // Two dispatchers from the start; the third joins mid-run.
+    let mut dispatchers = Vec::new();
+    for n in 0..2 {
+        dispatchers.push(InProcessDispatcher::start_with_runner(&args(n)?, runner.clone())?);
+    }
+    let db = api.db.clone();
+    wait_until(Duration::from_secs(60), "half the executions to finish", || {
+        let db = db.clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM executions WHERE status = 'succeeded'")
+                .fetch_one(&db)
+                .await?;
+            Ok(n >= 80)
+        }
+    })
+    .await?;
+    dispatchers.push(InProcessDispatcher::start_with_runner(&args(2)?, runner.clone())?);
     let statuses = wait_terminal(&api.db, &ids, Duration::from_secs(120)).await?;
     done.store(true, Ordering::Relaxed);
     let (samples, peak_global, peak_tenant) = sampler.await?;
