@@ -65,20 +65,59 @@ pub async fn build_runner(config: &DispatcherConfig) -> Result<Arc<dyn Runner>, 
             Arc::new(runner::process::ProcessRunner::new(path, process_env(config)))
         }
         RunnerKind::Kubernetes => {
-            return Err(RunError::Runner("kubernetes", "not wired yet".into()));
+            let env = ExecutorEnv::from_configs(&config.redis, &config.s3, &telemetry_from_env());
+            let runner = kubernetes::KubeRunner::connect(&config.kubernetes, env)
+                .await
+                .map_err(|err| RunError::Runner("kubernetes", err.to_string()))?;
+            Arc::new(runner)
         }
     })
 }
 
-/// The environment of a local executor process: what a Job's env and `envFrom` secret would give it.
-fn process_env(config: &DispatcherConfig) -> Vec<(String, String)> {
-    let telemetry = flow_like_shared::config::TelemetryConfig {
+/// Deletes executor Jobs that belong to no live attempt: no lease for their execution, or a lease of another
+/// attempt. Unfinished Jobs younger than a lease TTL are left alone (their lease may not be visible yet);
+/// finished Jobs are left to their `ttlSecondsAfterFinished`.
+pub async fn sweep_jobs(
+    runner: &kubernetes::KubeRunner,
+    redis: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    min_age: Duration,
+) -> Result<u64, anyhow::Error> {
+    let jobs = runner.sweep().await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut deleted = 0;
+    for job in jobs.into_iter().filter(|j| !j.finished) {
+        if job.created_at_ms.is_some_and(|created| now - created < min_age.as_millis() as i64) {
+            continue;
+        }
+        let attempt: Option<u32> = redis::cmd("HGET")
+            .arg(keys.lease(&job.execution_id.to_string()))
+            .arg("attempt")
+            .query_async(redis)
+            .await?;
+        if attempt != Some(job.attempt) {
+            tracing::warn!(job = %job.job_name, execution_id = %job.execution_id, "deleting an executor Job no live attempt owns");
+            if runner.delete_job(&job.job_name).await? {
+                deleted += 1;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+fn telemetry_from_env() -> flow_like_shared::config::TelemetryConfig {
+    flow_like_shared::config::TelemetryConfig {
         log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         log_format: match std::env::var("LOG_FORMAT").as_deref() {
             Ok("json") => flow_like_shared::config::LogFormat::Json,
             _ => flow_like_shared::config::LogFormat::Text,
         },
-    };
+    }
+}
+
+/// The environment of a local executor process: what a Job's env and `envFrom` secret would give it.
+fn process_env(config: &DispatcherConfig) -> Vec<(String, String)> {
+    let telemetry = telemetry_from_env();
     let mut env: Vec<(String, String)> = ExecutorEnv::from_configs(&config.redis, &config.s3, &telemetry)
         .pairs()
         .into_iter()
@@ -92,6 +131,30 @@ fn process_env(config: &DispatcherConfig) -> Vec<(String, String)> {
 
 /// Runs until `shutdown` is cancelled, then drains (see `dispatch::Dispatcher::run`).
 pub async fn run(config: DispatcherConfig, shutdown: CancellationToken) -> Result<(), RunError> {
+    if config.runner == RunnerKind::Kubernetes {
+        let env = ExecutorEnv::from_configs(&config.redis, &config.s3, &telemetry_from_env());
+        let runner = Arc::new(
+            kubernetes::KubeRunner::connect(&config.kubernetes, env)
+                .await
+                .map_err(|err| RunError::Runner("kubernetes", err.to_string()))?,
+        );
+        let (mut redis, keys) = (queue::connect_lazy(&config.redis)?, Keys::new(config.redis.prefix.clone()));
+        let min_age = Duration::from_secs(config.lease_ttl_secs.max(1) * 2);
+        let (sweeper, stop) = (runner.clone(), shutdown.clone());
+        let every = Duration::from_secs(config.reconcile_interval_secs.max(1));
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                if let Err(err) = sweep_jobs(&sweeper, &mut redis, &keys, min_age).await {
+                    tracing::warn!(cause = %err, "sweeping executor Jobs failed");
+                }
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = tokio::time::sleep(every) => {}
+                }
+            }
+        });
+        return run_with_runner(config, runner, shutdown).await;
+    }
     let runner = build_runner(&config).await?;
     run_with_runner(config, runner, shutdown).await
 }
