@@ -27,6 +27,9 @@ use tokio::time::{Duration, Instant};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
+/// The field manager named on creates (who owns a Job's fields, for server-side apply and audit logs).
+const FIELD_MANAGER: &str = "flow-like-dispatcher";
+
 /// Timings of the runner that operators rarely change (tests shorten them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunnerTuning {
@@ -280,7 +283,8 @@ impl KubeRunner {
     }
 
     async fn create_or_adopt(&self, name: &str, job: &Job, attempt: &Attempt) -> Result<(), AttemptEnd> {
-        match self.jobs.create(&PostParams::default(), job).await {
+        let params = PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PostParams::default() };
+        match self.jobs.create(&params, job).await {
             Ok(created) => {
                 self.tracker.offer_job(name, created);
                 Ok(())
@@ -312,6 +316,8 @@ impl KubeRunner {
         }
         tracing::info!(job = name, takeover = attempt.takeover, "the attempt's Job exists already; adopting it");
         self.tracker.offer_job(name, existing);
+        // Its pod may have been stuck or evicted before this runner subscribed, with no event to come.
+        self.list_pods(name).await;
         Ok(())
     }
 
