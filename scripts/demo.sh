@@ -1,53 +1,36 @@
 #!/usr/bin/env bash
-# Brings the local stack up (scripts/stack.sh up) and submits the example workflow in examples/ through the HTTP
-# API, then shows the execution as the API, PostgreSQL and Redis each record it.
+# The whole product on this machine, end to end: installs what is missing (scripts/install-deps.sh), builds the
+# release binaries, starts PostgreSQL, Redis, S3 (s3s-fs), the API and one dispatcher with the process runner
+# (scripts/stack.sh up; a stack already up is reused), then runs every workflow in examples/ through the HTTP API
+# (scripts/run-examples.py): each execution is admitted by the dispatcher, run by a flow-like-executor process,
+# and its status, timeline, per-node report and result document are printed. Exits non-zero when an example
+# does not end as examples/README.md says.
 #
-# The dispatch loop is not built yet, so the execution stays queued: the demo shows it committed in
-# PostgreSQL and waiting on its tenant's queue lane in Redis.
+#   scripts/demo.sh                    all examples
+#   scripts/demo.sh retry map          some of them
+#
+# The stack keeps running afterwards: scripts/stack.sh status | down | clean.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
+
+# The example runner needs only python3's standard library.
+if ! command -v python3 >/dev/null; then
+    echo "demo: installing python3" >&2
+    if [[ $EUID -eq 0 ]]; then sudo=(); else sudo=(sudo); fi
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 >/dev/null
+fi
+
 scripts/stack.sh up
-set -a; . .state/env; set +a
-API="http://$API_LISTEN"
-export PATH="$PATH:$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
 
-step() { printf '\n== %s\n' "$*"; }
+status=0
+python3 scripts/run-examples.py "$@" || status=$?
 
-step "issue an API key for tenant demo (admin token from .state/env)"
-KEY=$(curl -sf -X POST -H "Authorization: Bearer $FLOWLIKE_ADMIN_TOKEN" "$API/api/v1/tenants/demo/api-keys" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
-echo "key: ${KEY:0:20}..."
+cat <<EOF
 
-step "submit examples/order-report.json"
-BODY=$(python3 - <<'PY'
-import json
-print(json.dumps({
-    "workflow": json.load(open("examples/order-report.json")),
-    "input": json.load(open("examples/order-report.input.json")),
-    "labels": {"source": "demo"},
-}))
-PY
-)
-RESPONSE=$(curl -sf -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
-    -H "Idempotency-Key: demo-$(date +%s%N)" -d "$BODY" "$API/api/v1/executions")
-echo "$RESPONSE" | python3 -m json.tool
-ID=$(echo "$RESPONSE" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-
-step "GET /api/v1/executions/$ID"
-curl -sf -H "Authorization: Bearer $KEY" "$API/api/v1/executions/$ID" | python3 -m json.tool
-
-step "PostgreSQL: the durable record"
-psql "$DATABASE_URL" -c "SELECT id, tenant, workflow_name, status, priority, queued_at FROM executions WHERE id = '$ID'"
-
-step "Redis: the queue lane (XRANGE), its consumer group (XINFO GROUPS) and the queued index"
-RCLI=(redis-cli -u "$REDIS_URL")
-"${RCLI[@]}" XRANGE "$REDIS_PREFIX:queue:demo:p5" - + COUNT 5
-"${RCLI[@]}" XINFO GROUPS "$REDIS_PREFIX:queue:demo:p5"
-"${RCLI[@]}" HGET "$REDIS_PREFIX:queued" "$ID"
-
-step "GET /api/v1/queue"
-curl -sf -H "Authorization: Bearer $KEY" "$API/api/v1/queue" | python3 -m json.tool
-
-printf '\nThe stack keeps running: scripts/stack.sh status | down.\n'
+The stack keeps running: scripts/stack.sh status | down | clean. Logs: .state/logs/ (the executors' lines are in
+flow-like-dispatcher.log). Settings for curl and redis-cli: set -a; . .state/env; set +a
+EOF
+exit "$status"

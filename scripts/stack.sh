@@ -4,14 +4,15 @@
 # each execution attempt is a local flow-like-executor process). Everything lives in .state/ (gitignored); data
 # survives `down`/`up`, `clean` removes it.
 #
-#   scripts/stack.sh up       install deps, build (release), start everything, wait for the API's /readyz
+#   scripts/stack.sh up       install deps, build (release), start everything, wait for the API's and the
+#                             dispatcher's /readyz
 #   scripts/stack.sh down     stop everything (data kept)
 #   scripts/stack.sh status   what runs where
 #   scripts/stack.sh clean    down, then delete .state/
 #
 # Settings for clients and tools: `set -a; . .state/env; set +a` (DATABASE_URL, REDIS_URL, S3_*, API_LISTEN,
 # FLOWLIKE_ADMIN_TOKEN, ...). Logs: .state/logs/. Knobs: STACK_SKIP_BUILD=1 (use the binaries already built),
-# STACK_READY_TIMEOUT (seconds to wait for /readyz, default 60).
+# STACK_READY_TIMEOUT (seconds to wait for each /readyz, default 60).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -58,10 +59,15 @@ s3s_fs_bin() {
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Sets PICKED_PORT to a port nothing listens on and that was not picked before (no subshell: the list persists).
+# Ports come from below the kernel's ephemeral range (ip_local_port_range): a port in that range can be taken at
+# any moment as the local end of an outgoing connection, and a server then fails to bind it.
 taken_ports=" "
 pick_port() {
+    local low=32768
+    [[ -r /proc/sys/net/ipv4/ip_local_port_range ]] && read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+    ((low > 16000)) || low=32768
     while :; do
-        PICKED_PORT=$((20000 + RANDOM % 40000))
+        PICKED_PORT=$((15000 + RANDOM % (low - 15000)))
         [[ $taken_ports == *" $PICKED_PORT "* ]] && continue
         port_in_use "$PICKED_PORT" && continue
         taken_ports+="$PICKED_PORT "
@@ -219,30 +225,32 @@ start_binary() { # name pidfile command...
     live_pid "$pidfile" "$name" >/dev/null && return
     [[ -x $1 ]] || die "$1 not built: run without STACK_SKIP_BUILD"
     echo "--- $(date -u +%FT%TZ) stack.sh starts $name" >>"$LOGS/$name.log"
-    setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1 &
+    # NO_COLOR: plain text in the log files (tracing-subscriber colours by default).
+    NO_COLOR=1 setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1 &
     echo $! >"$pidfile"
     log "started $name (log: $LOGS/$name.log)"
 }
 
-wait_api_ready() {
-    local deadline=$((SECONDS + READY_TIMEOUT)) code pid
+# Waits until GET /readyz of a started binary answers 200; shows its log and fails if it exits or stays unready.
+wait_ready() { # name pidfile port url
+    local name=$1 pidfile=$2 port=$3 url=$4 deadline=$((SECONDS + READY_TIMEOUT)) code
     while :; do
-        code="$(http_status "$STACK_API_PORT" /readyz)"
+        code="$(http_status "$port" /readyz)"
         [[ $code == 200 ]] && break
-        if ! pid="$(live_pid "$STATE/api.pid" flow-like-api)"; then
-            log "flow-like-api exited; last lines of $LOGS/flow-like-api.log:"
-            tail -n 30 "$LOGS/flow-like-api.log" >&2 || true
-            die "the API did not start"
+        if ! live_pid "$pidfile" "$name" >/dev/null; then
+            log "$name exited; last lines of $LOGS/$name.log:"
+            tail -n 30 "$LOGS/$name.log" >&2 || true
+            die "$name did not start"
         fi
         if ((SECONDS >= deadline)); then
-            log "GET http://$API_LISTEN/readyz did not return 200 within $READY_TIMEOUT s (last: $code);" \
-                "last lines of $LOGS/flow-like-api.log:"
-            tail -n 30 "$LOGS/flow-like-api.log" >&2 || true
-            die "the API is not ready (it is still running: scripts/stack.sh down stops everything)"
+            log "GET $url/readyz did not return 200 within $READY_TIMEOUT s (last: $code);" \
+                "last lines of $LOGS/$name.log:"
+            tail -n 30 "$LOGS/$name.log" >&2 || true
+            die "$name is not ready (it is still running: scripts/stack.sh down stops everything)"
         fi
-        sleep 0.5
+        sleep 0.2
     done
-    log "API ready on http://$API_LISTEN (admin token in $ENV_FILE)"
+    log "$name ready on $url"
 }
 
 cmd_up() {
@@ -258,12 +266,11 @@ cmd_up() {
     start_redis
     start_s3
     start_binary flow-like-api "$STATE/api.pid" "$TARGET/flow-like-api" serve
+    # The API applies the migrations at start: the dispatcher starts once it is ready, on the current schema.
+    wait_ready flow-like-api "$STATE/api.pid" "$STACK_API_PORT" "http://$API_LISTEN"
     start_binary flow-like-dispatcher "$STATE/dispatcher.pid" "$TARGET/flow-like-dispatcher" run
-    wait_api_ready
-    sleep 0.5
-    live_pid "$STATE/dispatcher.pid" flow-like-dispatcher >/dev/null \
-        || { tail -n 30 "$LOGS/flow-like-dispatcher.log" >&2; die "flow-like-dispatcher exited"; }
-    log "stack is up: set -a; . $ENV_FILE; set +a"
+    wait_ready flow-like-dispatcher "$STATE/dispatcher.pid" "$STACK_METRICS_PORT" "http://$DISPATCHER_METRICS_LISTEN"
+    log "stack is up (admin token in $ENV_FILE): set -a; . $ENV_FILE; set +a"
 }
 
 cmd_down() {
