@@ -3,7 +3,19 @@
 # generator in release, and runs it against the stack's API; pgbench measures PostgreSQL's single-row INSERT
 # rate on the same database as the ceiling. Everything runs on this machine, so its size is printed first.
 #
-#   scripts/bench.sh [submit]        submissions/s and latency at 64 clients (the default mode)
+#   scripts/bench.sh [submit]           submissions/s and latency at 64 clients (the default mode)
+#   scripts/bench.sh dispatch           dispatcher overhead, noop runner: 1 then 3 dispatchers on a full queue
+#   scripts/bench.sh dispatch-latency   queue-to-dispatch p50/p99 at 1,000 executions/s offered (noop runner)
+#   scripts/bench.sh dispatcher-memory  peak memory (VmHWM) of the release dispatcher with 100,000 queued
+#   scripts/bench.sh executor           executor start to first event (release executor, one-node workflow)
+#   scripts/bench.sh e2e                API + dispatcher (process runner) + executor: executions/s, queue-to-start
+#   scripts/bench.sh pipeline           all five pipeline modes in turn
+#
+# The pipeline modes do not use the stack: the load generator starts the test service pool (PostgreSQL, Redis,
+# s3s-fs; see tests/src/services) and takes a fresh database, key prefix and buckets per run, so nothing queued
+# elsewhere interferes. Each prints its figures and ends with one JSON line. Knobs: BENCH_EXECUTIONS (dispatch,
+# 50000), BENCH_MEMORY_EXECUTIONS (100000), BENCH_RATE (1000), BENCH_SECONDS (10), BENCH_RUNS (executor, 50),
+# BENCH_E2E_EXECUTIONS (500), BENCH_E2E_LIMIT (32).
 #
 # Knobs (environment): BENCH_REQUESTS (20000), BENCH_CONCURRENCY (64), BENCH_WARMUP (1000),
 # BENCH_TENANT (bench), STACK_SKIP_BUILD=1 (use the release binaries already built).
@@ -22,9 +34,9 @@ MODE="${1:-submit}"
 log() { echo "bench: $*" >&2; }
 
 case "$MODE" in
-    submit) ;;
+    submit | dispatch | dispatch-latency | dispatcher-memory | executor | e2e | pipeline) ;;
     *)
-        echo "usage: scripts/bench.sh [submit]" >&2
+        echo "usage: scripts/bench.sh [submit|dispatch|dispatch-latency|dispatcher-memory|executor|e2e|pipeline]" >&2
         exit 2
         ;;
 esac
@@ -53,6 +65,39 @@ stop_dispatcher() {
 }
 
 machine
+
+# One pipeline mode; the load generator finds the release dispatcher and executor beside itself.
+pipeline_mode() {
+    local loadgen="$TARGET/flow-like-loadgen"
+    log "running: flow-like-loadgen $1 (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+    case "$1" in
+        dispatch)
+            "$loadgen" dispatch --executions "${BENCH_EXECUTIONS:-50000}" --dispatchers 1
+            "$loadgen" dispatch --executions "${BENCH_EXECUTIONS:-50000}" --dispatchers 3
+            ;;
+        dispatch-latency) "$loadgen" dispatch-latency --rate "${BENCH_RATE:-1000}" --seconds "${BENCH_SECONDS:-10}" ;;
+        dispatcher-memory) "$loadgen" dispatcher-memory --executions "${BENCH_MEMORY_EXECUTIONS:-100000}" ;;
+        executor) "$loadgen" executor --runs "${BENCH_RUNS:-50}" ;;
+        e2e)
+            "$loadgen" e2e --executions "${BENCH_E2E_EXECUTIONS:-500}" --global-limit "${BENCH_E2E_LIMIT:-32}"
+            ;;
+    esac
+}
+
+if [[ $MODE != submit ]]; then
+    if [[ -z ${STACK_SKIP_BUILD:-} ]]; then
+        log "building the dispatcher, the executor and the load generator (release)"
+        (cd "$REPO" && cargo build --release -p flow-like-dispatcher -p flow-like-executor \
+            && cargo build --release -p flow-like-tests --bin flow-like-loadgen)
+    fi
+    if [[ $MODE == pipeline ]]; then
+        for mode in dispatch dispatch-latency dispatcher-memory executor e2e; do pipeline_mode "$mode"; done
+    else
+        pipeline_mode "$MODE"
+    fi
+    exit 0
+fi
+
 "$REPO/scripts/stack.sh" up
 set -a
 # shellcheck disable=SC1091

@@ -15,12 +15,12 @@
 //! insert refused for a reason other than the database being unavailable (one row PostgreSQL will not take
 //! spoils the statement) is retried row by row, so each member gets its own answer.
 
+use chrono::{DateTime, Utc};
 use flow_like_shared::keys::Keys;
 use flow_like_shared::queue::{self, QueueBody, QueueError, QueueMessage};
 use flow_like_shared::record::RecordError;
 use flow_like_shared::record::batch;
 use flow_like_shared::record::executions::NewExecution;
-use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use std::collections::BTreeMap;
@@ -29,8 +29,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Most submissions in one batch (one INSERT statement, one Redis pipeline).
 pub const MAX_BATCH: usize = 128;
-/// Batches being written at once. More than one lets one batch's INSERT overlap another's Redis pipeline.
-pub const MAX_IN_FLIGHT: usize = 4;
+/// Batches being written at once: two let one batch's INSERT overlap another's Redis pipeline, while keeping
+/// batches large (each extra slot splits the waiting submissions into more, smaller statements).
+pub const MAX_IN_FLIGHT: usize = 2;
 /// Submissions waiting for a batch; a full queue makes handlers wait (back pressure), it refuses nothing.
 const QUEUE_CAPACITY: usize = 16 * 1024;
 
@@ -66,12 +67,26 @@ pub enum SubmitError {
 impl From<SubmitError> for crate::error::ApiError {
     fn from(err: SubmitError) -> Self {
         match err {
-            SubmitError::Database(err) => err.into(),
+            SubmitError::Database(err) => insert_refused(err),
             SubmitError::Queue(err) => err.into(),
             stopped @ SubmitError::Stopped => Self::Internal(Box::new(stopped)),
         }
     }
 }
+
+/// The API error for a failed insert. PostgreSQL's jsonb cannot hold the NUL character (`\u0000`), which JSON
+/// allows: that is the client's input, refused with 422 rather than a 500.
+pub fn insert_refused(err: RecordError) -> crate::error::ApiError {
+    match &err {
+        RecordError::Query(sqlx::Error::Database(db)) if db.code().as_deref() == Some(UNTRANSLATABLE_CHARACTER) => {
+            crate::error::ApiError::invalid("", "JSON text stored with an execution cannot contain \\u0000")
+        }
+        _ => err.into(),
+    }
+}
+
+/// SQLSTATE `untranslatable_character`: jsonb refusing `\u0000`.
+const UNTRANSLATABLE_CHARACTER: &str = "22P05";
 
 struct Job {
     submission: Submission,
@@ -166,8 +181,7 @@ async fn write_batch(backends: &Backends, jobs: Vec<Job>) {
     }
 
     let mut redis = backends.redis.clone();
-    let enqueued: Vec<Result<(), QueueError>> = match queue::enqueue_many(&mut redis, &backends.keys, &messages).await
-    {
+    let enqueued: Vec<Result<(), QueueError>> = match queue::enqueue_many(&mut redis, &backends.keys, &messages).await {
         Ok(results) => results.into_iter().map(|r| r.map(drop)).collect(),
         Err(err) => messages.iter().map(|_| Err(copy_queue_error(&err))).collect(),
     };
@@ -211,9 +225,9 @@ async fn insert(db: &PgPool, rows: &[NewExecution]) -> Vec<Result<DateTime<Utc>,
         Err(err) => {
             // One row PostgreSQL refuses spoils the statement: each row on its own gets its own answer.
             tracing::debug!(rows = rows.len(), cause = %error_chain(&err), "batch insert refused; inserting row by row");
-            futures::future::join_all(rows.chunks(1).map(|row| async move {
-                batch::insert_many(db, row).await.map(|times| times[0])
-            }))
+            futures::future::join_all(
+                rows.chunks(1).map(|row| async move { batch::insert_many(db, row).await.map(|times| times[0]) }),
+            )
             .await
         }
     }

@@ -177,8 +177,11 @@ impl Inner {
                         failures += 1;
                         tracing::warn!(cause = %err, "admission failed");
                         stop = AdmitStop::Idle;
-                        sleep_or_cancel(backoff(Duration::from_millis(100), Duration::from_secs(5), failures), &shutdown)
-                            .await;
+                        sleep_or_cancel(
+                            backoff(Duration::from_millis(100), Duration::from_secs(5), failures),
+                            &shutdown,
+                        )
+                        .await;
                     }
                 }
             }
@@ -220,12 +223,10 @@ impl Inner {
                     takeover: false,
                 }),
                 Err(err) => {
-                    let id = leases::field_map(&entry.fields)
-                        .get("id")
-                        .and_then(|v| match v {
-                            redis::Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse::<Uuid>().ok(),
-                            _ => None,
-                        });
+                    let id = leases::field_map(&entry.fields).get("id").and_then(|v| match v {
+                        redis::Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse::<Uuid>().ok(),
+                        _ => None,
+                    });
                     let reason = format!("malformed queue entry: {err}");
                     self.dead_letter_raw(id, &entry.lane, &entry.entry_id, &entry.fields, &reason, 1).await;
                 }
@@ -477,17 +478,19 @@ impl Inner {
     async fn hand_back_lease(&self, id: Uuid) {
         let mut redis = self.redis.clone();
         let id = id.to_string();
-        let lease: HashMap<String, String> = match redis::cmd("HGETALL").arg(self.keys.lease(&id)).query_async(&mut redis).await {
-            Ok(lease) => lease,
-            Err(err) => {
-                tracing::warn!(execution_id = %id, cause = %err, "reading the lease to hand it back failed");
-                return;
-            }
-        };
+        let lease: HashMap<String, String> =
+            match redis::cmd("HGETALL").arg(self.keys.lease(&id)).query_async(&mut redis).await {
+                Ok(lease) => lease,
+                Err(err) => {
+                    tracing::warn!(execution_id = %id, cause = %err, "reading the lease to hand it back failed");
+                    return;
+                }
+            };
         if lease.get("dispatcher") != Some(&self.settings.id) {
             return;
         }
-        let (tenant, workflow) = (lease.get("tenant").cloned().unwrap_or_default(), lease.get("workflow").cloned().unwrap_or_default());
+        let (tenant, workflow) =
+            (lease.get("tenant").cloned().unwrap_or_default(), lease.get("workflow").cloned().unwrap_or_default());
         let mut pipe = redis::pipe();
         pipe.cmd("ZADD").arg(self.keys.active()).arg("XX").arg(0).arg(&id).ignore();
         pipe.cmd("ZADD").arg(self.keys.active_tenant(&tenant)).arg("XX").arg(0).arg(&id).ignore();
@@ -517,7 +520,11 @@ impl Inner {
             tenant: row.tenant.clone(),
             workflow_name: row.workflow_name.clone(),
             workflow: row.workflow.clone(),
-            input: if row.input_key.is_some() { None } else { Some(row.input.clone().unwrap_or(serde_json::Value::Null)) },
+            input: if row.input_key.is_some() {
+                None
+            } else {
+                Some(row.input.clone().unwrap_or(serde_json::Value::Null))
+            },
             input_key: row.input_key.clone(),
         };
         let body = serde_json::to_vec(&spec).map_err(|e| format!("encoding the spec failed: {e}"))?;
@@ -596,8 +603,14 @@ impl Inner {
         while !shutdown.is_cancelled() {
             let room = self.settings.max_in_flight.saturating_sub(self.held.lock().expect("held lock").len());
             if room > 0 {
-                match leases::take_over(&mut redis, &self.keys, &self.settings.id, self.settings.lease_ttl, room.min(64))
-                    .await
+                match leases::take_over(
+                    &mut redis,
+                    &self.keys,
+                    &self.settings.id,
+                    self.settings.lease_ttl,
+                    room.min(64),
+                )
+                .await
                 {
                     Ok(taken) if !taken.is_empty() => self.resume(taken, &shutdown).await,
                     Ok(_) => {}

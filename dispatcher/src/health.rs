@@ -45,7 +45,8 @@ impl Default for Metrics {
         };
         let admitted = counter(&mut registry, "admitted", "Executions admitted (claimed with a concurrency lease)");
         let finished = counter(&mut registry, "attempts_finished", "Attempts that ended with a verdict");
-        let retried = counter(&mut registry, "attempts_retried", "Attempts that failed on infrastructure and were retried");
+        let retried =
+            counter(&mut registry, "attempts_retried", "Attempts that failed on infrastructure and were retried");
         let dead_lettered = counter(&mut registry, "dead_lettered", "Messages moved to the dead-letter stream");
         let taken_over = counter(&mut registry, "leases_taken_over", "Leases taken over from dispatchers that stopped");
         let status_applied = counter(&mut registry, "status_events_applied", "Status events applied to PostgreSQL");

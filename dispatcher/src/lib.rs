@@ -61,7 +61,8 @@ pub async fn build_runner(config: &DispatcherConfig) -> Result<Arc<dyn Runner>, 
     Ok(match config.runner {
         RunnerKind::Noop => Arc::new(runner::noop::NoopRunner),
         RunnerKind::Process => {
-            let path = config.executor_path.clone().unwrap_or_else(runner::process::ProcessRunner::default_executor_path);
+            let path =
+                config.executor_path.clone().unwrap_or_else(runner::process::ProcessRunner::default_executor_path);
             Arc::new(runner::process::ProcessRunner::new(path, process_env(config)))
         }
         RunnerKind::Kubernetes => {
@@ -90,11 +91,8 @@ pub async fn sweep_jobs(
         if job.created_at_ms.is_some_and(|created| now - created < min_age.as_millis() as i64) {
             continue;
         }
-        let attempt: Option<u32> = redis::cmd("HGET")
-            .arg(keys.lease(&job.execution_id.to_string()))
-            .arg("attempt")
-            .query_async(redis)
-            .await?;
+        let attempt: Option<u32> =
+            redis::cmd("HGET").arg(keys.lease(&job.execution_id.to_string())).arg("attempt").query_async(redis).await?;
         if attempt != Some(job.attempt) {
             tracing::warn!(job = %job.job_name, execution_id = %job.execution_id, "deleting an executor Job no live attempt owns");
             if runner.delete_job(&job.job_name).await? {

@@ -9,11 +9,11 @@
 use flow_like_shared::keys::Keys;
 use flow_like_shared::limits;
 use flow_like_shared::queue::{self, DEFAULT_PRIORITY, Enqueued, MAX_PRIORITY, QueueBody, QueueError, QueueMessage};
-use flow_like_shared::record::{self, RecordError, executions};
-use redis::aio::ConnectionManager;
 use flow_like_shared::record::dispatch;
+use flow_like_shared::record::{self, RecordError, executions};
 use flow_like_shared::status::{AttemptManifest, FinishedOutcome, StatusEvent};
 use flow_like_shared::storage::{Storage, layout};
+use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use std::time::Duration;
 use uuid::Uuid;
@@ -94,7 +94,9 @@ impl Reconciler {
         let flags: Vec<redis::Value> = pipe.query_async(&mut self.redis).await.map_err(QueueError::from)?;
         let mut settled = 0;
         for (execution, known) in stale.iter().zip(flags.chunks(3)) {
-            let held = known.iter().any(|v| matches!(v, redis::Value::Int(1) | redis::Value::BulkString(_) | redis::Value::Double(_)));
+            let held = known
+                .iter()
+                .any(|v| matches!(v, redis::Value::Int(1) | redis::Value::BulkString(_) | redis::Value::Double(_)));
             if held {
                 continue;
             }

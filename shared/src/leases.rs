@@ -295,7 +295,9 @@ pub async fn dead_letter(
         .arg(dead.execution_id.map(|id| id.to_string()).unwrap_or_default())
         .arg(dead.lane)
         .arg(dead.entry_id);
-    for (name, value) in dead.fields.iter().filter(|(name, _)| !matches!(name.as_str(), "reason" | "dead_at" | "deliveries")) {
+    for (name, value) in
+        dead.fields.iter().filter(|(name, _)| !matches!(name.as_str(), "reason" | "dead_at" | "deliveries"))
+    {
         invocation.arg(name).arg(value.as_slice());
     }
     invocation.arg("reason").arg(dead.reason).arg("dead_at").arg(now_ms()).arg("deliveries").arg(dead.deliveries);

@@ -183,7 +183,8 @@ pub async fn wait_terminal(db: &PgPool, ids: &[Uuid], timeout: Duration) -> anyh
     loop {
         let rows: Vec<(Uuid, String)> =
             sqlx::query_as("SELECT id, status FROM executions WHERE id = ANY($1)").bind(ids).fetch_all(db).await?;
-        let terminal = rows.iter().filter(|(_, s)| ["succeeded", "failed", "timed_out", "cancelled"].contains(&s.as_str()));
+        let terminal =
+            rows.iter().filter(|(_, s)| ["succeeded", "failed", "timed_out", "cancelled"].contains(&s.as_str()));
         if terminal.count() == ids.len() {
             let by_id: std::collections::HashMap<Uuid, String> = rows.into_iter().collect();
             return Ok(ids.iter().map(|id| by_id[id].clone()).collect());
@@ -215,12 +216,7 @@ where
 
 /// Lease hashes and active-set members left under the API's prefix.
 pub async fn leftover_leases(api: &TestApi) -> anyhow::Result<Vec<String>> {
-    Ok(api
-        .redis_keys()
-        .await?
-        .into_iter()
-        .filter(|k| k.contains(":lease:") || k.contains(":active"))
-        .collect())
+    Ok(api.redis_keys().await?.into_iter().filter(|k| k.contains(":lease:") || k.contains(":active")).collect())
 }
 
 /// What a [`ScriptedRunner`] does with one attempt.

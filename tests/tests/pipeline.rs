@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use uuid::Uuid;
 
+type Time = chrono::DateTime<chrono::Utc>;
+
 /// A workflow that sleeps `ms` and then doubles `.input.n`.
 fn sleepy(ms: u64) -> Value {
     json!({
@@ -33,21 +35,16 @@ async fn a_workflow_runs_end_to_end_through_the_process_runner() -> anyhow::Resu
     let id = submit(&api, &key, &json!({"workflow": sample_workflow(), "input": {"n": 21}})).await?;
     assert_eq!(wait_terminal(&api.db, &[id], Duration::from_secs(30)).await?, ["succeeded"]);
 
-    let (attempts, result_key, claimed, dispatched, started, finished): (
-        i32,
-        Option<String>,
-        Option<chrono::DateTime<chrono::Utc>>,
-        Option<chrono::DateTime<chrono::Utc>>,
-        Option<chrono::DateTime<chrono::Utc>>,
-        Option<chrono::DateTime<chrono::Utc>>,
-    ) = sqlx::query_as(
+    type Timeline = (i32, Option<String>, Option<Time>, Option<Time>, Option<Time>, Option<Time>);
+    let (attempts, result_key, claimed, dispatched, started, finished): Timeline = sqlx::query_as(
         "SELECT attempts, result_key, claimed_at, dispatched_at, started_at, finished_at FROM executions WHERE id = $1",
     )
     .bind(id)
     .fetch_one(&api.db)
     .await?;
     assert_eq!(attempts, 1);
-    let (claimed, dispatched, started, finished) = (claimed.unwrap(), dispatched.unwrap(), started.unwrap(), finished.unwrap());
+    let (claimed, dispatched, started, finished) =
+        (claimed.unwrap(), dispatched.unwrap(), started.unwrap(), finished.unwrap());
     assert!(claimed <= dispatched && dispatched <= started && started <= finished, "timeline out of order");
 
     // The result document the executor wrote, found through the record.
@@ -133,9 +130,8 @@ async fn limits_hold_across_three_dispatchers() -> anyhow::Result<()> {
     wait_until(Duration::from_secs(60), "half the executions to finish", || {
         let db = db.clone();
         async move {
-            let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM executions WHERE status = 'succeeded'")
-                .fetch_one(&db)
-                .await?;
+            let (n,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM executions WHERE status = 'succeeded'").fetch_one(&db).await?;
             Ok(n >= 80)
         }
     })
@@ -169,7 +165,8 @@ async fn tenants_take_turns_and_priority_orders_work_within_a_tenant() -> anyhow
     for i in 0..6 {
         let priority = if i == 5 { 9 } else { 1 };
         busy_ids.push(
-            submit(&api, &busy, &json!({"workflow": sample_workflow(), "input": {"n": i}, "priority": priority})).await?,
+            submit(&api, &busy, &json!({"workflow": sample_workflow(), "input": {"n": i}, "priority": priority}))
+                .await?,
         );
     }
     let mut light_ids = Vec::new();
@@ -199,8 +196,9 @@ async fn tenants_take_turns_and_priority_orders_work_within_a_tenant() -> anyhow
 async fn infra_failures_retry_then_dead_letter_while_others_flow() -> anyhow::Result<()> {
     let api = TestApi::start().await?;
     let key = api.tenant_key("acme").await?;
-    let doomed = submit(&api, &key, &json!({"workflow": sample_workflow(), "input": {"n": 0}, "labels": {"doom": "yes"}}))
-        .await?;
+    let doomed =
+        submit(&api, &key, &json!({"workflow": sample_workflow(), "input": {"n": 0}, "labels": {"doom": "yes"}}))
+            .await?;
     let runner = ScriptedRunner::new(move |attempt| {
         if attempt.execution_id == doomed {
             Script::InfraFailure(Duration::from_millis(10))
@@ -270,9 +268,8 @@ async fn kill_9_of_a_dispatcher_mid_drain_loses_nothing() -> anyhow::Result<()> 
     wait_until(Duration::from_secs(30), "the victim to run attempts", || {
         let db = db.clone();
         async move {
-            let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM executions WHERE status = 'running'")
-                .fetch_one(&db)
-                .await?;
+            let (n,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM executions WHERE status = 'running'").fetch_one(&db).await?;
             Ok(n >= 4)
         }
     })
@@ -312,9 +309,8 @@ async fn flushall_mid_run_still_finishes_everything() -> anyhow::Result<()> {
     wait_until(Duration::from_secs(30), "some executions to finish", || {
         let db = db.clone();
         async move {
-            let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM executions WHERE status = 'succeeded'")
-                .fetch_one(&db)
-                .await?;
+            let (n,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM executions WHERE status = 'succeeded'").fetch_one(&db).await?;
             Ok(n >= 4)
         }
     })
@@ -352,9 +348,8 @@ async fn sigterm_drains_within_the_bound_and_loses_nothing() -> anyhow::Result<(
     wait_until(Duration::from_secs(30), "attempts to run", || {
         let db = db.clone();
         async move {
-            let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM executions WHERE status = 'running'")
-                .fetch_one(&db)
-                .await?;
+            let (n,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM executions WHERE status = 'running'").fetch_one(&db).await?;
             Ok(n >= 2)
         }
     })

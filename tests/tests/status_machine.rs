@@ -43,14 +43,22 @@ fn at(ms: i64) -> DateTime<Utc> {
 /// while queued, the rest run to a verdict.
 fn history(id: Uuid, variant: usize) -> Vec<Transition> {
     let t = |attempt, ms, change| Transition { execution: id, attempt, at: at(ms), change };
-    let dispatched = |ms: i64| Change::Dispatched { dispatcher: "d1".into(), runner_ref: Some("pid 1".into()), claimed_at: at(ms - 5) };
+    let dispatched = |ms: i64| Change::Dispatched {
+        dispatcher: "d1".into(),
+        runner_ref: Some("pid 1".into()),
+        claimed_at: at(ms - 5),
+    };
     let finished = |outcome, error: Option<&str>| Change::Finished {
         outcome,
         error: error.map(str::to_owned),
         result_key: Some(format!("executions/{id}/result.json")),
     };
     match variant % 4 {
-        0 => vec![t(1, 10, dispatched(10)), t(1, 20, Change::Started), t(1, 90, finished(FinishedOutcome::Succeeded, None))],
+        0 => vec![
+            t(1, 10, dispatched(10)),
+            t(1, 20, Change::Started),
+            t(1, 90, finished(FinishedOutcome::Succeeded, None)),
+        ],
         1 => vec![
             t(1, 10, dispatched(10)),
             t(1, 20, Change::Started),
@@ -60,11 +68,25 @@ fn history(id: Uuid, variant: usize) -> Vec<Transition> {
             t(2, 95, finished(FinishedOutcome::Failed, Some("node `x` failed"))),
         ],
         2 => vec![t(1, 10, dispatched(10)), t(1, 60, finished(FinishedOutcome::Cancelled, None))],
-        _ => vec![t(1, 10, dispatched(10)), t(1, 20, Change::Started), t(1, 70, finished(FinishedOutcome::TimedOut, Some("deadline")))],
+        _ => vec![
+            t(1, 10, dispatched(10)),
+            t(1, 20, Change::Started),
+            t(1, 70, finished(FinishedOutcome::TimedOut, Some("deadline"))),
+        ],
     }
 }
 
-type State = Vec<(Uuid, String, i32, Option<String>, Option<String>, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<DateTime<Utc>>)>;
+type State = Vec<(
+    Uuid,
+    String,
+    i32,
+    Option<String>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+)>;
 
 async fn state(pool: &PgPool) -> anyhow::Result<(State, Vec<(Uuid, i32, String, Option<String>)>)> {
     let executions: State = sqlx::query_as(
@@ -73,9 +95,10 @@ async fn state(pool: &PgPool) -> anyhow::Result<(State, Vec<(Uuid, i32, String, 
     )
     .fetch_all(pool)
     .await?;
-    let attempts = sqlx::query_as("SELECT execution_id, attempt, status, error FROM attempts ORDER BY execution_id, attempt")
-        .fetch_all(pool)
-        .await?;
+    let attempts =
+        sqlx::query_as("SELECT execution_id, attempt, status, error FROM attempts ORDER BY execution_id, attempt")
+            .fetch_all(pool)
+            .await?;
     Ok((executions, attempts))
 }
 
@@ -117,7 +140,8 @@ async fn shuffled_and_duplicated_replays_reach_the_same_state() -> anyhow::Resul
 
     // A finished execution never goes back: replaying its early events changes nothing.
     let before = state(&in_order).await?;
-    let early: Vec<Transition> = events.iter().filter(|e| !matches!(e.change, Change::Finished { .. })).cloned().collect();
+    let early: Vec<Transition> =
+        events.iter().filter(|e| !matches!(e.change, Change::Finished { .. })).cloned().collect();
     transitions::apply(&in_order, &early).await?;
     assert_eq!(state(&in_order).await?, before);
     Ok(())

@@ -349,7 +349,7 @@ async fn submit_inner(
         }
         Err(err) => {
             discard_input(state, input_key.as_deref()).await;
-            return Err(err.into());
+            return Err(crate::submit::insert_refused(err));
         }
     };
 

@@ -32,7 +32,12 @@ impl ProcessRunner {
         std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.join(name))).unwrap_or(name.into())
     }
 
-    async fn run_process(&self, attempt: &Attempt, started: tokio::sync::oneshot::Sender<Started>, cancel: CancellationToken) -> AttemptEnd {
+    async fn run_process(
+        &self,
+        attempt: &Attempt,
+        started: tokio::sync::oneshot::Sender<Started>,
+        cancel: CancellationToken,
+    ) -> AttemptEnd {
         let mut command = Command::new(&self.executor);
         command
             .env_clear()

@@ -75,11 +75,10 @@ pub async fn withdraw_many(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Uuid>, Rec
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let removed: Vec<(Uuid,)> = sqlx::query_as(
-        "DELETE FROM executions WHERE id = ANY($1) AND status = 'queued' AND attempts = 0 RETURNING id",
-    )
-    .bind(ids)
-    .fetch_all(pool)
-    .await?;
+    let removed: Vec<(Uuid,)> =
+        sqlx::query_as("DELETE FROM executions WHERE id = ANY($1) AND status = 'queued' AND attempts = 0 RETURNING id")
+            .bind(ids)
+            .fetch_all(pool)
+            .await?;
     Ok(removed.into_iter().map(|(id,)| id).collect())
 }

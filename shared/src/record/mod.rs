@@ -2,8 +2,8 @@
 //! what can be rebuilt from here.
 
 pub mod api_keys;
-pub mod dispatch;
 pub mod batch;
+pub mod dispatch;
 pub mod executions;
 pub mod operator;
 pub mod transitions;

@@ -31,11 +31,22 @@ pub struct Transition {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Dispatched { dispatcher: String, runner_ref: Option<String>, claimed_at: DateTime<Utc> },
+    Dispatched {
+        dispatcher: String,
+        runner_ref: Option<String>,
+        claimed_at: DateTime<Utc>,
+    },
     Started,
     /// The attempt failed on infrastructure; `next_attempt` is queued.
-    Retrying { error: String, next_attempt: u32 },
-    Finished { outcome: FinishedOutcome, error: Option<String>, result_key: Option<String> },
+    Retrying {
+        error: String,
+        next_attempt: u32,
+    },
+    Finished {
+        outcome: FinishedOutcome,
+        error: Option<String>,
+        result_key: Option<String>,
+    },
 }
 
 impl Transition {
@@ -203,15 +214,27 @@ pub async fn apply(pool: &PgPool, batch: &[Transition]) -> Result<(), RecordErro
         .await?;
     sqlx::query(concat!(
         "UPDATE executions e SET
-            status = CASE WHEN ", advance!(), " THEN u.status ELSE e.status END,
-            attempts = CASE WHEN ", advance!(), " THEN u.attempt ELSE e.attempts END,
-            error = CASE WHEN ", advance!(), " AND (u.rank = 9 OR u.rank = 0) THEN u.error ELSE e.error END,
-            result_key = CASE WHEN ", advance!(), " AND u.rank = 9 THEN u.result_key ELSE e.result_key END,
-            finished_at = CASE WHEN ", advance!(), " AND u.rank = 9 THEN u.finished_at ELSE e.finished_at END,
+            status = CASE WHEN ",
+        advance!(),
+        " THEN u.status ELSE e.status END,
+            attempts = CASE WHEN ",
+        advance!(),
+        " THEN u.attempt ELSE e.attempts END,
+            error = CASE WHEN ",
+        advance!(),
+        " AND (u.rank = 9 OR u.rank = 0) THEN u.error ELSE e.error END,
+            result_key = CASE WHEN ",
+        advance!(),
+        " AND u.rank = 9 THEN u.result_key ELSE e.result_key END,
+            finished_at = CASE WHEN ",
+        advance!(),
+        " AND u.rank = 9 THEN u.finished_at ELSE e.finished_at END,
             claimed_at = LEAST(e.claimed_at, u.claimed_at),
             dispatched_at = LEAST(e.dispatched_at, u.dispatched_at),
             started_at = LEAST(e.started_at, u.started_at),
-            updated_at = CASE WHEN ", advance!(), " THEN now() ELSE e.updated_at END
+            updated_at = CASE WHEN ",
+        advance!(),
+        " THEN now() ELSE e.updated_at END
          FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
                      $8::timestamptz[], $9::timestamptz[], $10::timestamptz[])
               AS u(id, attempt, rank, status, error, result_key, finished_at, claimed_at, dispatched_at, started_at)

@@ -2,7 +2,9 @@
 //! concurrent clients, summarize latencies, and measure PostgreSQL's single-row INSERT rate with pgbench on the
 //! same machine as the ceiling the API's rate is compared against.
 
+pub mod kube;
 pub mod pgbench;
+pub mod pipeline;
 pub mod report;
 pub mod stats;
 pub mod submit;
