@@ -173,7 +173,7 @@ macro_rules! record_columns {
 }
 
 #[derive(sqlx::FromRow)]
-struct RecordRow {
+pub(super) struct RecordRow {
     id: Uuid,
     tenant: String,
     workflow_name: String,

@@ -6,15 +6,14 @@
 //! operator has since fixed).
 
 use super::RecordError;
-use super::executions::{ExecutionRecord, ExecutionStatus};
-use chrono::{DateTime, Utc};
+use super::executions::{ExecutionRecord, ExecutionStatus, RecordRow};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 /// The error written on an execution cancelled through the API.
 pub const CANCELLED_BY_REQUEST: &str = "cancelled by request";
 
-/// The columns of `OperatorRow`, as a macro so queries stay `&'static str`.
+/// The columns of `RecordRow`, as a macro so queries stay `&'static str`.
 macro_rules! columns {
     ($table:literal) => {
         concat!(
@@ -53,52 +52,10 @@ macro_rules! columns {
 }
 
 #[derive(sqlx::FromRow)]
-struct OperatorRow {
-    id: Uuid,
-    tenant: String,
-    workflow_name: String,
-    workflow_version: Option<i32>,
-    status: String,
-    priority: i16,
-    labels: serde_json::Value,
-    attempts: i32,
-    error: Option<String>,
-    result_key: Option<String>,
-    queued_at: DateTime<Utc>,
-    claimed_at: Option<DateTime<Utc>>,
-    dispatched_at: Option<DateTime<Utc>>,
-    started_at: Option<DateTime<Utc>>,
-    finished_at: Option<DateTime<Utc>>,
-}
-
-impl From<OperatorRow> for ExecutionRecord {
-    fn from(r: OperatorRow) -> Self {
-        Self {
-            id: r.id,
-            tenant: r.tenant,
-            workflow_name: r.workflow_name,
-            workflow_version: r.workflow_version,
-            // The column only ever holds values written from ExecutionStatus.
-            status: ExecutionStatus::parse(&r.status).unwrap_or(ExecutionStatus::Failed),
-            priority: r.priority,
-            labels: r.labels,
-            attempts: r.attempts,
-            error: r.error,
-            result_key: r.result_key,
-            queued_at: r.queued_at,
-            claimed_at: r.claimed_at,
-            dispatched_at: r.dispatched_at,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
 struct CancelRow {
     previous: String,
     #[sqlx(flatten)]
-    row: OperatorRow,
+    row: RecordRow,
 }
 
 /// What a cancel did.
@@ -154,7 +111,7 @@ pub enum Redrive {
 /// `finished_at` cleared. The caller enqueues the attempt; if that fails, the dispatchers' reconciler queues
 /// it later, as for any `queued` execution Redis does not know.
 pub async fn redrive(pool: &PgPool, id: Uuid) -> Result<Redrive, RecordError> {
-    let row: Option<OperatorRow> = sqlx::query_as(concat!(
+    let row: Option<RecordRow> = sqlx::query_as(concat!(
         "UPDATE executions SET status = 'queued', attempts = attempts + 1, error = NULL, finished_at = NULL,
              updated_at = now()
          WHERE id = $1 AND status = 'failed'
