@@ -10,12 +10,15 @@
 #   scripts/bench.sh executor           executor start to first event (release executor, one-node workflow)
 #   scripts/bench.sh e2e                API + dispatcher (process runner) + executor: executions/s, queue-to-start
 #   scripts/bench.sh pipeline           all five pipeline modes in turn
+#   scripts/bench.sh kube-dispatch      dispatchers on the Kubernetes runner (1 then 3) against the simulator with
+#                                       5 ms API latency and no pods, beside a plain kube-rs create loop at the same
+#                                       concurrency; then queue-to-Job-created at 200 executions/s
 #
 # The pipeline modes do not use the stack: the load generator starts the test service pool (PostgreSQL, Redis,
 # s3s-fs; see tests/src/services) and takes a fresh database, key prefix and buckets per run, so nothing queued
 # elsewhere interferes. Each prints its figures and ends with one JSON line. Knobs: BENCH_EXECUTIONS (dispatch,
 # 50000), BENCH_MEMORY_EXECUTIONS (100000), BENCH_RATE (1000), BENCH_SECONDS (10), BENCH_RUNS (executor, 50),
-# BENCH_E2E_EXECUTIONS (500), BENCH_E2E_LIMIT (32).
+# BENCH_E2E_EXECUTIONS (500), BENCH_E2E_LIMIT (32), BENCH_KUBE_JOBS (kube-dispatch, 5000), BENCH_KUBE_RATE (200).
 #
 # Knobs (environment): BENCH_REQUESTS (20000), BENCH_CONCURRENCY (64), BENCH_WARMUP (1000),
 # BENCH_TENANT (bench), STACK_SKIP_BUILD=1 (use the release binaries already built).
@@ -34,9 +37,9 @@ MODE="${1:-submit}"
 log() { echo "bench: $*" >&2; }
 
 case "$MODE" in
-    submit | dispatch | dispatch-latency | dispatcher-memory | executor | e2e | pipeline) ;;
+    submit | dispatch | dispatch-latency | dispatcher-memory | executor | e2e | pipeline | kube-dispatch) ;;
     *)
-        echo "usage: scripts/bench.sh [submit|dispatch|dispatch-latency|dispatcher-memory|executor|e2e|pipeline]" >&2
+        echo "usage: scripts/bench.sh [submit|dispatch|dispatch-latency|dispatcher-memory|executor|e2e|pipeline|kube-dispatch]" >&2
         exit 2
         ;;
 esac
@@ -78,6 +81,9 @@ pipeline_mode() {
         dispatch-latency) "$loadgen" dispatch-latency --rate "${BENCH_RATE:-1000}" --seconds "${BENCH_SECONDS:-10}" ;;
         dispatcher-memory) "$loadgen" dispatcher-memory --executions "${BENCH_MEMORY_EXECUTIONS:-100000}" ;;
         executor) "$loadgen" executor --runs "${BENCH_RUNS:-50}" ;;
+        kube-dispatch)
+            "$loadgen" kube-dispatch --jobs "${BENCH_KUBE_JOBS:-5000}" --rate "${BENCH_KUBE_RATE:-200}"
+            ;;
         e2e)
             "$loadgen" e2e --executions "${BENCH_E2E_EXECUTIONS:-500}" --global-limit "${BENCH_E2E_LIMIT:-32}"
             ;;

@@ -149,6 +149,15 @@ pub struct KubernetesConfig {
     /// Requests allowed at once above the rate limit.
     #[arg(long = "kube-burst", env = "KUBE_BURST", default_value_t = 100)]
     pub burst: u32,
+    /// Most Kubernetes API requests (creates, reads, deletes, lists; not the long-lived watches) in flight at once;
+    /// the rest wait their turn. Bounds the connections a dispatcher opens to the API server.
+    #[arg(
+        long = "kube-max-concurrent-requests",
+        env = "KUBE_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 16,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_concurrent_requests: u32,
     /// Executor container image.
     #[arg(
         long = "executor-image",

@@ -8,6 +8,7 @@
 //! pipeline (`crate::status_pipeline`) turns into PostgreSQL state.
 
 use crate::health::Metrics;
+use crate::outbox::Outbox;
 use crate::runner::{Attempt, AttemptEnd, Runner, Started};
 use flow_like_shared::keys::Keys;
 use flow_like_shared::leases::{self, AdmitStop, Admitted, DeadLetter, Renewal, TakenOver};
@@ -50,6 +51,10 @@ pub struct Settings {
 /// How often an idle dispatcher tries admission without being woken.
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
+/// Attempt specs written to the meta bucket at once; the other attempts wait their turn. Unbounded, thousands of
+/// admitted attempts each opened a connection and the S3 server timed out under them.
+pub const SPEC_WRITE_CONCURRENCY: usize = 32;
+
 pub struct Dispatcher {
     inner: Arc<Inner>,
 }
@@ -63,6 +68,10 @@ struct Inner {
     storage: Storage,
     runner: Arc<dyn Runner>,
     metrics: Metrics,
+    /// Status events and lease releases, coalesced across attempts.
+    outbox: Outbox,
+    /// Bounds concurrent spec writes ([`SPEC_WRITE_CONCURRENCY`]).
+    spec_writes: tokio::sync::Semaphore,
     /// The attempts this dispatcher runs, with the token that stops each.
     held: Mutex<HashMap<Uuid, CancellationToken>>,
     wake: Notify,
@@ -95,8 +104,11 @@ impl Dispatcher {
         runner: Arc<dyn Runner>,
         metrics: Metrics,
     ) -> Self {
+        let outbox = Outbox::start(redis.clone(), keys.clone(), settings.id.clone());
         Self {
             inner: Arc::new(Inner {
+                outbox,
+                spec_writes: tokio::sync::Semaphore::new(SPEC_WRITE_CONCURRENCY),
                 settings,
                 keys,
                 redis,
@@ -445,33 +457,21 @@ impl Inner {
         self.publish(message.execution_id, message.attempt, event).await;
     }
 
-    /// Appends a dispatcher event (`seq` 0) to the status stream and the execution's progress stream. Retried
-    /// briefly; a lost event is recovered by the reconciler (the record stays non-terminal and is re-checked).
+    /// Appends a dispatcher event (`seq` 0) to the status stream and the execution's progress stream, in one
+    /// pipeline with the events of other attempts ending now (`crate::outbox`). Retried briefly; a lost event is
+    /// recovered by the reconciler (the record stays non-terminal and is re-checked).
     async fn publish(&self, execution: Uuid, attempt: u32, event: StatusEvent) {
-        let mut redis = self.redis.clone();
-        for failures in 1..=5 {
-            match crate::events::publish(&mut redis, &self.keys, execution, attempt, event.clone()).await {
-                Ok(()) => return,
-                Err(err) => {
-                    tracing::warn!(execution_id = %execution, cause = %err, "publishing a status event failed");
-                    tokio::time::sleep(backoff(Duration::from_millis(100), Duration::from_secs(2), failures)).await;
-                }
-            }
+        if !self.outbox.publish(execution, attempt, event).await {
+            tracing::error!(execution_id = %execution, "a status event could not be published");
         }
     }
 
+    /// Ends the lease, together with the leases of other attempts ending now (one `release.lua` call).
     async fn release(&self, id: Uuid) {
-        let mut redis = self.redis.clone();
-        for failures in 1..=5 {
-            match leases::release(&mut redis, &self.keys, &self.settings.id, &[id]).await {
-                Ok(_) => return,
-                Err(err) => {
-                    tracing::warn!(execution_id = %id, cause = %err, "releasing a lease failed");
-                    tokio::time::sleep(backoff(Duration::from_millis(100), Duration::from_secs(2), failures)).await;
-                }
-            }
+        if !self.outbox.release(id).await {
+            // Not released: the lease expires and the takeover finds the attempt finished.
+            tracing::error!(execution_id = %id, "a lease could not be released; it will expire");
         }
-        // Not released: the lease expires and the takeover finds the attempt finished.
     }
 
     /// Marks the lease expired so that another dispatcher takes the attempt over at once.
@@ -528,6 +528,8 @@ impl Inner {
             input_key: row.input_key.clone(),
         };
         let body = serde_json::to_vec(&spec).map_err(|e| format!("encoding the spec failed: {e}"))?;
+        // A full admission batch must not open a connection per attempt to the S3 server at once.
+        let _slot = self.spec_writes.acquire().await.map_err(|_| "the dispatcher is stopping".to_owned())?;
         self.storage
             .put(&self.storage.meta_bucket, &layout::spec(row.id), body.into(), "application/json")
             .await

@@ -1,6 +1,7 @@
 //! Dispatcher-written status events (`seq` 0): appended to the pipeline stream and to the execution's progress
 //! stream, exactly as the executor appends its own.
 
+pub use crate::outbox::Event;
 use flow_like_shared::keys::Keys;
 use flow_like_shared::status::{PROGRESS_STREAM_MAXLEN, STATUS_STREAM_MAXLEN, StatusEntry, StatusEvent};
 use redis::aio::ConnectionManager;
@@ -16,15 +17,40 @@ pub async fn publish(
     attempt: u32,
     event: StatusEvent,
 ) -> Result<(), anyhow::Error> {
-    let finished = matches!(event, StatusEvent::Finished { .. });
-    let entry = StatusEntry { execution, attempt, seq: 0, at_ms: chrono::Utc::now().timestamp_millis(), event };
-    let fields = entry.to_fields()?;
-    let progress = keys.progress(&execution.to_string());
+    publish_many(redis, keys, &[Event { execution, attempt, event }]).await
+}
+
+/// Appends several events in one pipeline (one round trip), in order.
+pub async fn publish_many(redis: &mut ConnectionManager, keys: &Keys, events: &[Event]) -> Result<(), anyhow::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let at_ms = chrono::Utc::now().timestamp_millis();
     let mut pipe = redis::pipe();
-    pipe.cmd("XADD").arg(keys.status()).arg("MAXLEN").arg("~").arg(STATUS_STREAM_MAXLEN).arg("*").arg(&fields).ignore();
-    pipe.cmd("XADD").arg(&progress).arg("MAXLEN").arg("~").arg(PROGRESS_STREAM_MAXLEN).arg("*").arg(&fields).ignore();
-    if finished {
-        pipe.expire(&progress, PROGRESS_RETENTION_SECS).ignore();
+    for Event { execution, attempt, event } in events {
+        let finished = matches!(event, StatusEvent::Finished { .. });
+        let entry = StatusEntry { execution: *execution, attempt: *attempt, seq: 0, at_ms, event: event.clone() };
+        let fields = entry.to_fields()?;
+        let progress = keys.progress(&execution.to_string());
+        pipe.cmd("XADD")
+            .arg(keys.status())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(STATUS_STREAM_MAXLEN)
+            .arg("*")
+            .arg(&fields)
+            .ignore();
+        pipe.cmd("XADD")
+            .arg(&progress)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(PROGRESS_STREAM_MAXLEN)
+            .arg("*")
+            .arg(&fields)
+            .ignore();
+        if finished {
+            pipe.expire(&progress, PROGRESS_RETENTION_SECS).ignore();
+        }
     }
     pipe.query_async::<()>(redis).await?;
     Ok(())

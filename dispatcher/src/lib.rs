@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod events;
 pub mod health;
 pub mod kubernetes;
+pub mod outbox;
 pub mod reconciler;
 pub mod runner;
 pub mod status_pipeline;

@@ -76,7 +76,8 @@ impl DispatcherArgs {
         self
     }
 
-    fn argv(&self) -> Vec<String> {
+    /// The flags as `flow-like-dispatcher run` arguments.
+    pub fn argv(&self) -> Vec<String> {
         self.args.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect()
     }
 

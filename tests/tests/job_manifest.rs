@@ -17,6 +17,7 @@ fn base_config() -> KubernetesConfig {
         kubeconfig: None,
         qps: 50.0,
         burst: 100,
+        max_concurrent_requests: 16,
         image: "ghcr.io/flow-like/flow-like-executor:latest".into(),
         image_pull_policy: "IfNotPresent".into(),
         image_pull_secrets: vec![],

@@ -92,6 +92,7 @@ impl Fixture {
             namespace: None,
             qps: 500.0,
             burst: 500,
+            max_concurrent_requests: 16,
             image: "ghcr.io/flow-like/flow-like-executor:test".into(),
             image_pull_policy: "IfNotPresent".into(),
             image_pull_secrets: vec![],
@@ -693,6 +694,37 @@ async fn the_rate_limit_bounds_requests_per_second() {
         .unwrap();
     assert!(most_in_a_second <= 5 + 2 + 1, "{most_in_a_second} requests within one second");
     assert_eq!(runner.api_stats().requests(), 16);
+}
+
+/// With `KUBE_MAX_CONCURRENT_REQUESTS=3`, twelve attempts starting at once never have more than three Job creates
+/// in flight at the API server, and all twelve Jobs are still created once each.
+#[tokio::test]
+async fn concurrent_requests_are_bounded() {
+    let fx = Fixture::start(Kubelet::None).await;
+    let runner = fx.runner_with(|c| c.max_concurrent_requests = 3, |_| {}).await;
+    fx.sim.inject(Fault::Latency(Duration::from_millis(100)));
+    let cancel = CancellationToken::new();
+    let attempts: Vec<Attempt> = (0..12).map(|_| attempt(Uuid::now_v7(), 1)).collect();
+    let begun = Instant::now();
+    let started = futures::future::join_all(attempts.iter().map(|a| {
+        let (runner, cancel) = (&runner, cancel.clone());
+        async move {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let run = runner.run(a, tx, cancel);
+            tokio::pin!(run);
+            tokio::select! {
+                started = rx => started.is_ok(),
+                end = &mut run => panic!("the attempt ended before its Job was created: {end:?}"),
+            }
+        }
+    }))
+    .await;
+    assert!(started.iter().all(|s| *s));
+    // Four rounds of three creates, 100 ms each.
+    assert!(begun.elapsed() >= Duration::from_millis(400), "12 creates took {:?}", begun.elapsed());
+    assert_eq!(fx.sim.peak_concurrent_job_creates(), 3);
+    assert_eq!(fx.sim.job_creates_seen(), 12);
+    assert_eq!(fx.sim.jobs().len(), 12);
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ fn settings() -> JobSettings {
         namespace: None,
         qps: 50.0,
         burst: 100,
+        max_concurrent_requests: 16,
         image: "ghcr.io/flow-like/flow-like-executor:test".into(),
         image_pull_policy: "IfNotPresent".into(),
         image_pull_secrets: vec![],

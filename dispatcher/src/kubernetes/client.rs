@@ -1,4 +1,5 @@
-//! The Kubernetes runner's API client: a `kube::Client` whose every request first waits for the rate limiter,
+//! The Kubernetes runner's API client: a `kube::Client` whose every request first waits for the rate limiter
+//! (and, unless it is a watch, for one of a bounded number of request slots),
 //! and whose "try again" answers (429, 5xx, connection failures) are retried with exponential backoff, never
 //! sooner than the server's `Retry-After`, within a bound. What is still failing after the bound reaches the
 //! caller as the last answer (a `kube::Error`), and the runner decides what the attempt does about it.
@@ -12,6 +13,7 @@ use kube::client::Body;
 use rand::Rng as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::Semaphore;
 use tokio::time::{Duration, Instant};
 
 /// How answers that say "try again" are retried.
@@ -68,17 +70,25 @@ impl ApiStats {
 }
 
 /// Wraps `inner` (built with `default_retry = false`, or its own retries bypass both the bound and the rate
-/// limit) into a client that rate-limits and retries as described above.
+/// limit) into a client that rate-limits and retries as described above. At most `max_concurrent` requests
+/// other than watches are in flight at once (a watch holds its connection for minutes, so it takes no slot).
 pub fn gated_client(
     inner: kube::Client,
     limiter: Arc<TokenBucket>,
+    max_concurrent: usize,
     policy: RetryPolicy,
     stats: Arc<ApiStats>,
 ) -> kube::Client {
     let namespace = inner.default_namespace().to_owned();
+    let slots = Arc::new(Semaphore::new(max_concurrent.max(1)));
     let service = tower::service_fn(move |request: Request<Body>| {
-        let gate =
-            Gate { inner: inner.clone(), limiter: limiter.clone(), policy: policy.clone(), stats: stats.clone() };
+        let gate = Gate {
+            inner: inner.clone(),
+            limiter: limiter.clone(),
+            slots: slots.clone(),
+            policy: policy.clone(),
+            stats: stats.clone(),
+        };
         async move { gate.send(request).await }
     });
     kube::Client::new(service, namespace)
@@ -87,6 +97,7 @@ pub fn gated_client(
 struct Gate {
     inner: kube::Client,
     limiter: Arc<TokenBucket>,
+    slots: Arc<Semaphore>,
     policy: RetryPolicy,
     stats: Arc<ApiStats>,
 }
@@ -99,6 +110,8 @@ impl Gate {
         loop {
             // Streaming bodies cannot be replayed; kube's own requests all have complete bodies.
             let replay = copy_request(&request);
+            // Held while this try is in flight, not while backing off.
+            let _slot = if is_watch(&request) { None } else { self.slots.acquire().await.ok() };
             self.limiter.acquire().await;
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             if retry > 0 {
@@ -133,6 +146,11 @@ impl Gate {
             request = next;
         }
     }
+}
+
+/// A watch request (`?watch=true`): long-lived, so it takes no request slot.
+fn is_watch<B>(request: &Request<B>) -> bool {
+    request.uri().query().is_some_and(|q| q.split('&').any(|pair| pair == "watch=true" || pair == "watch=1"))
 }
 
 /// 429 Too Many Requests and the 5xx answers a proxy or an overloaded API server gives.
@@ -187,6 +205,15 @@ mod tests {
             let late = policy.backoff(30);
             assert!(late >= Duration::from_millis(250) && late <= Duration::from_millis(500), "{late:?}");
         }
+    }
+
+    #[test]
+    fn only_watch_requests_skip_the_request_slots() {
+        let request = |uri: &str| Request::builder().uri(uri).body(()).unwrap();
+        assert!(is_watch(&request("/apis/batch/v1/namespaces/d/jobs?labelSelector=a%3Db&watch=true")));
+        assert!(is_watch(&request("/api/v1/namespaces/d/pods?watch=1&resourceVersion=5")));
+        assert!(!is_watch(&request("/apis/batch/v1/namespaces/d/jobs?labelSelector=watch%3Dtrue")));
+        assert!(!is_watch(&request("/apis/batch/v1/namespaces/d/jobs")));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub(crate) fn config() -> KubernetesConfig {
         namespace: None,
         qps: 50.0,
         burst: 100,
+        max_concurrent_requests: 16,
         image: "ghcr.io/flow-like/flow-like-executor:1.0.0".into(),
         image_pull_policy: "IfNotPresent".into(),
         image_pull_secrets: vec![],

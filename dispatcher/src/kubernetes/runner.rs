@@ -146,7 +146,8 @@ impl KubeRunner {
             .to_owned();
         let stats = Arc::new(ApiStats::default());
         let limiter = Arc::new(TokenBucket::new(config.qps, config.burst));
-        let client = gated_client(client, limiter, tuning.retry.clone(), stats.clone());
+        let max_concurrent = usize::try_from(config.max_concurrent_requests).unwrap_or(usize::MAX);
+        let client = gated_client(client, limiter, max_concurrent, tuning.retry.clone(), stats.clone());
         let tracker = Arc::new(Tracker::default());
         let shutdown = CancellationToken::new();
         spawn_watchers(&client, &namespace, &tracker, tuning.watch_timeout_secs, &shutdown);

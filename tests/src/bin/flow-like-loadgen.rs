@@ -6,6 +6,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use flow_like_tests::loadgen::kube;
+use flow_like_tests::loadgen::kube_dispatch;
 use flow_like_tests::loadgen::pgbench::{self, PgbenchOptions};
 use flow_like_tests::loadgen::pipeline;
 use flow_like_tests::loadgen::report;
@@ -36,6 +37,9 @@ enum Command {
     E2e(E2eArgs),
     /// Job creation through the Kubernetes runner against the simulator (no pods run): Jobs/s, create latency.
     KubeJobs(KubeJobsArgs),
+    /// Dispatchers on the Kubernetes runner against the simulator (no pods run, injected API latency), beside a
+    /// plain kube-rs create loop at the same concurrency; then queue-to-Job-created at a steady rate.
+    KubeDispatch(KubeDispatchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +117,31 @@ struct KubeJobsArgs {
     timeout_secs: u64,
 }
 
+#[derive(Debug, Args)]
+struct KubeDispatchArgs {
+    /// Executions queued (Jobs created) per throughput phase.
+    #[arg(long, default_value_t = 5_000)]
+    jobs: u64,
+    /// Dispatcher counts, one throughput phase each.
+    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    dispatchers: Vec<usize>,
+    /// Each dispatcher's `--kube-max-concurrent-requests`; one set of phases per value.
+    #[arg(long, value_delimiter = ',', default_value = "16")]
+    max_concurrent_requests: Vec<u32>,
+    #[arg(long, default_value_t = 10)]
+    tenants: u32,
+    /// Latency added to every API request (a remote API server's round trip).
+    #[arg(long, default_value_t = 5)]
+    api_latency_ms: u64,
+    /// The latency phase: executions offered per second, and for how long.
+    #[arg(long, default_value_t = 200)]
+    rate: u64,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+}
+
 /// Prints a pipeline report: indented for people, then the same object on one line (the last line).
 fn print_report(report: anyhow::Result<serde_json::Value>) -> Result<(), String> {
     let report = report.map_err(|err| format!("{err:#}"))?;
@@ -142,6 +171,19 @@ async fn pipeline(command: Command) -> Result<(), String> {
                 burst: a.burst,
                 api_latency: Duration::from_millis(a.api_latency_ms),
                 validate: !a.no_validate,
+                timeout: secs(a.timeout_secs),
+            })
+            .await
+        }
+        Command::KubeDispatch(a) => {
+            kube_dispatch::run(&kube_dispatch::KubeDispatchOptions {
+                jobs: a.jobs,
+                dispatchers: a.dispatchers,
+                max_concurrent_requests: a.max_concurrent_requests,
+                tenants: a.tenants,
+                api_latency: Duration::from_millis(a.api_latency_ms),
+                rate: a.rate,
+                seconds: a.seconds,
                 timeout: secs(a.timeout_secs),
             })
             .await

@@ -165,6 +165,11 @@ pub(crate) struct Shared {
     running_pods: Mutex<HashMap<ObjectKey, mpsc::UnboundedSender<PodStop>>>,
     job_controllers: Mutex<HashMap<ObjectKey, CancellationToken>>,
     job_creates: AtomicU64,
+    /// Every Job stored by a create, with the wall-clock time it was stored (for benchmarks).
+    jobs_created: Mutex<Vec<(std::time::SystemTime, String)>>,
+    /// Job create requests being answered right now (injected latency included), and the most seen at once.
+    job_creates_in_flight: AtomicU64,
+    job_creates_peak: AtomicU64,
     uids: AtomicU64,
     responses: Mutex<BTreeMap<u16, u64>>,
     /// Arrival time of every request, faulted ones included.
@@ -243,6 +248,9 @@ impl KubeSim {
             running_pods: Mutex::new(HashMap::new()),
             job_controllers: Mutex::new(HashMap::new()),
             job_creates: AtomicU64::new(0),
+            jobs_created: Mutex::new(Vec::new()),
+            job_creates_in_flight: AtomicU64::new(0),
+            job_creates_peak: AtomicU64::new(0),
             uids: AtomicU64::new(1),
             responses: Mutex::new(BTreeMap::new()),
             request_times: Mutex::new(Vec::new()),
@@ -310,6 +318,17 @@ impl KubeSim {
     /// Job create requests answered (accepted, 409 or 422 alike); faulted requests do not count.
     pub fn job_creates_seen(&self) -> u64 {
         self.shared.job_creates.load(Ordering::Relaxed)
+    }
+
+    /// Jobs stored by a create request so far, in order, with the wall-clock time each was stored.
+    pub fn jobs_created(&self) -> Vec<(std::time::SystemTime, String)> {
+        self.shared.jobs_created.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The most Job create requests the simulator has answered at once (injected latency included): the
+    /// concurrency a client actually reached.
+    pub fn peak_concurrent_job_creates(&self) -> u64 {
+        self.shared.job_creates_peak.load(Ordering::Relaxed)
     }
 
     /// Responses sent with this HTTP status code (e.g. 429 to see injected throttling reached a client).

@@ -89,6 +89,24 @@ fn parse_path(path: &str) -> Option<Target> {
     }
 }
 
+/// Counts a Job create request while it is being answered (see `KubeSim::peak_concurrent_job_creates`).
+struct JobCreateInFlight(Arc<Shared>);
+
+impl JobCreateInFlight {
+    fn enter(shared: &Arc<Shared>) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = shared.job_creates_in_flight.fetch_add(1, Relaxed) + 1;
+        shared.job_creates_peak.fetch_max(now, Relaxed);
+        Self(shared.clone())
+    }
+}
+
+impl Drop for JobCreateInFlight {
+    fn drop(&mut self) {
+        self.0.job_creates_in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 async fn handle(
     State(shared): State<Arc<Shared>>,
     method: Method,
@@ -97,6 +115,8 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     shared.request_times.lock().unwrap_or_else(|e| e.into_inner()).push(std::time::Instant::now());
+    let _in_flight =
+        (method == Method::POST && uri.path().ends_with("/jobs")).then(|| JobCreateInFlight::enter(&shared));
     let response = match injected_fault(&shared).await {
         Some(fault) => fault,
         None => match authorize(&shared, &method, &uri, &query) {
@@ -615,6 +635,10 @@ fn create(shared: &Arc<Shared>, resource: Resource, namespace: &str, body: &Byte
         }
         store.put(resource, namespace, object)
     };
+    if resource == Resource::Jobs {
+        let mut created = shared.jobs_created.lock().unwrap_or_else(|e| e.into_inner());
+        created.push((std::time::SystemTime::now(), name.clone()));
+    }
     if resource == Resource::Jobs && shared.kubelet.is_some() {
         kubelet::start_job(shared, namespace, &name);
     }

@@ -3,6 +3,7 @@
 //! same machine as the ceiling the API's rate is compared against.
 
 pub mod kube;
+pub mod kube_dispatch;
 pub mod pgbench;
 pub mod pipeline;
 pub mod report;

@@ -57,7 +57,7 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// A port nothing listens on right now (for a dispatcher's metrics endpoint).
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -147,7 +147,7 @@ pub async fn fill(
     Ok(())
 }
 
-async fn create_tenants(db: &PgPool, tenants: u32) -> anyhow::Result<()> {
+pub async fn create_tenants(db: &PgPool, tenants: u32) -> anyhow::Result<()> {
     let names: Vec<String> = (0..tenants.max(1)).map(|i| format!("bench-{i}")).collect();
     sqlx::query("INSERT INTO tenants (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING")
         .bind(&names)
@@ -174,7 +174,7 @@ async fn terminal_rows(db: &PgPool) -> anyhow::Result<i64> {
     .await?)
 }
 
-fn round1(v: f64) -> f64 {
+pub fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
 

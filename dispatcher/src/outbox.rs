@@ -1,0 +1,116 @@
+//! Coalesces the Redis writes of attempts that end at about the same time: their status events go out in one
+//! pipeline and their leases are released by one `release.lua` call, instead of one round trip (and one script
+//! run, one wake-up message to every dispatcher) per attempt.
+//!
+//! Callers still wait for their own write, so the order of one attempt's writes is unchanged (its `finished`
+//! event is on the stream before its lease is released). A worker takes whatever is waiting, up to
+//! [`MAX_BATCH`], writes it, and answers every caller; under light load a batch is one item and nothing waits
+//! longer than before. Failed writes are retried briefly; the caller learns whether its write went through.
+
+use flow_like_shared::keys::Keys;
+use flow_like_shared::leases;
+use flow_like_shared::status::StatusEvent;
+use redis::aio::ConnectionManager;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// Most writes one round trip carries.
+pub const MAX_BATCH: usize = 256;
+
+/// Attempts at writing one batch before its callers are told it failed.
+const WRITE_ATTEMPTS: u32 = 5;
+
+/// One status event of one attempt.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub execution: Uuid,
+    pub attempt: u32,
+    pub event: StatusEvent,
+}
+
+struct Pending<T> {
+    item: T,
+    done: oneshot::Sender<bool>,
+}
+
+/// The handle the dispatch loop writes through; its workers stop when it is dropped.
+pub struct Outbox {
+    events: mpsc::UnboundedSender<Pending<Event>>,
+    releases: mpsc::UnboundedSender<Pending<Uuid>>,
+}
+
+impl Outbox {
+    /// Starts the two workers (events, releases) on the current runtime. `owner` is this dispatcher's id: only
+    /// its own leases are released.
+    pub fn start(redis: ConnectionManager, keys: Keys, owner: String) -> Self {
+        let (events, events_rx) = mpsc::unbounded_channel::<Pending<Event>>();
+        let (releases, releases_rx) = mpsc::unbounded_channel::<Pending<Uuid>>();
+        let (conn, k) = (redis.clone(), keys.clone());
+        tokio::spawn(worker(events_rx, "publishing status events", move |batch: Vec<Event>| {
+            let (mut conn, keys) = (conn.clone(), k.clone());
+            async move { crate::events::publish_many(&mut conn, &keys, &batch).await }
+        }));
+        tokio::spawn(worker(releases_rx, "releasing leases", move |ids: Vec<Uuid>| {
+            let (mut conn, keys, owner) = (redis.clone(), keys.clone(), owner.clone());
+            async move {
+                leases::release(&mut conn, &keys, &owner, &ids).await?;
+                Ok(())
+            }
+        }));
+        Self { events, releases }
+    }
+
+    /// Appends a status event; true once it is on the streams.
+    pub async fn publish(&self, execution: Uuid, attempt: u32, event: StatusEvent) -> bool {
+        submit(&self.events, Event { execution, attempt, event }).await
+    }
+
+    /// Ends this dispatcher's lease of an execution; true once released (or found not held).
+    pub async fn release(&self, execution: Uuid) -> bool {
+        submit(&self.releases, execution).await
+    }
+}
+
+async fn submit<T>(queue: &mpsc::UnboundedSender<Pending<T>>, item: T) -> bool {
+    let (done, answer) = oneshot::channel();
+    if queue.send(Pending { item, done }).is_err() {
+        return false;
+    }
+    answer.await.unwrap_or(false)
+}
+
+/// Drains `queue` in batches of up to [`MAX_BATCH`], writing each with `write` (retried with backoff).
+async fn worker<T, F, Fut>(mut queue: mpsc::UnboundedReceiver<Pending<T>>, what: &'static str, write: F)
+where
+    T: Clone,
+    F: Fn(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut written = false;
+        for failures in 1..=WRITE_ATTEMPTS {
+            match write(batch.iter().map(|p| p.item.clone()).collect()).await {
+                Ok(()) => {
+                    written = true;
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!(items = batch.len(), cause = %err, "{what} failed");
+                    if failures < WRITE_ATTEMPTS {
+                        tokio::time::sleep(crate::dispatch::backoff(
+                            Duration::from_millis(100),
+                            Duration::from_secs(2),
+                            failures,
+                        ))
+                        .await;
+                    }
+                }
+            }
+        }
+        for pending in batch.drain(..) {
+            let _ = pending.done.send(written);
+        }
+    }
+}
