@@ -177,12 +177,29 @@ fn ensure_s3(dir: &Path, entry: Option<S3Entry>) -> Result<S3Entry, ServiceError
         stop_server(entry.pid, "s3s-fs")?;
     }
     let s3_dir = dir.join("s3");
+    let data = s3_data_dir(dir);
     remove_dir(&s3_dir)?;
-    create_dir(&s3_dir.join("data"))?;
+    remove_dir(&data)?;
+    create_dir(&s3_dir)?;
+    create_dir(&data)?;
     let secret_key = unique_suffix();
-    let (port, server) =
-        start_s3_on_free_port(&s3_dir.join("data"), &s3_dir.join("s3s-fs.log"), S3_ACCESS_KEY, &secret_key)?;
+    let (port, server) = start_s3_on_free_port(&data, &s3_dir.join("s3s-fs.log"), S3_ACCESS_KEY, &secret_key)?;
     Ok(S3Entry { port, pid: server.detach(), access_key: S3_ACCESS_KEY.to_owned(), secret_key })
+}
+
+/// Where the pool's s3s-fs keeps its objects: in memory (`/dev/shm`) when the machine has it, one directory per
+/// state dir. Every object is a file there; on a disk, creating tens of thousands of small files after deleting
+/// the last run's made the S3 server spend its time in the filesystem's inode allocator, not serving requests.
+fn s3_data_dir(dir: &Path) -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() {
+        return dir.join("s3").join("data");
+    }
+    let hash = dir
+        .to_string_lossy()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+    shm.join(format!("flow-like-test-s3-{hash:016x}"))
 }
 
 /// Stops the servers a crashed test left behind in `<state dir>/dedicated` and removes their files.
@@ -265,6 +282,7 @@ impl TestServices {
         clean_dedicated(&cluster_base(&dir));
         remove_dir(&dir.join("redis"))?;
         remove_dir(&dir.join("s3"))?;
+        remove_dir(&s3_data_dir(&dir))?;
         match std::fs::remove_file(dir.join("pool.json")) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
                 Err(ServiceError::Io { action: "remove", path: dir.join("pool.json"), source: err })
