@@ -8,6 +8,7 @@
 //! pipeline (`crate::status_pipeline`) turns into PostgreSQL state.
 
 use crate::health::Metrics;
+use crate::kubernetes::manifest::ResourceOverrides;
 use crate::outbox::Outbox;
 use crate::runner::{Attempt, AttemptEnd, Runner, Started};
 use flow_like_shared::keys::Keys;
@@ -315,6 +316,7 @@ impl Inner {
             tenant: message.tenant.clone(),
             workflow: message.workflow.clone(),
             deadline_ms: row.deadline_ms(),
+            resources: row.resources().map(|(cpu, memory)| ResourceOverrides { cpu, memory }),
             takeover: claim.takeover,
         };
         let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Started>();

@@ -399,6 +399,39 @@ async fn a_workflow_deadline_ends_timed_out() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A workflow's `resources` become its Job's container requests (the operator's limits stay); asking for more
+/// than the limit fails the execution at once, naming the limit, with no Job created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn workflow_resources_become_the_jobs_requests_within_the_limits() -> anyhow::Result<()> {
+    let world = World::start().await?;
+    let dispatcher = KubeDispatcher::start(&world.args("d1")?)?;
+    let mut workflow = sample_workflow();
+    workflow["resources"] = json!({"cpu": "250m", "memory": "256Mi"});
+    let id = world.submit(&json!({"workflow": workflow, "input": {"n": 1}})).await?;
+    assert_eq!(wait_terminal(&world.api.db, &[id], Duration::from_secs(60)).await?, ["succeeded"]);
+    let jobs = world.jobs_of(id);
+    let container = &jobs[0].spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+    let resources = container.resources.as_ref().unwrap();
+    let quantity =
+        |map: &Option<std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+         key: &str| { map.as_ref().and_then(|m| m.get(key)).map(|q| q.0.clone()) };
+    assert_eq!(quantity(&resources.requests, "cpu").as_deref(), Some("250m"));
+    assert_eq!(quantity(&resources.requests, "memory").as_deref(), Some("256Mi"));
+    assert_eq!(quantity(&resources.limits, "memory").as_deref(), Some("512Mi"), "the operator's limit stays");
+
+    let mut greedy = sample_workflow();
+    greedy["resources"] = json!({"cpu": "8"});
+    let id = world.submit(&json!({"workflow": greedy, "input": {"n": 1}})).await?;
+    assert_eq!(wait_terminal(&world.api.db, &[id], Duration::from_secs(60)).await?, ["failed"]);
+    let (error,): (Option<String>,) =
+        sqlx::query_as("SELECT error FROM executions WHERE id = $1").bind(id).fetch_one(&world.api.db).await?;
+    let error = error.unwrap_or_default();
+    assert!(error.contains("resources.cpu") && error.contains("limit"), "{error}");
+    assert!(world.jobs_of(id).is_empty(), "no Job for a refused attempt");
+    dispatcher.stop().await?;
+    Ok(())
+}
+
 /// Finished Jobs are deleted after their `ttlSecondsAfterFinished`; the execution's record stays in PostgreSQL
 /// and the API still serves it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

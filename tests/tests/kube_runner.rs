@@ -229,6 +229,7 @@ fn attempt(execution_id: Uuid, number: u32) -> Attempt {
         tenant: TENANT.into(),
         workflow: "report".into(),
         deadline_ms: None,
+        resources: None,
         takeover: false,
     }
 }

@@ -260,7 +260,7 @@ impl KubeRunner {
             tenant: attempt.tenant.clone(),
             workflow: attempt.workflow.clone(),
             deadline_ms: attempt.deadline_ms,
-            resources: None,
+            resources: attempt.resources.clone(),
         };
         let job = match job_manifest(&input, &self.settings) {
             Ok(job) => job,

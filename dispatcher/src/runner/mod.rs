@@ -24,6 +24,8 @@ pub struct Attempt {
     pub workflow: String,
     /// The workflow's `deadline_ms`, if it sets one (a Job's `activeDeadlineSeconds`).
     pub deadline_ms: Option<u64>,
+    /// The workflow's `resources` (a Job's container requests, within the operator's limits).
+    pub resources: Option<crate::kubernetes::manifest::ResourceOverrides>,
     /// True when this dispatcher took the attempt over from one that stopped heartbeating: the attempt may
     /// already be running (a Job with its deterministic name exists), and a runner that can should adopt it.
     pub takeover: bool,

@@ -31,6 +31,14 @@ impl DispatchRow {
     pub fn deadline_ms(&self) -> Option<u64> {
         self.workflow.get("deadline_ms").and_then(serde_json::Value::as_u64)
     }
+
+    /// The workflow's `resources` (cpu, memory), if it asks for any.
+    pub fn resources(&self) -> Option<(Option<String>, Option<String>)> {
+        let resources = self.workflow.get("resources")?;
+        let field = |name: &str| resources.get(name).and_then(serde_json::Value::as_str).map(str::to_owned);
+        let (cpu, memory) = (field("cpu"), field("memory"));
+        (cpu.is_some() || memory.is_some()).then_some((cpu, memory))
+    }
 }
 
 /// The rows of `ids` (missing ids are simply absent).

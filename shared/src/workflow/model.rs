@@ -20,6 +20,19 @@ pub struct Workflow {
     /// Bound on the whole run, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    /// What the run asks of the executor's container (the Kubernetes runner's requests), within the operator's
+    /// limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+}
+
+/// A workflow's resource requests, as Kubernetes quantities (`"500m"`, `"2"`, `"512Mi"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
 }
 
 /// One node of the graph.

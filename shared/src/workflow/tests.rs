@@ -330,3 +330,28 @@ fn errors_serialize_as_pointer_and_message() {
     );
     assert!(errs.to_string().contains("/nodes: a workflow needs at least one node"));
 }
+
+#[test]
+fn resources_are_kubernetes_quantities() {
+    let mut doc = with_node("x", json!({"type": "sleep", "params": {"ms": 1}}));
+    doc["resources"] = json!({"cpu": "500m", "memory": "1.5Gi"});
+    let workflow = validate(&doc, &Limits::default()).unwrap().into_workflow();
+    let resources = workflow.resources.unwrap();
+    assert_eq!((resources.cpu.as_deref(), resources.memory.as_deref()), (Some("500m"), Some("1.5Gi")));
+
+    doc["resources"] = json!({"cpu": "lots"});
+    assert_error(&doc, "/resources/cpu", "Kubernetes quantity");
+    doc["resources"] = json!({"memory": 512});
+    assert_error(&doc, "/resources/memory", "Kubernetes quantity");
+    doc["resources"] = json!({"gpu": "1"});
+    assert_error(&doc, "/resources/gpu", "unknown field");
+    doc["resources"] = json!("big");
+    assert_error(&doc, "/resources", "must be an object");
+    for bad in ["", "0", "-1", "1.", ".5", "1e3", "2 Gi", "1Gb"] {
+        doc["resources"] = json!({"memory": bad});
+        assert_error(&doc, "/resources/memory", "Kubernetes quantity");
+    }
+    for good in ["1", "0.5", "250m", "2G", "512Mi", "1Ti"] {
+        assert!(super::validate::is_quantity(good), "{good}");
+    }
+}

@@ -147,6 +147,42 @@ impl Checker<'_> {
     }
 }
 
+/// `resources`: an object with `cpu` and/or `memory`, each a Kubernetes quantity. Whether it is within the
+/// operator's limits is only known where the Job is built; above them, the execution fails naming the limit.
+fn check_resources(checker: &mut Checker<'_>, resources: &Value) {
+    let Some(object) = resources.as_object() else {
+        checker.error("/resources", "must be an object with `cpu` and/or `memory`");
+        return;
+    };
+    checker.unknown_fields("/resources", object, &["cpu", "memory"]);
+    for (field, example) in [("cpu", "\"500m\" or \"2\""), ("memory", "\"512Mi\" or \"2Gi\"")] {
+        let Some(value) = object.get(field) else { continue };
+        if !value.as_str().is_some_and(is_quantity) {
+            checker.error(
+                pointer("/resources", field),
+                format!("must be a Kubernetes quantity such as {example} (a number with an optional suffix m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi or Ei)"),
+            );
+        }
+    }
+}
+
+/// A positive Kubernetes quantity in the plain forms (`250m`, `1.5`, `512Mi`, `2G`); exponent forms (`1e3`)
+/// are not accepted.
+pub fn is_quantity(text: &str) -> bool {
+    const SUFFIXES: [&str; 14] = ["", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    let number_end = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, suffix) = text.split_at(number_end);
+    let mut parts = number.split('.');
+    let whole = parts.next().unwrap_or_default();
+    let fraction = parts.next();
+    text.len() <= 32
+        && parts.next().is_none()
+        && !whole.is_empty()
+        && fraction.is_none_or(|f| !f.is_empty())
+        && number.chars().any(|c| c.is_ascii_digit() && c != '0')
+        && SUFFIXES.contains(&suffix)
+}
+
 /// Checks `doc` against the workflow document contract and `limits`.
 pub fn validate(doc: &Value, limits: &Limits) -> Result<ValidatedWorkflow, ValidationErrors> {
     let mut checker = Checker { limits, errors: Vec::new(), programs: HashMap::new() };
@@ -164,7 +200,7 @@ pub fn validate(doc: &Value, limits: &Limits) -> Result<ValidatedWorkflow, Valid
         checker.error("", "a workflow must be a JSON object");
         return Err(ValidationErrors(checker.errors));
     };
-    checker.unknown_fields("", root, &["name", "nodes", "output", "deadline_ms"]);
+    checker.unknown_fields("", root, &["name", "nodes", "output", "deadline_ms", "resources"]);
     if let Some(name) = root.get("name")
         && !name.is_string()
     {
@@ -172,6 +208,9 @@ pub fn validate(doc: &Value, limits: &Limits) -> Result<ValidatedWorkflow, Valid
     }
     if let Some(deadline) = root.get("deadline_ms") {
         checker.positive_u64("/deadline_ms", deadline);
+    }
+    if let Some(resources) = root.get("resources") {
+        check_resources(&mut checker, resources);
     }
 
     let edges = check_nodes(&mut checker, root.get("nodes"));

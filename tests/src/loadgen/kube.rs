@@ -106,6 +106,7 @@ pub async fn run(options: &KubeJobsOptions) -> anyhow::Result<Value> {
                 tenant: "bench".into(),
                 workflow: "bench".into(),
                 deadline_ms: None,
+                resources: None,
                 takeover: false,
             };
             let (started_tx, started_rx) = oneshot::channel();
