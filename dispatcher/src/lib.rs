@@ -85,15 +85,22 @@ pub async fn sweep_jobs(
     keys: &Keys,
     min_age: Duration,
 ) -> Result<u64, anyhow::Error> {
-    let jobs = runner.sweep().await?;
     let now = chrono::Utc::now().timestamp_millis();
+    let jobs: Vec<_> = runner
+        .sweep()
+        .await?
+        .into_iter()
+        .filter(|job| !job.finished)
+        .filter(|job| job.created_at_ms.is_none_or(|created| now - created >= min_age.as_millis() as i64))
+        .collect();
+    // The live attempt of every swept Job's execution, in one round trip.
+    let mut pipe = redis::pipe();
+    for job in &jobs {
+        pipe.cmd("HGET").arg(keys.lease(&job.execution_id.to_string())).arg("attempt");
+    }
+    let live: Vec<Option<u32>> = if jobs.is_empty() { Vec::new() } else { pipe.query_async(redis).await? };
     let mut deleted = 0;
-    for job in jobs.into_iter().filter(|j| !j.finished) {
-        if job.created_at_ms.is_some_and(|created| now - created < min_age.as_millis() as i64) {
-            continue;
-        }
-        let attempt: Option<u32> =
-            redis::cmd("HGET").arg(keys.lease(&job.execution_id.to_string())).arg("attempt").query_async(redis).await?;
+    for (job, attempt) in jobs.into_iter().zip(live) {
         if attempt != Some(job.attempt) {
             tracing::warn!(job = %job.job_name, execution_id = %job.execution_id, "deleting an executor Job no live attempt owns");
             if runner.delete_job(&job.job_name).await? {

@@ -6,16 +6,20 @@
 //!
 //! Needs the workspace binaries: `cargo build --workspace --bins`.
 
-use flow_like_dispatcher::kubernetes::job_name;
 use flow_like_dispatcher::kubernetes::manifest::{
-    LABEL_ATTEMPT, LABEL_EXECUTION, LABEL_TENANT, LABEL_WORKFLOW, label_selector,
+    JobSpecInput, LABEL_ATTEMPT, LABEL_EXECUTION, LABEL_TENANT, LABEL_WORKFLOW, job_manifest, label_selector,
 };
+use flow_like_dispatcher::kubernetes::{ExecutorEnv, JobSettings, job_name};
+use flow_like_shared::config::{LogFormat, TelemetryConfig};
+use flow_like_shared::spec::AttemptSpec;
+use flow_like_shared::storage::layout;
 use flow_like_tests::api::{TestApi, sample_workflow};
 use flow_like_tests::kube_sim::{Fault, KubeSim, KubeSimOptions, KubeletOptions};
 use flow_like_tests::stack::{
     DispatcherArgs, DispatcherProcess, leftover_leases, submit, wait_terminal, wait_until, workspace_binary,
 };
 use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -395,6 +399,68 @@ async fn a_workflow_deadline_ends_timed_out() -> anyhow::Result<()> {
     let grace = flow_like_dispatcher::kubernetes::manifest::DEADLINE_GRACE_SECS;
     assert_eq!(jobs[0].spec.as_ref().unwrap().active_deadline_seconds, Some(2 + grace));
     assert_eq!(world.attempts(id).await?.len(), 1);
+    dispatcher.stop().await?;
+    Ok(())
+}
+
+/// A running Job that no live attempt owns (no lease names it) is deleted by the dispatcher's sweep once it is
+/// older than the sweep's minimum age (2 lease TTLs); the Job of a running execution is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sweep_deletes_a_job_no_attempt_owns() -> anyhow::Result<()> {
+    let world = World::start().await?;
+    let args = world.args("d1")?;
+    let config = args.config()?;
+
+    // An executor Job of an execution no dispatcher holds, running a long sleep.
+    let orphan = Uuid::now_v7();
+    let spec = AttemptSpec {
+        execution_id: orphan,
+        tenant: TENANT.into(),
+        workflow_name: "sleepy".into(),
+        workflow: sleepy(60_000),
+        input: Some(json!({"n": 1})),
+        input_key: None,
+    };
+    world
+        .api
+        .configs
+        .s3_settings
+        .client()
+        .put_object()
+        .bucket(&world.api.configs.s3.meta_bucket)
+        .key(layout::spec(orphan))
+        .body(serde_json::to_vec(&spec)?.into())
+        .send()
+        .await?;
+    let telemetry = TelemetryConfig { log_filter: "warn".into(), log_format: LogFormat::Text };
+    let settings =
+        JobSettings::from_config(&config.kubernetes, ExecutorEnv::from_configs(&config.redis, &config.s3, &telemetry))?;
+    let input = JobSpecInput {
+        execution_id: orphan,
+        attempt: 1,
+        tenant: TENANT.into(),
+        workflow: "sleepy".into(),
+        deadline_ms: None,
+        resources: None,
+    };
+    let orphan_job = job_name(orphan, 1);
+    let jobs: Api<Job> = Api::namespaced(world.sim.client(), NAMESPACE);
+    jobs.create(&PostParams::default(), &job_manifest(&input, &settings)?).await?;
+    wait_until(Duration::from_secs(30), "the orphan's pod to run", || async {
+        Ok(world.running_pod(&orphan_job).is_some())
+    })
+    .await?;
+
+    let live = world.submit(&json!({"workflow": sleepy(30_000), "input": {"n": 1}})).await?;
+    let dispatcher = KubeDispatcher::start(&args)?;
+    wait_until(Duration::from_secs(30), "the sweep to delete the orphan Job", || async {
+        Ok(world.sim.jobs().iter().all(|job| job.metadata.name.as_deref() != Some(orphan_job.as_str())))
+    })
+    .await?;
+    // Past the minimum age too, the running execution's Job stays: its lease names its attempt.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(job_names(&world.jobs_of(live)), BTreeSet::from([job_name(live, 1)]));
+    assert_eq!(world.status(live).await?, "running");
     dispatcher.stop().await?;
     Ok(())
 }
