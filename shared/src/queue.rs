@@ -271,18 +271,29 @@ pub async fn tenant_queue(conn: &mut ConnectionManager, keys: &Keys, tenant: &st
     }
     let mut pipe = redis::pipe();
     for priority in &priorities {
-        pipe.cmd("XINFO").arg("GROUPS").arg(keys.lane(tenant, *priority));
+        let lane = keys.lane(tenant, *priority);
+        pipe.cmd("XINFO").arg("GROUPS").arg(&lane).xlen(&lane);
     }
-    let replies: Vec<Vec<HashMap<String, redis::Value>>> = pipe.query_async(conn).await?;
-    for (priority, groups) in priorities.iter().zip(replies) {
-        let lag = groups
+    let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
+    let int = |value: Option<&redis::Value>| match value {
+        Some(redis::Value::Int(n)) => u64::try_from(*n).ok(),
+        _ => None,
+    };
+    for (priority, reply) in priorities.iter().zip(replies.chunks(2)) {
+        let [groups, length] = reply else { continue };
+        let groups: Vec<HashMap<String, redis::Value>> = redis::from_redis_value_ref(groups)
+            .map_err(|e| QueueError::Malformed(format!("XINFO GROUPS reply: {e}")))?;
+        let length = int(Some(length)).unwrap_or(0);
+        let group = groups
             .iter()
-            .find(|g| matches!(g.get("name"), Some(redis::Value::BulkString(n)) if n == DISPATCH_GROUP.as_bytes()))
-            .and_then(|g| match g.get("lag") {
-                Some(redis::Value::Int(n)) => u64::try_from(*n).ok(),
-                _ => None,
-            })
-            .unwrap_or(0);
+            .find(|g| matches!(g.get("name"), Some(redis::Value::BulkString(n)) if n == DISPATCH_GROUP.as_bytes()));
+        // Redis reports no lag once an entry between the group's last delivery and the stream's end was deleted
+        // (a cancelled queued execution). Every entry that is acknowledged is also deleted, so the lane holds
+        // exactly the delivered-but-unacknowledged entries plus the waiting ones.
+        let lag = match group {
+            Some(g) => int(g.get("lag")).unwrap_or_else(|| length.saturating_sub(int(g.get("pending")).unwrap_or(0))),
+            None => length,
+        };
         if lag > 0 {
             out.waiting_by_priority.insert(*priority, lag);
             out.waiting += lag;

@@ -423,10 +423,14 @@ async fn listing_filters_and_pages() {
 async fn queue_view_and_tenant_limits() {
     let api = TestApi::start().await.unwrap();
     let key = api.tenant_key("acme").await.unwrap();
-    for priority in [1, 5, 5] {
-        api.post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow(), "priority": priority}))
+    let mut submitted = Vec::new();
+    for priority in [1, 5, 5, 5] {
+        let response = api
+            .post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow(), "priority": priority}))
             .await
             .unwrap();
+        let body: Value = response.json().await.unwrap();
+        submitted.push(body["id"].as_str().unwrap().to_owned());
     }
     let response = api
         .http
@@ -439,8 +443,34 @@ async fn queue_view_and_tenant_limits() {
     assert_eq!(response.status(), 200);
     let view: Value = api.get("/api/v1/queue", &key).await.unwrap().json().await.unwrap();
     assert_eq!(view["tenant"], "acme");
-    assert_eq!(view["queue"]["waiting"], 3);
-    assert_eq!(view["queue"]["waiting_by_priority"]["5"], 2);
+    assert_eq!(view["queue"]["waiting"], 4);
+    assert_eq!(view["queue"]["waiting_by_priority"]["5"], 3);
+    // A dispatcher claims the first entry of lane 5, then the second is cancelled while queued, which deletes
+    // its entry after the group's last delivery: Redis then reports no lag for the lane, and the count falls
+    // back to the lane's length less the entries delivered and not yet acknowledged.
+    let lane = api.keys.lane("acme", 5);
+    let mut redis = api.redis.clone();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("dispatchers")
+        .arg("test-dispatcher")
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(&lane)
+        .arg(">")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let second_of_lane_5 = &submitted[2];
+    let cancel = api.http.post(api.url(&format!("/api/v1/executions/{second_of_lane_5}/cancel"))).bearer_auth(&key);
+    assert_eq!(cancel.send().await.unwrap().status(), 202);
+    let groups: Vec<std::collections::HashMap<String, redis::Value>> =
+        redis::cmd("XINFO").arg("GROUPS").arg(&lane).query_async(&mut redis).await.unwrap();
+    assert_eq!(groups[0].get("lag"), Some(&redis::Value::Nil), "Redis no longer knows the lag: {groups:?}");
+    let view: Value = api.get("/api/v1/queue", &key).await.unwrap().json().await.unwrap();
+    assert_eq!(view["queue"]["waiting"], 2, "{view}");
+    assert_eq!(view["queue"]["waiting_by_priority"]["5"], 1, "{view}");
     assert_eq!(view["queue"]["running"], 0);
     assert_eq!(view["limits"]["tenant"], 3);
     assert_eq!(view["dispatchers_alive"], 0);
