@@ -298,14 +298,14 @@ impl Inner {
             return;
         }
         if claim.takeover
-            && let Some(manifest) = self.manifest(id, message.attempt).await
+            && let Some(manifest) = Box::pin(self.manifest(id, message.attempt)).await
         {
             tracing::info!(execution_id = %id, attempt = message.attempt, "taken-over attempt had finished");
-            self.finish_from_manifest(message, manifest).await;
+            Box::pin(self.finish_from_manifest(message, manifest)).await;
             return;
         }
         if self.runner.needs_spec()
-            && let Err(reason) = self.write_spec(&row).await
+            && let Err(reason) = Box::pin(self.write_spec(&row)).await
         {
             self.infra_failure(&claim, reason).await;
             return;
@@ -319,6 +319,8 @@ impl Inner {
             resources: row.resources().map(|(cpu, memory)| ResourceOverrides { cpu, memory }),
             takeover: claim.takeover,
         };
+        // The workflow document and input are in the spec now; the attempt may run for hours without them.
+        drop(row);
         let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Started>();
         let announce = async {
             if let Ok(started) = started_rx.await {
@@ -339,7 +341,7 @@ impl Inner {
                 return;
             }
         };
-        self.conclude(&claim, end).await;
+        Box::pin(self.conclude(&claim, end)).await;
     }
 
     /// Acts on how an attempt ended.
@@ -365,8 +367,8 @@ impl Inner {
             }
             AttemptEnd::Retry { reason } => {
                 // The executor may have finished and only its report been lost: the manifest decides.
-                if let Some(manifest) = self.manifest(id, message.attempt).await {
-                    self.finish_from_manifest(message, manifest).await;
+                if let Some(manifest) = Box::pin(self.manifest(id, message.attempt)).await {
+                    Box::pin(self.finish_from_manifest(message, manifest)).await;
                     return;
                 }
                 self.infra_failure(claim, reason).await;

@@ -277,3 +277,41 @@ fn yaml_rendering_round_trips() {
     let back: Job = serde_yaml::from_str(&yaml).unwrap();
     assert_eq!(back, job_manifest(&input(), &settings()).unwrap());
 }
+
+/// The tracker's slim copy of a Job keeps what classification reads and drops the rest of the pod template.
+#[test]
+fn a_slim_job_classifies_like_the_full_one_at_a_fraction_of_the_size() {
+    use crate::kubernetes::classify::{self, PodState};
+    let mut full = job_manifest(&JobSpecInput { deadline_ms: Some(60_000), ..input() }, &settings()).unwrap();
+    full.status = Some(
+        serde_json::from_value(serde_json::json!({"conditions": [
+            {"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "too long"}
+        ]}))
+        .unwrap(),
+    );
+    let slim = crate::kubernetes::watch::slim(full.clone());
+    assert_eq!(slim.metadata.labels, full.metadata.labels);
+    assert_eq!(slim.status, full.status);
+    let (full_size, slim_size) = (serde_json::to_vec(&full).unwrap().len(), serde_json::to_vec(&slim).unwrap().len());
+    assert!(slim_size * 3 < full_size, "slim {slim_size} bytes, full {full_size} bytes");
+
+    let oom = PodState {
+        name: "p".into(),
+        phase: "Failed".into(),
+        terminated: Some(classify::Terminated { exit_code: 137, reason: Some("OOMKilled".into()), message: None }),
+        ..PodState::default()
+    };
+    let deadline = classify::finished(&full, [&oom]);
+    assert!(format!("{deadline:?}").contains("activeDeadlineSeconds 90"), "{deadline:?}");
+    assert_eq!(classify::finished(&slim, [&oom]), deadline);
+    let mut failed = full.clone();
+    failed.status = Some(
+        serde_json::from_value(serde_json::json!({"conditions": [
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "backoff"}
+        ]}))
+        .unwrap(),
+    );
+    let oom_killed = classify::finished(&failed, [&oom]);
+    assert!(format!("{oom_killed:?}").contains("512Mi"), "{oom_killed:?}");
+    assert_eq!(classify::finished(&crate::kubernetes::watch::slim(failed), [&oom]), oom_killed);
+}

@@ -269,13 +269,17 @@ impl KubeRunner {
         // Subscribe before creating, so no event about the Job can be missed.
         let mut subscription = self.tracker.subscribe(&name);
         let placed = tokio::select! {
-            placed = self.create_or_adopt(&name, &job, attempt) => placed,
+            // Boxed, as are the other requests below: an attempt waits for hours in `follow`, and its task should
+            // not keep room for every request future it might make.
+            placed = Box::pin(self.create_or_adopt(&name, &job, attempt)) => placed,
             () = cancel.cancelled() => {
                 // The create may have been applied already.
-                self.delete_quietly(&name).await;
+                Box::pin(self.delete_quietly(&name)).await;
                 return cancelled(None);
             }
         };
+        // The attempt may run for hours: keep none of the manifest while following it.
+        drop(job);
         if let Err(end) = placed {
             return end;
         }
@@ -336,7 +340,7 @@ impl KubeRunner {
                     JobState::Failed { .. } if !pods_listed && !classify::pods_explain_failure(view.pods.values()) => {
                         // The pod watch may lag the Job's: read the pods once before deciding.
                         pods_listed = true;
-                        self.list_pods(name).await;
+                        Box::pin(self.list_pods(name)).await;
                         continue;
                     }
                     JobState::Complete | JobState::Failed { .. } => {
@@ -348,7 +352,7 @@ impl KubeRunner {
             }
             if let Some(end) = classify::eviction(view.pods.values()) {
                 // The Job controller would start a replacement pod for the same attempt: stop it.
-                self.delete_quietly(name).await;
+                Box::pin(self.delete_quietly(name)).await;
                 return end;
             }
             let stuck = classify::start_failure(view.pods.values());
@@ -360,7 +364,7 @@ impl KubeRunner {
             if let (Some(why), Some(since)) = (&stuck, stuck_since)
                 && since.elapsed() >= self.start_timeout
             {
-                self.delete_quietly(name).await;
+                Box::pin(self.delete_quietly(name)).await;
                 let secs = self.start_timeout.as_secs();
                 return AttemptEnd::Retry { reason: format!("{why} for {secs} s; the Job was deleted") };
             }
@@ -371,12 +375,12 @@ impl KubeRunner {
                     .flatten()
                     .min();
             tokio::select! {
-                () = cancel.cancelled() => return self.cancel(name, subscription).await,
+                () = cancel.cancelled() => return Box::pin(self.cancel(name, subscription)).await,
                 () = subscription.changed() => {}
                 () = sleep_until(wake) => {
                     if !view.watched && Instant::now() >= next_unseen_check {
                         next_unseen_check = Instant::now() + self.tuning.unseen_check;
-                        match self.jobs.get_opt(name).await {
+                        match Box::pin(self.jobs.get_opt(name)).await {
                             Ok(Some(job)) => self.tracker.offer_job(name, job),
                             Ok(None) => return AttemptEnd::Retry { reason: vanished(name) },
                             Err(err) => tracing::warn!(job = name, cause = %err, "reading an unwatched Job failed"),

@@ -10,10 +10,11 @@
 //! namespace. An attempt subscribes before it creates its Job, so no event about the Job can slip past.
 
 use super::classify::PodState;
-use super::manifest::{LABEL_INSTANCE, label_selector};
+use super::manifest::{CONTAINER_NAME, LABEL_INSTANCE, label_selector};
 use futures::StreamExt as _;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt as _;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, watcher};
@@ -22,6 +23,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+/// What classification reads of a Job: its metadata and status, its deadline and the executor container's
+/// resource limits. The rest of the pod template (environment, volumes, security context) is most of a Job's
+/// memory and the tracker keeps one Job per attempt for as long as the attempt runs.
+pub fn slim(job: Job) -> Job {
+    let spec = job.spec.map(|spec| JobSpec {
+        active_deadline_seconds: spec.active_deadline_seconds,
+        template: PodTemplateSpec {
+            metadata: None,
+            spec: spec.template.spec.map(|pod| PodSpec {
+                containers: pod
+                    .containers
+                    .into_iter()
+                    .filter(|c| c.name == CONTAINER_NAME)
+                    .map(|c| Container {
+                        name: c.name,
+                        resources: c.resources.map(|r| ResourceRequirements { limits: r.limits, ..Default::default() }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+        },
+        ..Default::default()
+    });
+    let metadata = ObjectMeta { managed_fields: None, annotations: None, ..job.metadata };
+    Job { metadata, spec, status: job.status }
+}
 
 /// What is known about one attempt's Job.
 #[derive(Debug, Clone, Default)]
@@ -153,7 +182,7 @@ impl Tracker {
     pub fn offer_job(&self, name: &str, job: Job) {
         self.update(name, |view| {
             if !view.watched && !view.deleted {
-                view.job = Some(Arc::new(job));
+                view.job = Some(Arc::new(slim(job)));
             }
         });
     }
@@ -218,7 +247,7 @@ impl Tracker {
 
     fn job_seen(&self, name: &str, job: Job, deleted: bool) {
         self.update(name, |view| {
-            view.job = Some(Arc::new(job));
+            view.job = Some(Arc::new(slim(job)));
             view.watched = true;
             view.deleted = deleted;
         });
