@@ -191,8 +191,9 @@ async fn dispatch_phase(options: &KubeDispatchOptions, dispatchers: usize, slots
     let wall = started.elapsed().as_secs_f64();
     let (creates, conflicts, peak) =
         (sim.job_creates_seen(), sim.responses_with_status(409), sim.peak_concurrent_job_creates());
-    for mut dispatcher in running {
-        dispatcher.terminate(STOP_WITHIN).await?;
+    // All at once: stopped one by one, the others would take over the attempts each hands back.
+    for result in futures::future::join_all(running.iter_mut().map(|d| d.terminate(STOP_WITHIN))).await {
+        result?;
     }
     Ok(json!({
         "dispatchers": dispatchers,
