@@ -138,7 +138,11 @@ pub struct DispatcherProcess {
 
 impl DispatcherProcess {
     pub fn start(args: &DispatcherArgs) -> anyhow::Result<Self> {
-        let binary = workspace_binary("flow-like-dispatcher")?;
+        Self::start_binary(&workspace_binary("flow-like-dispatcher")?, args)
+    }
+
+    /// `binary run` with these flags (for a load generator that uses the release build).
+    pub fn start_binary(binary: &std::path::Path, args: &DispatcherArgs) -> anyhow::Result<Self> {
         let child = tokio::process::Command::new(binary)
             .arg("run")
             .args(args.argv())

@@ -14,7 +14,7 @@
 //! All of it shares the machine's cores with PostgreSQL, Redis and the S3 server.
 
 use super::pipeline::{
-    bench_dispatcher_args, create_tenants, fill, free_port, fresh, percentiles, round1, sibling_binary,
+    bench_dispatcher_args, create_tenants, fill, free_port, fresh, offer, percentiles, round1, sibling_binary,
 };
 use crate::kube_sim::{Fault, KubeSim, KubeSimOptions};
 use crate::stack::{DispatcherArgs, DispatcherProcess};
@@ -30,7 +30,6 @@ use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -120,16 +119,7 @@ impl Drop for Simulator {
 
 /// A release `flow-like-dispatcher run` child process (found beside the load generator).
 fn spawn_dispatcher(args: &DispatcherArgs) -> anyhow::Result<DispatcherProcess> {
-    let child = tokio::process::Command::new(sibling_binary("flow-like-dispatcher")?)
-        .arg("run")
-        .args(args.argv())
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()?;
-    Ok(DispatcherProcess { child })
+    DispatcherProcess::start_binary(&sibling_binary("flow-like-dispatcher")?, args)
 }
 
 /// Benchmark dispatcher flags on the Kubernetes runner: no client rate limit (the simulator's latency and the
@@ -289,19 +279,7 @@ async fn latency_phase(options: &KubeDispatchOptions) -> anyhow::Result<Value> {
     let mut dispatcher = spawn_dispatcher(&dispatcher_args(base, &kubeconfig, total, slots))?;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // A batch every 10 ms, or one execution per tick below 100/s.
-    let per_tick = (options.rate / 100).max(1);
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(per_tick as f64 / options.rate.max(1) as f64));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let started = Instant::now();
-    let mut sent = 0;
-    while sent < total {
-        ticker.tick().await;
-        let n = per_tick.min(total - sent);
-        fill(&db, &mut redis, &keys, sent, n, options.tenants).await?;
-        sent += n;
-    }
-    let offered_secs = started.elapsed().as_secs_f64();
+    let offered_secs = offer(&db, &mut redis, &keys, options.rate, total, options.tenants).await?;
     let created = wait_created(&sim, total as usize, options.timeout).await?;
     dispatcher.terminate(STOP_WITHIN).await?;
 

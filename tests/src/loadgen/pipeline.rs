@@ -156,6 +156,30 @@ pub async fn create_tenants(db: &PgPool, tenants: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Commits and queues `total` executions at `rate` per second (a batch every 10 ms, or one execution per tick
+/// below 100/s), as clients of the API would; returns how long that took in seconds.
+pub async fn offer(
+    db: &PgPool,
+    redis: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    rate: u64,
+    total: u64,
+    tenants: u32,
+) -> anyhow::Result<f64> {
+    let per_tick = (rate / 100).max(1);
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(per_tick as f64 / rate.max(1) as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < total {
+        ticker.tick().await;
+        let n = per_tick.min(total - sent);
+        fill(db, redis, keys, sent, n, tenants).await?;
+        sent += n;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
 /// `admitted_total` of one dispatcher's `/metrics`.
 async fn admitted(http: &reqwest::Client, port: u16) -> anyhow::Result<u64> {
     let text = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await?.text().await?;
@@ -261,18 +285,7 @@ pub async fn dispatch_latency(rate: u64, seconds: u64, tenants: u32) -> anyhow::
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let total = rate * seconds;
-    let per_tick = (rate / 100).max(1);
-    let mut ticker = tokio::time::interval(Duration::from_millis(10));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let started = Instant::now();
-    let mut sent = 0;
-    while sent < total {
-        ticker.tick().await;
-        let n = per_tick.min(total - sent);
-        fill(&db, &mut redis, &keys, sent, n, tenants).await?;
-        sent += n;
-    }
-    let offered_secs = started.elapsed().as_secs_f64();
+    let offered_secs = offer(&db, &mut redis, &keys, rate, total, tenants).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while terminal_rows(&db).await? < total as i64 {
         anyhow::ensure!(Instant::now() < deadline, "not all executions finished within 60 s");
