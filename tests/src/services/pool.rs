@@ -192,14 +192,29 @@ fn ensure_s3(dir: &Path, entry: Option<S3Entry>) -> Result<S3Entry, ServiceError
 /// the last run's made the S3 server spend its time in the filesystem's inode allocator, not serving requests.
 fn s3_data_dir(dir: &Path) -> PathBuf {
     let shm = Path::new("/dev/shm");
-    if !shm.is_dir() {
+    if !shm.is_dir() || shm_free_bytes(shm).is_none_or(|free| free < SHM_MIN_FREE_BYTES) {
         return dir.join("s3").join("data");
     }
+    shm_s3_dir(dir)
+}
+
+/// The in-memory place of the pool's objects (one per state dir, so checkouts do not share it).
+fn shm_s3_dir(dir: &Path) -> PathBuf {
     let hash = dir
         .to_string_lossy()
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
-    shm.join(format!("flow-like-test-s3-{hash:016x}"))
+    Path::new("/dev/shm").join(format!("flow-like-test-s3-{hash:016x}"))
+}
+
+/// Below this much free memory in `/dev/shm` (a container's default is 64 MiB), the objects stay on disk.
+const SHM_MIN_FREE_BYTES: u64 = 2 << 30;
+
+/// Free bytes of the filesystem at `path`, from `df`.
+fn shm_free_bytes(path: &Path) -> Option<u64> {
+    let output = std::process::Command::new("df").args(["--output=avail", "-B1"]).arg(path).output().ok()?;
+    let text = String::from_utf8(output.stdout).ok()?;
+    text.lines().nth(1)?.trim().parse().ok()
 }
 
 /// Stops the servers a crashed test left behind in `<state dir>/dedicated` and removes their files.
@@ -282,7 +297,7 @@ impl TestServices {
         clean_dedicated(&cluster_base(&dir));
         remove_dir(&dir.join("redis"))?;
         remove_dir(&dir.join("s3"))?;
-        remove_dir(&s3_data_dir(&dir))?;
+        remove_dir(&shm_s3_dir(&dir))?;
         match std::fs::remove_file(dir.join("pool.json")) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
                 Err(ServiceError::Io { action: "remove", path: dir.join("pool.json"), source: err })
