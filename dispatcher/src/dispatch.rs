@@ -14,7 +14,7 @@ use crate::runner::{Attempt, AttemptEnd, Runner, Started};
 use flow_like_shared::keys::Keys;
 use flow_like_shared::leases::{self, AdmitStop, Admitted, DeadLetter, Renewal, TakenOver};
 use flow_like_shared::limits::{self, DefaultLimits};
-use flow_like_shared::queue::{DEFAULT_PRIORITY, MAX_PRIORITY, QueueBody, QueueMessage};
+use flow_like_shared::queue::QueueMessage;
 use flow_like_shared::record::dispatch::{self, DispatchRow};
 use flow_like_shared::spec::AttemptSpec;
 use flow_like_shared::status::{AttemptManifest, FinishedOutcome, StatusEvent};
@@ -638,7 +638,7 @@ impl Inner {
             tracing::warn!(execution_id = %id, attempt = lease.attempt, from = %lease.previous_holder, deliveries = lease.deliveries, "took over an attempt whose dispatcher stopped heartbeating");
             let message = match (&row, leases::field_map(&lease.fields)) {
                 (_, fields) if !fields.is_empty() => QueueMessage::from_fields(&fields).ok(),
-                (Some(row), _) => Some(message_from_row(row, lease.attempt)),
+                (Some(row), _) => Some(row.queue_message(lease.attempt)),
                 (None, _) => None,
             };
             let Some(message) = message else {
@@ -678,22 +678,6 @@ impl Inner {
             }
             sleep_or_cancel(Duration::from_millis(250), &shutdown).await;
         }
-    }
-}
-
-/// The queue message of an execution rebuilt from its record (when its lane entry is gone).
-pub fn message_from_row(row: &DispatchRow, attempt: u32) -> QueueMessage {
-    QueueMessage {
-        execution_id: row.id,
-        tenant: row.tenant.clone(),
-        workflow: row.workflow_name.clone(),
-        priority: u8::try_from(row.priority).map_or(DEFAULT_PRIORITY, |p| p.min(MAX_PRIORITY)),
-        attempt,
-        queued_at_ms: row.queued_at.timestamp_millis(),
-        body: QueueBody {
-            workflow_version: row.workflow_version,
-            labels: serde_json::from_value(row.labels.clone()).unwrap_or_default(),
-        },
     }
 }
 

@@ -8,7 +8,7 @@
 
 use flow_like_shared::keys::Keys;
 use flow_like_shared::limits;
-use flow_like_shared::queue::{self, DEFAULT_PRIORITY, Enqueued, MAX_PRIORITY, QueueBody, QueueError, QueueMessage};
+use flow_like_shared::queue::{self, Enqueued, QueueError};
 use flow_like_shared::record::dispatch;
 use flow_like_shared::record::{self, RecordError, executions};
 use flow_like_shared::status::{AttemptManifest, FinishedOutcome, StatusEvent};
@@ -66,7 +66,8 @@ impl Reconciler {
                 if known {
                     continue;
                 }
-                if let Enqueued::Added { .. } = queue::enqueue(&mut self.redis, &self.keys, &message(execution)).await?
+                if let Enqueued::Added { .. } =
+                    queue::enqueue(&mut self.redis, &self.keys, &execution.queue_message(execution.attempt())).await?
                 {
                     tracing::warn!(execution_id = %execution.id, tenant = %execution.tenant, "re-enqueued an execution missing from Redis");
                     report.requeued += 1;
@@ -100,7 +101,7 @@ impl Reconciler {
             if held {
                 continue;
             }
-            let attempt = u32::try_from(execution.attempts).unwrap_or(1).max(1);
+            let attempt = execution.attempt();
             let manifest = self.manifest(execution.id, attempt).await;
             let event = match manifest {
                 Some(manifest) => StatusEvent::Finished {
@@ -121,18 +122,7 @@ impl Reconciler {
                 .await
                 .map_err(|e| ReconcileError::Publish(e.to_string()))?;
             if retry {
-                let message = QueueMessage {
-                    execution_id: execution.id,
-                    tenant: execution.tenant.clone(),
-                    workflow: execution.workflow_name.clone(),
-                    priority: u8::try_from(execution.priority).map_or(DEFAULT_PRIORITY, |p| p.min(MAX_PRIORITY)),
-                    attempt: attempt + 1,
-                    queued_at_ms: execution.queued_at.timestamp_millis(),
-                    body: QueueBody {
-                        workflow_version: execution.workflow_version,
-                        labels: serde_json::from_value(execution.labels.clone()).unwrap_or_default(),
-                    },
-                };
+                let message = execution.queue_message(attempt + 1);
                 queue::enqueue(&mut self.redis, &self.keys, &message).await?;
             }
             tracing::warn!(execution_id = %execution.id, attempt, retry, "settled an in-flight execution no dispatcher held");
@@ -165,19 +155,5 @@ impl Reconciler {
             limits::publish_tenant(&mut self.redis, &self.keys, &tenant, overrides).await?;
         }
         Ok(())
-    }
-}
-
-fn message(execution: &executions::WaitingExecution) -> QueueMessage {
-    let labels = serde_json::from_value(execution.labels.clone()).unwrap_or_default();
-    QueueMessage {
-        execution_id: execution.id,
-        tenant: execution.tenant.clone(),
-        workflow: execution.workflow_name.clone(),
-        priority: u8::try_from(execution.priority).map_or(DEFAULT_PRIORITY, |p| p.min(MAX_PRIORITY)),
-        // `attempts` is the current attempt's number (0 before the first was dispatched).
-        attempt: u32::try_from(execution.attempts).unwrap_or(0).max(1),
-        queued_at_ms: execution.queued_at.timestamp_millis(),
-        body: QueueBody { workflow_version: execution.workflow_version, labels },
     }
 }

@@ -27,6 +27,21 @@ impl DispatchRow {
         ExecutionStatus::parse(&self.status).unwrap_or(ExecutionStatus::Failed)
     }
 
+    /// The queue message of the execution's `attempt`, rebuilt from the record (its lane entry is gone).
+    pub fn queue_message(&self, attempt: u32) -> crate::queue::QueueMessage {
+        let columns = super::executions::WaitingExecution {
+            id: self.id,
+            tenant: self.tenant.clone(),
+            workflow_name: self.workflow_name.clone(),
+            workflow_version: self.workflow_version,
+            labels: self.labels.clone(),
+            priority: self.priority,
+            attempts: self.attempts,
+            queued_at: self.queued_at,
+        };
+        columns.queue_message(attempt)
+    }
+
     /// The workflow's `deadline_ms`, if it sets one.
     pub fn deadline_ms(&self) -> Option<u64> {
         self.workflow.get("deadline_ms").and_then(serde_json::Value::as_u64)
@@ -54,18 +69,8 @@ pub async fn rows(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<DispatchRow>, Recor
 }
 
 /// Executions recorded as dispatched or running whose state has not changed for `min_age`, for the
-/// reconciler to check against the leases.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct InFlight {
-    pub id: Uuid,
-    pub tenant: String,
-    pub workflow_name: String,
-    pub workflow_version: Option<i32>,
-    pub labels: serde_json::Value,
-    pub priority: i16,
-    pub attempts: i32,
-    pub queued_at: chrono::DateTime<chrono::Utc>,
-}
+/// reconciler to check against the leases: the same columns as a waiting execution.
+pub type InFlight = super::executions::WaitingExecution;
 
 pub async fn stale_in_flight(
     pool: &PgPool,

@@ -2,6 +2,7 @@
 //! reconciler uses to find executions Redis lost.
 
 use super::RecordError;
+use crate::queue::{DEFAULT_PRIORITY, MAX_PRIORITY, QueueBody, QueueMessage};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -254,7 +255,7 @@ pub async fn list(pool: &PgPool, tenant: &str, filter: &ExecutionFilter) -> Resu
     Ok(rows.into_iter().map(ExecutionRecord::from).collect())
 }
 
-/// What the reconciler needs to put a lost execution back in the queue.
+/// The columns an execution's queue message is rebuilt from (when Redis lost it, or it must be queued again).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct WaitingExecution {
     pub id: Uuid,
@@ -265,6 +266,30 @@ pub struct WaitingExecution {
     pub priority: i16,
     pub attempts: i32,
     pub queued_at: DateTime<Utc>,
+}
+
+impl WaitingExecution {
+    /// The current attempt's number (`attempts` is 0 before the first attempt was dispatched).
+    pub fn attempt(&self) -> u32 {
+        u32::try_from(self.attempts).unwrap_or(0).max(1)
+    }
+
+    /// The queue message of the execution's `attempt`: priority clamped to the lanes (0-9), labels that are not
+    /// a string map dropped.
+    pub fn queue_message(&self, attempt: u32) -> QueueMessage {
+        QueueMessage {
+            execution_id: self.id,
+            tenant: self.tenant.clone(),
+            workflow: self.workflow_name.clone(),
+            priority: u8::try_from(self.priority).map_or(DEFAULT_PRIORITY, |p| p.min(MAX_PRIORITY)),
+            attempt,
+            queued_at_ms: self.queued_at.timestamp_millis(),
+            body: QueueBody {
+                workflow_version: self.workflow_version,
+                labels: serde_json::from_value(self.labels.clone()).unwrap_or_default(),
+            },
+        }
+    }
 }
 
 /// Executions waiting in the queue for longer than `min_age`, oldest first, in pages after `after`.
