@@ -221,3 +221,16 @@ pub struct KubernetesConfig {
     #[arg(long = "executor-priority-class", env = "EXECUTOR_PRIORITY_CLASS")]
     pub priority_class: Option<String>,
 }
+
+impl KubernetesConfig {
+    /// The settings `flow-like-dispatcher run` reads when given none of these flags: every default, with the
+    /// `KUBE_*` / `EXECUTOR_*` environment variables applied as usual.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            kubernetes: KubernetesConfig,
+        }
+        Ok(Flags::try_parse_from(["flow-like-dispatcher"])?.kubernetes)
+    }
+}

@@ -40,23 +40,28 @@ impl DispatcherArgs {
     /// Test defaults on `configs`: process runner with the real executor, short lease and intervals.
     pub fn new(configs: &ServiceConfigs, id: &str) -> anyhow::Result<Self> {
         let executor = workspace_binary("flow-like-executor")?;
+        Ok(Self::services(configs, id)
+            .set("--runner", "process")
+            .set("--global-limit", 100)
+            .set("--tenant-limit", 10)
+            .set("--lease-ttl-secs", 2)
+            .set("--max-attempts", 3)
+            .set("--max-deliveries", 5)
+            .set("--retry-backoff-ms", 200)
+            .set("--drain-timeout-secs", 5)
+            .set("--reconcile-interval-secs", 1)
+            .set("--reconcile-grace-secs", 2)
+            .set("--metrics-listen", "127.0.0.1:0")
+            .set("--executor-path", executor.display())
+            .set("--database-max-connections", 4))
+    }
+
+    /// Only the dispatcher's id and where PostgreSQL, Redis and S3 are (`configs`); everything else default.
+    pub fn services(configs: &ServiceConfigs, id: &str) -> Self {
         let s3 = &configs.s3;
         let args = [
             ("--dispatcher-id", id.to_owned()),
-            ("--runner", "process".into()),
-            ("--global-limit", "100".into()),
-            ("--tenant-limit", "10".into()),
-            ("--lease-ttl-secs", "2".into()),
-            ("--max-attempts", "3".into()),
-            ("--max-deliveries", "5".into()),
-            ("--retry-backoff-ms", "200".into()),
-            ("--drain-timeout-secs", "5".into()),
-            ("--reconcile-interval-secs", "1".into()),
-            ("--reconcile-grace-secs", "2".into()),
-            ("--metrics-listen", "127.0.0.1:0".into()),
-            ("--executor-path", executor.display().to_string()),
             ("--database-url", configs.database.url.clone()),
-            ("--database-max-connections", "4".into()),
             ("--redis-url", configs.redis.url.clone()),
             ("--redis-prefix", configs.redis.prefix.clone()),
             ("--s3-endpoint", s3.endpoint.clone()),
@@ -66,7 +71,7 @@ impl DispatcherArgs {
             ("--s3-meta-bucket", s3.meta_bucket.clone()),
             ("--s3-content-bucket", s3.content_bucket.clone()),
         ];
-        Ok(Self { args: args.into_iter().map(|(k, v)| (k.to_owned(), v)).collect() })
+        Self { args: args.into_iter().map(|(k, v)| (k.to_owned(), v)).collect() }
     }
 
     /// Sets (or replaces) one flag.

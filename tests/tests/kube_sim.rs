@@ -14,30 +14,8 @@ use uuid::Uuid;
 
 fn settings() -> JobSettings {
     let config = KubernetesConfig {
-        kubeconfig: None,
-        namespace: None,
-        qps: 50.0,
-        burst: 100,
-        max_concurrent_requests: 16,
         image: "ghcr.io/flow-like/flow-like-executor:test".into(),
-        image_pull_policy: "IfNotPresent".into(),
-        image_pull_secrets: vec![],
-        service_account: "default".into(),
-        secret: "flow-like-executor".into(),
-        runtime_class: None,
-        cpu_request: "100m".into(),
-        cpu_limit: "1".into(),
-        memory_request: "128Mi".into(),
-        memory_limit: "512Mi".into(),
-        ephemeral_storage_limit: "1Gi".into(),
-        deadline_secs: 3600,
-        backoff_limit: 0,
-        ttl_secs: 600,
-        start_timeout_secs: 120,
-        node_selector: None,
-        tolerations: None,
-        affinity: None,
-        priority_class: None,
+        ..KubernetesConfig::from_env().unwrap()
     };
     JobSettings::from_config(&config, ExecutorEnv::default()).unwrap()
 }

@@ -7,30 +7,9 @@ use flow_like_shared::config::{LogFormat, RedisConfig, S3Config, TelemetryConfig
 
 pub(crate) fn config() -> KubernetesConfig {
     KubernetesConfig {
-        kubeconfig: None,
-        namespace: None,
-        qps: 50.0,
-        burst: 100,
-        max_concurrent_requests: 16,
         image: "ghcr.io/flow-like/flow-like-executor:1.0.0".into(),
-        image_pull_policy: "IfNotPresent".into(),
-        image_pull_secrets: vec![],
         service_account: "flow-like-executor".into(),
-        secret: "flow-like-executor".into(),
-        runtime_class: None,
-        cpu_request: "100m".into(),
-        cpu_limit: "1".into(),
-        memory_request: "128Mi".into(),
-        memory_limit: "512Mi".into(),
-        ephemeral_storage_limit: "1Gi".into(),
-        deadline_secs: 3600,
-        backoff_limit: 0,
-        ttl_secs: 600,
-        start_timeout_secs: 120,
-        node_selector: None,
-        tolerations: None,
-        affinity: None,
-        priority_class: None,
+        ..KubernetesConfig::from_env().unwrap()
     }
 }
 

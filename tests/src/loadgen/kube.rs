@@ -8,7 +8,6 @@
 use super::pipeline::percentiles;
 use crate::kube_sim::{Fault, KubeSim, KubeSimOptions};
 use anyhow::Context;
-use clap::Parser;
 use flow_like_dispatcher::config::KubernetesConfig;
 use flow_like_dispatcher::kubernetes::{ExecutorEnv, KubeRunner, RunnerTuning};
 use flow_like_dispatcher::runner::{Attempt, Runner};
@@ -53,23 +52,13 @@ impl Default for KubeJobsOptions {
 
 /// The runner's Kubernetes settings: the dispatcher's defaults with this run's rate limit.
 fn kube_config(options: &KubeJobsOptions) -> anyhow::Result<KubernetesConfig> {
-    #[derive(Parser)]
-    struct Flags {
-        #[command(flatten)]
-        kubernetes: KubernetesConfig,
-    }
-    let flags = Flags::try_parse_from([
-        "kube-jobs".to_owned(),
-        "--kube-qps".to_owned(),
-        options.qps.to_string(),
-        "--kube-burst".to_owned(),
-        options.burst.to_string(),
-        "--kube-namespace".to_owned(),
-        "default".to_owned(),
-        "--executor-image".to_owned(),
-        "ghcr.io/flow-like/flow-like-executor:bench".to_owned(),
-    ])?;
-    Ok(flags.kubernetes)
+    Ok(KubernetesConfig {
+        qps: options.qps,
+        burst: options.burst,
+        namespace: Some("default".to_owned()),
+        image: "ghcr.io/flow-like/flow-like-executor:bench".to_owned(),
+        ..KubernetesConfig::from_env()?
+    })
 }
 
 /// Creates `options.jobs` Jobs through the runner and returns the figures as one JSON object.

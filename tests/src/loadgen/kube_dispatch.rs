@@ -249,19 +249,12 @@ async fn plain_loop(options: &KubeDispatchOptions, concurrency: usize) -> anyhow
 
 /// The Job settings a dispatcher with the benchmark's flags uses.
 fn job_settings() -> anyhow::Result<JobSettings> {
-    #[derive(clap::Parser)]
-    struct Flags {
-        #[command(flatten)]
-        kubernetes: KubernetesConfig,
-    }
-    let flags = <Flags as clap::Parser>::try_parse_from([
-        "kube-dispatch",
-        "--kube-namespace",
-        NAMESPACE,
-        "--executor-image",
-        IMAGE,
-    ])?;
-    Ok(JobSettings::from_config(&flags.kubernetes, ExecutorEnv::default())?)
+    let config = KubernetesConfig {
+        namespace: Some(NAMESPACE.to_owned()),
+        image: IMAGE.to_owned(),
+        ..KubernetesConfig::from_env()?
+    };
+    Ok(JobSettings::from_config(&config, ExecutorEnv::default())?)
 }
 
 /// The latency phase: one dispatcher, executions committed and queued at `rate`/s in batches every 10 ms;

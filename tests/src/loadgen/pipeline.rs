@@ -74,28 +74,15 @@ pub async fn fresh() -> anyhow::Result<(ServiceConfigs, PgPool)> {
 
 /// Dispatcher flags for benchmarks: noop runner, limits far above the queue, one metrics port each.
 pub fn bench_dispatcher_args(configs: &ServiceConfigs, id: &str, metrics_port: u16) -> DispatcherArgs {
-    let s3 = &configs.s3;
-    let args = [
-        ("--dispatcher-id", id.to_owned()),
-        ("--runner", "noop".into()),
-        ("--global-limit", "1000000".into()),
-        ("--tenant-limit", "1000000".into()),
-        ("--lease-ttl-secs", "30".into()),
-        ("--drain-timeout-secs", "10".into()),
-        ("--reconcile-interval-secs", "3600".into()),
-        ("--metrics-listen", format!("127.0.0.1:{metrics_port}")),
-        ("--database-url", configs.database.url.clone()),
-        ("--database-max-connections", "16".into()),
-        ("--redis-url", configs.redis.url.clone()),
-        ("--redis-prefix", configs.redis.prefix.clone()),
-        ("--s3-endpoint", s3.endpoint.clone()),
-        ("--s3-region", s3.region.clone()),
-        ("--s3-access-key-id", s3.access_key_id.clone()),
-        ("--s3-secret-access-key", s3.secret_access_key.clone()),
-        ("--s3-meta-bucket", s3.meta_bucket.clone()),
-        ("--s3-content-bucket", s3.content_bucket.clone()),
-    ];
-    DispatcherArgs { args: args.into_iter().map(|(k, v)| (k.to_owned(), v)).collect() }
+    DispatcherArgs::services(configs, id)
+        .set("--runner", "noop")
+        .set("--global-limit", 1_000_000)
+        .set("--tenant-limit", 1_000_000)
+        .set("--lease-ttl-secs", 30)
+        .set("--drain-timeout-secs", 10)
+        .set("--reconcile-interval-secs", 3600)
+        .set("--metrics-listen", format!("127.0.0.1:{metrics_port}"))
+        .set("--database-max-connections", 16)
 }
 
 /// Commits `n` executions (tenants `bench-0` … `bench-{tenants-1}` in turn) the way the API's submit path does
