@@ -169,6 +169,20 @@ impl Fixture {
         Some(serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap())
     }
 
+    /// The Job the runner would create for `attempt` of `execution_id` (tenant `acme`, workflow `report`).
+    fn job_manifest(&self, execution_id: Uuid, attempt: u32) -> Job {
+        let settings = JobSettings::from_config(&self.config(), self.env.clone()).unwrap();
+        let input = JobSpecInput {
+            execution_id,
+            attempt,
+            tenant: TENANT.into(),
+            workflow: "report".into(),
+            deadline_ms: None,
+            resources: None,
+        };
+        job_manifest(&input, &settings).unwrap()
+    }
+
     fn jobs_api(&self) -> Api<Job> {
         Api::namespaced(self.sim.client(), NAMESPACE)
     }
@@ -298,16 +312,7 @@ async fn an_existing_job_is_adopted_not_created_again() {
     let mut attempt = fx.execution(sleep_workflow(500)).await;
     attempt.takeover = true;
     // A dispatcher created the Job, then stopped before it could follow it.
-    let settings = JobSettings::from_config(&fx.config(), fx.env.clone()).unwrap();
-    let input = JobSpecInput {
-        execution_id: attempt.execution_id,
-        attempt: 1,
-        tenant: TENANT.into(),
-        workflow: "report".into(),
-        deadline_ms: None,
-        resources: None,
-    };
-    fx.jobs_api().create(&PostParams::default(), &job_manifest(&input, &settings).unwrap()).await.unwrap();
+    fx.jobs_api().create(&PostParams::default(), &fx.job_manifest(attempt.execution_id, 1)).await.unwrap();
     let name = job_name(attempt.execution_id, 1);
     fx.running_pod(&name).await;
 
@@ -329,16 +334,7 @@ async fn a_job_of_another_attempt_under_the_name_is_not_adopted() {
     let fx = Fixture::start(Kubelet::None).await;
     let runner = fx.runner().await;
     let attempt = attempt(Uuid::now_v7(), 2);
-    let settings = JobSettings::from_config(&fx.config(), fx.env.clone()).unwrap();
-    let input = JobSpecInput {
-        execution_id: attempt.execution_id,
-        attempt: 2,
-        tenant: TENANT.into(),
-        workflow: "report".into(),
-        deadline_ms: None,
-        resources: None,
-    };
-    let mut foreign = job_manifest(&input, &settings).unwrap();
+    let mut foreign = fx.job_manifest(attempt.execution_id, 2);
     foreign.metadata.labels.as_mut().unwrap().insert(LABEL_ATTEMPT.into(), "7".into());
     fx.jobs_api().create(&PostParams::default(), &foreign).await.unwrap();
 
@@ -458,16 +454,7 @@ async fn the_documented_role_is_exactly_what_the_runner_uses() {
     // (list, watch).
     let ok = fx.execution(transform_workflow()).await;
     let adopted = fx.execution(sleep_workflow(200)).await;
-    let settings = JobSettings::from_config(&fx.config(), fx.env.clone()).unwrap();
-    let input = JobSpecInput {
-        execution_id: adopted.execution_id,
-        attempt: 1,
-        tenant: TENANT.into(),
-        workflow: "report".into(),
-        deadline_ms: None,
-        resources: None,
-    };
-    fx.jobs_api().create(&PostParams::default(), &job_manifest(&input, &settings).unwrap()).await.unwrap();
+    fx.jobs_api().create(&PostParams::default(), &fx.job_manifest(adopted.execution_id, 1)).await.unwrap();
     let cancelled = fx.execution(sleep_workflow(60_000)).await;
     let cancel = CancellationToken::new();
     let cancelled_job = job_name(cancelled.execution_id, 1);
@@ -713,19 +700,11 @@ async fn concurrent_requests_are_bounded() {
 async fn sweep_lists_the_installations_jobs_and_delete_job_removes_them() {
     let fx = Fixture::start(Kubelet::Script("exit 0")).await;
     let runner = fx.runner().await;
-    let settings = JobSettings::from_config(&fx.config(), fx.env.clone()).unwrap();
     let mut expected = BTreeSet::new();
     for number in 1..=3 {
-        let input = JobSpecInput {
-            execution_id: Uuid::now_v7(),
-            attempt: number,
-            tenant: TENANT.into(),
-            workflow: "report".into(),
-            deadline_ms: None,
-            resources: None,
-        };
-        fx.jobs_api().create(&PostParams::default(), &job_manifest(&input, &settings).unwrap()).await.unwrap();
-        expected.insert((input.execution_id, number, job_name(input.execution_id, number)));
+        let execution_id = Uuid::now_v7();
+        fx.jobs_api().create(&PostParams::default(), &fx.job_manifest(execution_id, number)).await.unwrap();
+        expected.insert((execution_id, number, job_name(execution_id, number)));
     }
     // A Job of someone else in the namespace is not listed.
     let other: Job = serde_json::from_value(json!({
