@@ -1,11 +1,18 @@
 //! Dispatcher-written status events (`seq` 0): appended to the pipeline stream and to the execution's progress
 //! stream, exactly as the executor appends its own.
 
-pub use crate::outbox::Event;
 use flow_like_shared::keys::Keys;
 use flow_like_shared::status::{PROGRESS_STREAM_MAXLEN, STATUS_STREAM_MAXLEN, StatusEntry, StatusEvent};
 use redis::aio::ConnectionManager;
 use uuid::Uuid;
+
+/// One status event of one attempt.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub execution: Uuid,
+    pub attempt: u32,
+    pub event: StatusEvent,
+}
 
 /// Seconds a progress stream is kept after its execution finished.
 pub const PROGRESS_RETENTION_SECS: i64 = 24 * 3600;

@@ -7,10 +7,12 @@
 //! [`MAX_BATCH`], writes it, and answers every caller; under light load a batch is one item and nothing waits
 //! longer than before. Failed writes are retried briefly; the caller learns whether its write went through.
 
+use crate::events::Event;
 use flow_like_shared::keys::Keys;
 use flow_like_shared::leases;
 use flow_like_shared::status::StatusEvent;
 use redis::aio::ConnectionManager;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -20,14 +22,6 @@ pub const MAX_BATCH: usize = 256;
 
 /// Attempts at writing one batch before its callers are told it failed.
 const WRITE_ATTEMPTS: u32 = 5;
-
-/// One status event of one attempt.
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub execution: Uuid,
-    pub attempt: u32,
-    pub event: StatusEvent,
-}
 
 struct Pending<T> {
     item: T,
@@ -47,11 +41,11 @@ impl Outbox {
         let (events, events_rx) = mpsc::unbounded_channel::<Pending<Event>>();
         let (releases, releases_rx) = mpsc::unbounded_channel::<Pending<Uuid>>();
         let (conn, k) = (redis.clone(), keys.clone());
-        tokio::spawn(worker(events_rx, "publishing status events", move |batch: Vec<Event>| {
+        tokio::spawn(worker(events_rx, "publishing status events", move |batch: Arc<[Event]>| {
             let (mut conn, keys) = (conn.clone(), k.clone());
             async move { crate::events::publish_many(&mut conn, &keys, &batch).await }
         }));
-        tokio::spawn(worker(releases_rx, "releasing leases", move |ids: Vec<Uuid>| {
+        tokio::spawn(worker(releases_rx, "releasing leases", move |ids: Arc<[Uuid]>| {
             let (mut conn, keys, owner) = (redis.clone(), keys.clone(), owner.clone());
             async move {
                 leases::release(&mut conn, &keys, &owner, &ids).await?;
@@ -83,21 +77,22 @@ async fn submit<T>(queue: &mpsc::UnboundedSender<Pending<T>>, item: T) -> bool {
 /// Drains `queue` in batches of up to [`MAX_BATCH`], writing each with `write` (retried with backoff).
 async fn worker<T, F, Fut>(mut queue: mpsc::UnboundedReceiver<Pending<T>>, what: &'static str, write: F)
 where
-    T: Clone,
-    F: Fn(Vec<T>) -> Fut,
+    F: Fn(Arc<[T]>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (items, answers): (Vec<T>, Vec<_>) = batch.drain(..).map(|p| (p.item, p.done)).unzip();
+        let items: Arc<[T]> = items.into();
         let mut written = false;
         for failures in 1..=WRITE_ATTEMPTS {
-            match write(batch.iter().map(|p| p.item.clone()).collect()).await {
+            match write(items.clone()).await {
                 Ok(()) => {
                     written = true;
                     break;
                 }
                 Err(err) => {
-                    tracing::warn!(items = batch.len(), cause = %err, "{what} failed");
+                    tracing::warn!(items = items.len(), cause = %err, "{what} failed");
                     if failures < WRITE_ATTEMPTS {
                         tokio::time::sleep(crate::dispatch::backoff(
                             Duration::from_millis(100),
@@ -109,8 +104,8 @@ where
                 }
             }
         }
-        for pending in batch.drain(..) {
-            let _ = pending.done.send(written);
+        for done in answers {
+            let _ = done.send(written);
         }
     }
 }
