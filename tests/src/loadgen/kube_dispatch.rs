@@ -13,6 +13,7 @@
 //! own machine, so that no client's tasks delay its answers; the plain loop runs on this process's main runtime.
 //! All of it shares the machine's cores with PostgreSQL, Redis and the S3 server.
 
+use super::cpu::CpuProbe;
 use super::pipeline::{
     bench_dispatcher_args, create_tenants, fill, free_port, fresh, offer, percentiles, round1, sibling_binary,
 };
@@ -37,6 +38,10 @@ use uuid::Uuid;
 
 const IMAGE: &str = "ghcr.io/flow-like/flow-like-executor:bench";
 const NAMESPACE: &str = "default";
+/// The simulator's runtime threads, by which its CPU time is told apart from the load generator's.
+const SIM_THREADS: &str = "kube-sim";
+/// The services a dispatcher uses, whose CPU time the report shows apart.
+const SERVICES: [&str; 3] = ["postgres", "redis-server", "s3s-fs"];
 /// A dispatcher drains for 1 s, then hands its leases back.
 const STOP_WITHIN: Duration = Duration::from_secs(60);
 
@@ -86,7 +91,7 @@ impl Simulator {
     async fn start(latency: Duration) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
-            .thread_name("kube-sim")
+            .thread_name(SIM_THREADS)
             .enable_all()
             .build()?;
         let sim = runtime
@@ -177,8 +182,14 @@ async fn dispatch_phase(options: &KubeDispatchOptions, dispatchers: usize, slots
         let base = bench_dispatcher_args(&configs, &format!("bench-k{i}"), free_port()?);
         running.push(spawn_dispatcher(&dispatcher_args(base, &kubeconfig, options.jobs, slots))?);
     }
+    let probe = CpuProbe {
+        thread_prefixes: vec![SIM_THREADS.into()],
+        processes: running.iter().filter_map(|d| Some(("dispatchers".to_owned(), d.child.id()?))).collect(),
+        commands: SERVICES.iter().map(|&s| s.to_owned()).collect(),
+    };
+    let cpu_before = probe.snapshot();
     let created = wait_created(&sim, options.jobs as usize, options.timeout).await?;
-    let wall = started.elapsed().as_secs_f64();
+    let (cpu_after, wall) = (probe.snapshot(), started.elapsed().as_secs_f64());
     let (creates, conflicts, peak) =
         (sim.job_creates_seen(), sim.responses_with_status(409), sim.peak_concurrent_job_creates());
     // All at once: stopped one by one, the others would take over the attempts each hands back.
@@ -194,6 +205,8 @@ async fn dispatch_phase(options: &KubeDispatchOptions, dispatchers: usize, slots
         "job_create_requests": creates,
         "conflicts_409": conflicts,
         "peak_concurrent_creates": peak,
+        "busy_cores": cpu_before.busy_cores_since(&cpu_after, wall),
+        "cpu_ms_per_job": cpu_before.per_unit_since(&cpu_after, options.jobs),
     }))
 }
 
@@ -206,6 +219,8 @@ async fn plain_loop(options: &KubeDispatchOptions, concurrency: usize) -> anyhow
     let settings = Arc::new(job_settings()?);
     let next = Arc::new(AtomicUsize::new(0));
     let total = options.jobs as usize;
+    let probe = CpuProbe { thread_prefixes: vec![SIM_THREADS.into()], ..CpuProbe::default() };
+    let cpu_before = probe.snapshot();
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
@@ -235,7 +250,7 @@ async fn plain_loop(options: &KubeDispatchOptions, concurrency: usize) -> anyhow
     for task in tasks {
         failed += task.await??;
     }
-    let wall = started.elapsed().as_secs_f64();
+    let (cpu_after, wall) = (probe.snapshot(), started.elapsed().as_secs_f64());
     let created = sim.jobs_created();
     Ok(json!({
         "concurrency": concurrency,
@@ -244,6 +259,8 @@ async fn plain_loop(options: &KubeDispatchOptions, concurrency: usize) -> anyhow
         "jobs_per_sec": round1(rate(&created)),
         "jobs_per_sec_from_start": round1(created.len() as f64 / wall.max(f64::EPSILON)),
         "peak_concurrent_creates": sim.peak_concurrent_job_creates(),
+        "busy_cores": cpu_before.busy_cores_since(&cpu_after, wall),
+        "cpu_ms_per_job": cpu_before.per_unit_since(&cpu_after, options.jobs),
     }))
 }
 

@@ -2,6 +2,7 @@
 //! concurrent clients, summarize latencies, and measure PostgreSQL's single-row INSERT rate with pgbench on the
 //! same machine as the ceiling the API's rate is compared against.
 
+pub mod cpu;
 pub mod kube;
 pub mod kube_dispatch;
 pub mod pgbench;
