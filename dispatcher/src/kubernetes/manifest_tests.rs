@@ -257,7 +257,12 @@ fn yaml_rendering_round_trips() {
     assert_eq!(back, job_manifest(&input(), &settings()).unwrap());
 }
 
-/// The tracker's slim copy of a Job keeps what classification reads and drops the rest of the pod template.
+/// A Job as the runner reads it off the wire (`SlimJob`).
+fn slim(job: Job) -> Job {
+    serde_json::from_slice::<crate::kubernetes::watch::SlimJob>(&serde_json::to_vec(&job).unwrap()).unwrap().0
+}
+
+/// The runner's slim reading of a Job keeps what classification reads and drops the rest of the pod template.
 #[test]
 fn a_slim_job_classifies_like_the_full_one_at_a_fraction_of_the_size() {
     use crate::kubernetes::classify::{self, PodState};
@@ -268,10 +273,11 @@ fn a_slim_job_classifies_like_the_full_one_at_a_fraction_of_the_size() {
         ]}))
         .unwrap(),
     );
-    let slim = crate::kubernetes::watch::slim(full.clone());
-    assert_eq!(slim.metadata.labels, full.metadata.labels);
-    assert_eq!(slim.status, full.status);
-    let (full_size, slim_size) = (serde_json::to_vec(&full).unwrap().len(), serde_json::to_vec(&slim).unwrap().len());
+    let read = slim(full.clone());
+    assert_eq!(read.metadata.labels, full.metadata.labels);
+    assert_eq!(read.metadata.name, full.metadata.name);
+    assert_eq!(read.status, full.status);
+    let (full_size, slim_size) = (serde_json::to_vec(&full).unwrap().len(), serde_json::to_vec(&read).unwrap().len());
     assert!(slim_size * 3 < full_size, "slim {slim_size} bytes, full {full_size} bytes");
 
     let oom = PodState {
@@ -282,7 +288,7 @@ fn a_slim_job_classifies_like_the_full_one_at_a_fraction_of_the_size() {
     };
     let deadline = classify::finished(&full, [&oom]);
     assert!(format!("{deadline:?}").contains("activeDeadlineSeconds 90"), "{deadline:?}");
-    assert_eq!(classify::finished(&slim, [&oom]), deadline);
+    assert_eq!(classify::finished(&read, [&oom]), deadline);
     let mut failed = full.clone();
     failed.status = Some(
         serde_json::from_value(serde_json::json!({"conditions": [
@@ -292,5 +298,5 @@ fn a_slim_job_classifies_like_the_full_one_at_a_fraction_of_the_size() {
     );
     let oom_killed = classify::finished(&failed, [&oom]);
     assert!(format!("{oom_killed:?}").contains("512Mi"), "{oom_killed:?}");
-    assert_eq!(classify::finished(&crate::kubernetes::watch::slim(failed), [&oom]), oom_killed);
+    assert_eq!(classify::finished(&slim(failed), [&oom]), oom_killed);
 }

@@ -12,7 +12,7 @@ use super::client::{ApiStats, RetryPolicy, gated_client};
 use super::manifest::{LABEL_ATTEMPT, LABEL_EXECUTION, LABEL_INSTANCE, job_manifest, job_name, label_selector};
 use super::ratelimit::TokenBucket;
 use super::settings::{ExecutorEnv, JobSettings, SettingsError};
-use super::watch::{Subscription, Tracker, WatchStats, spawn_watchers};
+use super::watch::{SlimJob, Subscription, Tracker, WatchStats, spawn_watchers};
 use crate::config::KubernetesConfig;
 use crate::runner::{Attempt, AttemptEnd, Runner, Started};
 use flow_like_shared::status::FinishedOutcome;
@@ -103,7 +103,8 @@ impl SweptJob {
 
 /// Runs attempts as Kubernetes Jobs. Its watchers stop when it is dropped.
 pub struct KubeRunner {
-    jobs: Api<Job>,
+    client: kube::Client,
+    jobs: Api<SlimJob>,
     pods: Api<Pod>,
     namespace: String,
     settings: JobSettings,
@@ -152,6 +153,7 @@ impl KubeRunner {
         let shutdown = CancellationToken::new();
         spawn_watchers(&client, &namespace, &tracker, tuning.watch_timeout_secs, &shutdown);
         Ok(Self {
+            client: client.clone(),
             jobs: Api::namespaced(client.clone(), &namespace),
             pods: Api::namespaced(client, &namespace),
             namespace,
@@ -210,7 +212,7 @@ impl KubeRunner {
         let mut params = ListParams::default().labels(&label_selector()).limit(500);
         loop {
             let page = self.jobs.list(&params).await?;
-            for job in &page.items {
+            for SlimJob(job) in &page.items {
                 match SweptJob::from_job(job) {
                     Some(swept) => found.push(swept),
                     None => {
@@ -287,9 +289,18 @@ impl KubeRunner {
         self.follow(&name, &mut subscription, &cancel).await
     }
 
-    async fn create_or_adopt(&self, name: &str, job: &Job, attempt: &Attempt) -> Result<(), AttemptEnd> {
+    /// `Api::create`, with the answer read as a [`SlimJob`].
+    async fn create(&self, job: &Job) -> Result<SlimJob, kube::Error> {
         let params = PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PostParams::default() };
-        match self.jobs.create(&params, job).await {
+        let body = serde_json::to_vec(job).map_err(kube::Error::SerdeError)?;
+        let path = <Job as kube::Resource>::url_path(&(), Some(&self.namespace));
+        let mut request = kube::core::Request::new(path).create(&params, body).map_err(kube::Error::BuildRequest)?;
+        request.extensions_mut().insert("create");
+        self.client.request::<SlimJob>(request).await
+    }
+
+    async fn create_or_adopt(&self, name: &str, job: &Job, attempt: &Attempt) -> Result<(), AttemptEnd> {
+        match self.create(job).await {
             Ok(created) => {
                 self.tracker.offer_job(name, created);
                 Ok(())

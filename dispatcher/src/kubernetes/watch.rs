@@ -24,32 +24,108 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// What classification reads of a Job: its metadata and status, its deadline and the executor container's
-/// resource limits. The rest of the pod template (environment, volumes, security context) is most of a Job's
-/// memory and the tracker keeps one Job per attempt for as long as the attempt runs.
-pub fn slim(job: Job) -> Job {
-    let spec = job.spec.map(|spec| JobSpec {
-        active_deadline_seconds: spec.active_deadline_seconds,
-        template: PodTemplateSpec {
-            metadata: None,
-            spec: spec.template.spec.map(|pod| PodSpec {
-                containers: pod
-                    .containers
-                    .into_iter()
-                    .filter(|c| c.name == CONTAINER_NAME)
-                    .map(|c| Container {
-                        name: c.name,
-                        resources: c.resources.map(|r| ResourceRequirements { limits: r.limits, ..Default::default() }),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }),
-        },
-        ..Default::default()
-    });
-    let metadata = ObjectMeta { managed_fields: None, annotations: None, ..job.metadata };
-    Job { metadata, spec, status: job.status }
+/// A Job as the runner keeps it: metadata (without managed fields and annotations), status, deadline and the
+/// executor container's resource limits, which is what classification reads. The watchers and the create answer
+/// parse only these fields off the wire and skip the rest of the pod template (environment, volumes, security
+/// context) without allocating it; the tracker keeps one per attempt for as long as the attempt runs. Every watcher sees every executor Job of the installation, so this is most of what a
+/// dispatcher parses per Job. Same API resource as [`Job`] (a `kube::Resource` for `Api` and the watcher).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlimJob(pub Job);
+
+impl<'de> serde::Deserialize<'de> for SlimJob {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use k8s_openapi::api::batch::v1::JobStatus;
+        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+        use serde::Deserialize;
+
+        #[derive(Deserialize)]
+        struct Wire {
+            #[serde(default)]
+            metadata: ObjectMeta,
+            spec: Option<SpecWire>,
+            status: Option<JobStatus>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct SpecWire {
+            active_deadline_seconds: Option<i64>,
+            #[serde(default)]
+            template: TemplateWire,
+        }
+        #[derive(Deserialize, Default)]
+        struct TemplateWire {
+            spec: Option<PodSpecWire>,
+        }
+        #[derive(Deserialize)]
+        struct PodSpecWire {
+            #[serde(default)]
+            containers: Vec<ContainerWire>,
+        }
+        #[derive(Deserialize)]
+        struct ContainerWire {
+            name: String,
+            resources: Option<ResourcesWire>,
+        }
+        #[derive(Deserialize)]
+        struct ResourcesWire {
+            limits: Option<BTreeMap<String, Quantity>>,
+        }
+
+        let wire = Wire::deserialize(deserializer)?;
+        let spec = wire.spec.map(|spec| JobSpec {
+            active_deadline_seconds: spec.active_deadline_seconds,
+            template: PodTemplateSpec {
+                metadata: None,
+                spec: spec.template.spec.map(|pod| PodSpec {
+                    containers: pod
+                        .containers
+                        .into_iter()
+                        .filter(|c| c.name == CONTAINER_NAME)
+                        .map(|c| Container {
+                            name: c.name,
+                            resources: c
+                                .resources
+                                .map(|r| ResourceRequirements { limits: r.limits, ..Default::default() }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        });
+        let metadata = ObjectMeta { managed_fields: None, annotations: None, ..wire.metadata };
+        Ok(SlimJob(Job { metadata, spec, status: wire.status }))
+    }
+}
+
+impl kube::Resource for SlimJob {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
+        <Job as kube::Resource>::kind(dt)
+    }
+
+    fn group(dt: &()) -> std::borrow::Cow<'_, str> {
+        <Job as kube::Resource>::group(dt)
+    }
+
+    fn version(dt: &()) -> std::borrow::Cow<'_, str> {
+        <Job as kube::Resource>::version(dt)
+    }
+
+    fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
+        <Job as kube::Resource>::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.0.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.0.metadata
+    }
 }
 
 /// What is known about one attempt's Job.
@@ -179,10 +255,10 @@ impl Tracker {
     }
 
     /// A Job read from the API outside the watch (the create answer, a get): used until the watcher reports.
-    pub fn offer_job(&self, name: &str, job: Job) {
+    pub fn offer_job(&self, name: &str, job: SlimJob) {
         self.update(name, |view| {
             if !view.watched && !view.deleted {
-                view.job = Some(Arc::new(slim(job)));
+                view.job = Some(Arc::new(job.0));
             }
         });
     }
@@ -208,7 +284,7 @@ impl Tracker {
         view.pods.insert(name, state);
     }
 
-    pub fn apply_job(&self, event: watcher::Event<Job>) {
+    pub fn apply_job(&self, event: watcher::Event<SlimJob>) {
         match event {
             watcher::Event::Init => {
                 self.stats.lists.fetch_add(1, Ordering::Relaxed);
@@ -245,9 +321,9 @@ impl Tracker {
         }
     }
 
-    fn job_seen(&self, name: &str, job: Job, deleted: bool) {
+    fn job_seen(&self, name: &str, job: SlimJob, deleted: bool) {
         self.update(name, |view| {
-            view.job = Some(Arc::new(slim(job)));
+            view.job = Some(Arc::new(job.0));
             view.watched = true;
             view.deleted = deleted;
         });
@@ -303,7 +379,7 @@ pub fn spawn_watchers(
     shutdown: &CancellationToken,
 ) {
     let config = watcher::Config::default().labels(&label_selector()).timeout(timeout_secs);
-    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let jobs: Api<SlimJob> = Api::namespaced(client.clone(), namespace);
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let (t1, t2) = (tracker.clone(), tracker.clone());
     spawn_watcher("jobs", watcher(jobs, config.clone()), move |e| t1.apply_job(e), tracker.clone(), shutdown.clone());

@@ -2,7 +2,7 @@
 //! bodies, and the request faults (latency, 429, 500).
 
 use super::selector::{FieldSelector, LabelSelector};
-use super::store::Resource;
+use super::store::{Resource, watch_line};
 use super::{Access, SIM_USER, Shared, kubelet};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -290,12 +290,6 @@ fn list(shared: &Shared, resource: Resource, namespace: Option<&str>, query: &Ha
     .into_response()
 }
 
-fn watch_line(kind: &str, object: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_else(|_| b"{}".to_vec());
-    line.push(b'\n');
-    Bytes::from(line)
-}
-
 fn expired_line(requested: u64, oldest: u64) -> Bytes {
     watch_line(
         "ERROR",
@@ -349,7 +343,7 @@ fn watch(
                             && namespace.as_deref().is_none_or(|n| n == e.namespace)
                             && selectors.matches(&e.object)
                     })
-                    .map(|e| watch_line(e.kind.as_str(), &e.object))
+                    .map(|e| e.watch_line())
                     .collect();
                 (lines, live, current, false)
             }
@@ -415,7 +409,7 @@ fn watch(
                         if !wanted {
                             continue;
                         }
-                        watch_line(event.kind.as_str(), &event.object)
+                        event.watch_line()
                     }
                     // A watcher too slow for the event rate is cut off as the API server does.
                     Err(broadcast::error::RecvError::Lagged(_)) => {

@@ -1,8 +1,10 @@
 //! The simulator's etcd: objects by (resource, namespace, name), one global resourceVersion counter, a bounded
 //! history of watch events (older resourceVersions answer `410 Gone`) and a broadcast of new events.
 
-use serde_json::Value;
+use bytes::Bytes;
+use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, OnceLock};
 use tokio::sync::broadcast;
 
 /// The resources the simulator serves.
@@ -72,14 +74,30 @@ impl EventType {
     }
 }
 
-/// One change, as kept in the history and sent to watchers.
+/// One change, as kept in the history and sent to watchers. Clones share the object and its encoding: like the
+/// API server's watch cache, an event is serialized once however many watchers receive it.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub resource_version: u64,
     pub resource: Resource,
     pub namespace: String,
     pub kind: EventType,
-    pub object: Value,
+    pub object: Arc<Value>,
+    line: Arc<OnceLock<Bytes>>,
+}
+
+impl StoredEvent {
+    /// The event as one line of a watch response (encoded on first use, then shared).
+    pub fn watch_line(&self) -> Bytes {
+        self.line.get_or_init(|| watch_line(self.kind.as_str(), &self.object)).clone()
+    }
+}
+
+/// `{"type": kind, "object": object}` and a newline: one event of a watch response.
+pub fn watch_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_else(|_| b"{}".to_vec());
+    line.push(b'\n');
+    Bytes::from(line)
 }
 
 type Key = (Resource, String, String);
@@ -173,7 +191,8 @@ impl Store {
             resource,
             namespace: namespace.to_owned(),
             kind,
-            object,
+            object: Arc::new(object),
+            line: Arc::default(),
         };
         self.history.push_back(event.clone());
         while self.history.len() > self.history_limit {
