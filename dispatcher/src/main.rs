@@ -4,6 +4,9 @@ use clap::Parser;
 use flow_like_dispatcher::config::{Cli, Command};
 use tokio_util::sync::CancellationToken;
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -170,6 +170,8 @@ pub(crate) struct Shared {
     /// Job create requests being answered right now (injected latency included), and the most seen at once.
     job_creates_in_flight: AtomicU64,
     job_creates_peak: AtomicU64,
+    /// Time all Job create requests spent being answered, in microseconds (for the mean concurrency).
+    job_creates_busy_us: AtomicU64,
     uids: AtomicU64,
     responses: Mutex<BTreeMap<u16, u64>>,
     /// Arrival time of every request, faulted ones included.
@@ -251,6 +253,7 @@ impl KubeSim {
             jobs_created: Mutex::new(Vec::new()),
             job_creates_in_flight: AtomicU64::new(0),
             job_creates_peak: AtomicU64::new(0),
+            job_creates_busy_us: AtomicU64::new(0),
             uids: AtomicU64::new(1),
             responses: Mutex::new(BTreeMap::new()),
             request_times: Mutex::new(Vec::new()),
@@ -329,6 +332,12 @@ impl KubeSim {
     /// concurrency a client actually reached.
     pub fn peak_concurrent_job_creates(&self) -> u64 {
         self.shared.job_creates_peak.load(Ordering::Relaxed)
+    }
+
+    /// The summed time Job create requests spent being answered (injected latency included). Divided by a
+    /// span of time: how many creates were in flight on average, i.e. how full a client kept its request slots.
+    pub fn job_create_busy_time(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.shared.job_creates_busy_us.load(Ordering::Relaxed))
     }
 
     /// Responses sent with this HTTP status code (e.g. 429 to see injected throttling reached a client).

@@ -90,20 +90,22 @@ fn parse_path(path: &str) -> Option<Target> {
 }
 
 /// Counts a Job create request while it is being answered (see `KubeSim::peak_concurrent_job_creates`).
-struct JobCreateInFlight(Arc<Shared>);
+struct JobCreateInFlight(Arc<Shared>, std::time::Instant);
 
 impl JobCreateInFlight {
     fn enter(shared: &Arc<Shared>) -> Self {
         use std::sync::atomic::Ordering::Relaxed;
         let now = shared.job_creates_in_flight.fetch_add(1, Relaxed) + 1;
         shared.job_creates_peak.fetch_max(now, Relaxed);
-        Self(shared.clone())
+        Self(shared.clone(), std::time::Instant::now())
     }
 }
 
 impl Drop for JobCreateInFlight {
     fn drop(&mut self) {
-        self.0.job_creates_in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0.job_creates_in_flight.fetch_sub(1, Relaxed);
+        self.0.job_creates_busy_us.fetch_add(self.1.elapsed().as_micros() as u64, Relaxed);
     }
 }
 

@@ -159,6 +159,14 @@ async fn wait_created(sim: &KubeSim, n: usize, timeout: Duration) -> anyhow::Res
     }
 }
 
+/// Create requests in flight on average between the first and the last stored Job (while the simulator
+/// answered them, injected latency included): how full the clients kept their request slots.
+fn mean_concurrency(sim: &KubeSim, created: &[(SystemTime, String)]) -> f64 {
+    let (Some(first), Some(last)) = (created.first(), created.last()) else { return 0.0 };
+    let span = last.0.duration_since(first.0).unwrap_or_default().as_secs_f64();
+    if span <= 0.0 { 0.0 } else { round1(sim.job_create_busy_time().as_secs_f64() / span) }
+}
+
 /// Jobs/s between the first and the last stored Job.
 fn rate(created: &[(SystemTime, String)]) -> f64 {
     let (Some(first), Some(last)) = (created.first(), created.last()) else { return 0.0 };
@@ -205,6 +213,7 @@ async fn dispatch_phase(options: &KubeDispatchOptions, dispatchers: usize, slots
         "job_create_requests": creates,
         "conflicts_409": conflicts,
         "peak_concurrent_creates": peak,
+        "mean_concurrent_creates": mean_concurrency(&sim, &created),
         "busy_cores": cpu_before.busy_cores_since(&cpu_after, wall),
         "cpu_ms_per_job": cpu_before.per_unit_since(&cpu_after, options.jobs),
     }))
@@ -259,6 +268,7 @@ async fn plain_loop(options: &KubeDispatchOptions, concurrency: usize) -> anyhow
         "jobs_per_sec": round1(rate(&created)),
         "jobs_per_sec_from_start": round1(created.len() as f64 / wall.max(f64::EPSILON)),
         "peak_concurrent_creates": sim.peak_concurrent_job_creates(),
+        "mean_concurrent_creates": mean_concurrency(&sim, &created),
         "busy_cores": cpu_before.busy_cores_since(&cpu_after, wall),
         "cpu_ms_per_job": cpu_before.per_unit_since(&cpu_after, options.jobs),
     }))
