@@ -226,3 +226,30 @@ fn refusals_fail_and_overload_retries() {
         matches!(api_failure("the Job", &unreachable), AttemptEnd::Retry { reason } if reason.contains("could not be reached"))
     );
 }
+
+/// The runner reads pods off the wire as `SlimPod` (no spec): the state classification uses is the same as from
+/// the full pod.
+#[test]
+fn a_slim_pod_gives_the_same_state_as_the_full_one() {
+    let full: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "fl-x-a1-abcde", "labels": {"app.kubernetes.io/instance": "fl-x-a1"},
+                     "annotations": {"a": "b"}},
+        "spec": {"containers": [{"name": "executor", "image": "img", "env": [{"name": "A", "value": "1"}]}]},
+        "status": {
+            "phase": "Failed", "reason": "Evicted", "message": "node pressure",
+            "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"}],
+            "containerStatuses": [{
+                "name": "executor", "image": "img", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
+            }]
+        }
+    }))
+    .unwrap();
+    let slim: crate::kubernetes::watch::SlimPod = serde_json::from_slice(&serde_json::to_vec(&full).unwrap()).unwrap();
+    assert_eq!(slim.0.spec, None);
+    assert_eq!(slim.0.metadata.labels, full.metadata.labels);
+    let state = PodState::from_pod(&full, 7);
+    assert_eq!(PodState::from_pod(&slim.0, 7), state);
+    assert_eq!(state.terminated.as_ref().map(|t| t.exit_code), Some(137));
+    assert!(state.disruption.is_some(), "{state:?}");
+}

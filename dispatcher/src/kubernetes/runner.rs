@@ -12,13 +12,12 @@ use super::client::{ApiStats, RetryPolicy, gated_client};
 use super::manifest::{LABEL_ATTEMPT, LABEL_EXECUTION, LABEL_INSTANCE, job_manifest, job_name, label_selector};
 use super::ratelimit::TokenBucket;
 use super::settings::{ExecutorEnv, JobSettings, SettingsError};
-use super::watch::{SlimJob, Subscription, Tracker, WatchStats, spawn_watchers};
+use super::watch::{SlimJob, SlimPod, Subscription, Tracker, WatchStats, spawn_watchers};
 use crate::config::KubernetesConfig;
 use crate::runner::{Attempt, AttemptEnd, Runner, Started};
 use flow_like_shared::status::FinishedOutcome;
 use futures::future::BoxFuture;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt as _;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use std::path::PathBuf;
@@ -105,7 +104,7 @@ impl SweptJob {
 pub struct KubeRunner {
     client: kube::Client,
     jobs: Api<SlimJob>,
-    pods: Api<Pod>,
+    pods: Api<SlimPod>,
     namespace: String,
     settings: JobSettings,
     tracker: Arc<Tracker>,

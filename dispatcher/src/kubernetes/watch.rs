@@ -99,32 +99,63 @@ impl<'de> serde::Deserialize<'de> for SlimJob {
     }
 }
 
-impl kube::Resource for SlimJob {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
+/// `kube::Resource` for a slim reading of a Kubernetes type: the same API resource (group, version, kind, plural,
+/// namespaced), so `Api` and the watcher address it exactly as the full type.
+macro_rules! resource_as {
+    ($slim:ty, $full:ty) => {
+        impl kube::Resource for $slim {
+            type DynamicType = ();
+            type Scope = k8s_openapi::NamespaceResourceScope;
 
-    fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
-        <Job as kube::Resource>::kind(dt)
-    }
+            fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
+                <$full as kube::Resource>::kind(dt)
+            }
 
-    fn group(dt: &()) -> std::borrow::Cow<'_, str> {
-        <Job as kube::Resource>::group(dt)
-    }
+            fn group(dt: &()) -> std::borrow::Cow<'_, str> {
+                <$full as kube::Resource>::group(dt)
+            }
 
-    fn version(dt: &()) -> std::borrow::Cow<'_, str> {
-        <Job as kube::Resource>::version(dt)
-    }
+            fn version(dt: &()) -> std::borrow::Cow<'_, str> {
+                <$full as kube::Resource>::version(dt)
+            }
 
-    fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
-        <Job as kube::Resource>::plural(dt)
-    }
+            fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
+                <$full as kube::Resource>::plural(dt)
+            }
 
-    fn meta(&self) -> &ObjectMeta {
-        &self.0.metadata
-    }
+            fn meta(&self) -> &ObjectMeta {
+                &self.0.metadata
+            }
 
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.0.metadata
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.0.metadata
+            }
+        }
+    };
+}
+
+resource_as!(SlimJob, Job);
+resource_as!(SlimPod, Pod);
+
+/// A pod as the runner reads it: metadata (without managed fields and annotations) and status, which is all
+/// [`PodState::from_pod`] reads. The spec, most of a pod, is skipped by the parser.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlimPod(pub Pod);
+
+impl<'de> serde::Deserialize<'de> for SlimPod {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use k8s_openapi::api::core::v1::PodStatus;
+
+        #[derive(serde::Deserialize)]
+        struct Wire {
+            #[serde(default)]
+            metadata: ObjectMeta,
+            status: Option<PodStatus>,
+        }
+
+        let wire = Wire::deserialize(deserializer)?;
+        let metadata = ObjectMeta { managed_fields: None, annotations: None, ..wire.metadata };
+        Ok(SlimPod(Pod { metadata, spec: None, status: wire.status }))
     }
 }
 
@@ -264,10 +295,10 @@ impl Tracker {
     }
 
     /// Pods of a Job listed outside the watch: newer than or as new as what the watcher said.
-    pub fn offer_pods(&self, name: &str, pods: Vec<Pod>) {
+    pub fn offer_pods(&self, name: &str, pods: Vec<SlimPod>) {
         self.update(name, |view| {
             for pod in pods {
-                self.put_pod(view, &pod, false);
+                self.put_pod(view, &pod.0, false);
             }
         });
     }
@@ -329,7 +360,7 @@ impl Tracker {
         });
     }
 
-    pub fn apply_pod(&self, event: watcher::Event<Pod>) {
+    pub fn apply_pod(&self, event: watcher::Event<SlimPod>) {
         match event {
             watcher::Event::Init => {
                 self.stats.lists.fetch_add(1, Ordering::Relaxed);
@@ -339,7 +370,7 @@ impl Tracker {
                 if let Some(listed) = self.relists().pods.as_mut() {
                     listed.insert(pod.name_any());
                 }
-                self.pod_seen(&pod, false);
+                self.pod_seen(&pod.0, false);
             }
             watcher::Event::InitDone => {
                 let listed = self.relists().pods.take().unwrap_or_default();
@@ -355,8 +386,8 @@ impl Tracker {
                 }
                 self.synced.send_modify(|(_, pods)| *pods = true);
             }
-            watcher::Event::Apply(pod) => self.pod_seen(&pod, false),
-            watcher::Event::Delete(pod) => self.pod_seen(&pod, true),
+            watcher::Event::Apply(pod) => self.pod_seen(&pod.0, false),
+            watcher::Event::Delete(pod) => self.pod_seen(&pod.0, true),
         }
     }
 
@@ -380,7 +411,7 @@ pub fn spawn_watchers(
 ) {
     let config = watcher::Config::default().labels(&label_selector()).timeout(timeout_secs);
     let jobs: Api<SlimJob> = Api::namespaced(client.clone(), namespace);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pods: Api<SlimPod> = Api::namespaced(client.clone(), namespace);
     let (t1, t2) = (tracker.clone(), tracker.clone());
     spawn_watcher("jobs", watcher(jobs, config.clone()), move |e| t1.apply_job(e), tracker.clone(), shutdown.clone());
     spawn_watcher("pods", watcher(pods, config), move |e| t2.apply_pod(e), tracker.clone(), shutdown.clone());
