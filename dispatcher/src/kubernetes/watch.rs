@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// A Job as the runner keeps it: metadata (without managed fields and annotations), status, deadline and the
-/// executor container's resource limits, which is what classification reads. The watchers and the create answer
+/// executor container's resources (classification reads their limits). The watchers and the create answer
 /// parse only these fields off the wire and skip the rest of the pod template (environment, volumes, security
 /// context) without allocating it; the tracker keeps one per attempt for as long as the attempt runs. Every watcher sees every executor Job of the installation, so this is most of what a
 /// dispatcher parses per Job. Same API resource as [`Job`] (a `kube::Resource` for `Api` and the watcher).
@@ -35,7 +35,6 @@ pub struct SlimJob(pub Job);
 impl<'de> serde::Deserialize<'de> for SlimJob {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use k8s_openapi::api::batch::v1::JobStatus;
-        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
         use serde::Deserialize;
 
         #[derive(Deserialize)]
@@ -64,11 +63,7 @@ impl<'de> serde::Deserialize<'de> for SlimJob {
         #[derive(Deserialize)]
         struct ContainerWire {
             name: String,
-            resources: Option<ResourcesWire>,
-        }
-        #[derive(Deserialize)]
-        struct ResourcesWire {
-            limits: Option<BTreeMap<String, Quantity>>,
+            resources: Option<ResourceRequirements>,
         }
 
         let wire = Wire::deserialize(deserializer)?;
@@ -81,22 +76,20 @@ impl<'de> serde::Deserialize<'de> for SlimJob {
                         .containers
                         .into_iter()
                         .filter(|c| c.name == CONTAINER_NAME)
-                        .map(|c| Container {
-                            name: c.name,
-                            resources: c
-                                .resources
-                                .map(|r| ResourceRequirements { limits: r.limits, ..Default::default() }),
-                            ..Default::default()
-                        })
+                        .map(|c| Container { name: c.name, resources: c.resources, ..Default::default() })
                         .collect(),
                     ..Default::default()
                 }),
             },
             ..Default::default()
         });
-        let metadata = ObjectMeta { managed_fields: None, annotations: None, ..wire.metadata };
-        Ok(SlimJob(Job { metadata, spec, status: wire.status }))
+        Ok(SlimJob(Job { metadata: kept_metadata(wire.metadata), spec, status: wire.status }))
     }
+}
+
+/// The metadata a slim Job or pod keeps: all but managed fields and annotations, which nothing reads.
+fn kept_metadata(metadata: ObjectMeta) -> ObjectMeta {
+    ObjectMeta { managed_fields: None, annotations: None, ..metadata }
 }
 
 /// `kube::Resource` for a slim reading of a Kubernetes type: the same API resource (group, version, kind, plural,
@@ -154,8 +147,7 @@ impl<'de> serde::Deserialize<'de> for SlimPod {
         }
 
         let wire = Wire::deserialize(deserializer)?;
-        let metadata = ObjectMeta { managed_fields: None, annotations: None, ..wire.metadata };
-        Ok(SlimPod(Pod { metadata, spec: None, status: wire.status }))
+        Ok(SlimPod(Pod { metadata: kept_metadata(wire.metadata), spec: None, status: wire.status }))
     }
 }
 

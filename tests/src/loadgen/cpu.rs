@@ -36,44 +36,41 @@ pub struct CpuProbe {
 
 impl CpuProbe {
     pub fn snapshot(&self) -> CpuSnapshot {
-        let mut threads = BTreeMap::new();
-        for prefix in &self.thread_prefixes {
-            threads.insert(prefix.clone(), 0);
-        }
-        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-            for task in tasks.flatten() {
-                let path = task.path();
-                let Ok(comm) = std::fs::read_to_string(path.join("comm")) else { continue };
-                let Some(prefix) = self.thread_prefixes.iter().find(|p| comm.trim_end().starts_with(p.as_str())) else {
-                    continue;
-                };
-                let ticks = std::fs::read_to_string(path.join("stat")).ok().and_then(|s| stat_ticks(&s)).unwrap_or(0);
-                *threads.entry(prefix.clone()).or_default() += ticks;
-            }
-        }
+        let mut threads: BTreeMap<String, u64> = self.thread_prefixes.iter().map(|p| (p.clone(), 0)).collect();
+        add_by_name(&mut threads, "/proc/self/task", |comm| {
+            self.thread_prefixes.iter().find(|p| comm.starts_with(p.as_str()))
+        });
         let mut processes = BTreeMap::new();
         for (label, pid) in &self.processes {
-            let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| stat_ticks(&s));
-            *processes.entry(label.clone()).or_default() += ticks.unwrap_or(0);
+            *processes.entry(label.clone()).or_default() += ticks_at(&format!("/proc/{pid}")).unwrap_or(0);
         }
-        if !self.commands.is_empty()
-            && let Ok(entries) = std::fs::read_dir("/proc")
-        {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let Ok(comm) = std::fs::read_to_string(path.join("comm")) else { continue };
-                let Some(command) = self.commands.iter().find(|c| comm.trim_end() == c.as_str()) else { continue };
-                let ticks = std::fs::read_to_string(path.join("stat")).ok().and_then(|s| stat_ticks(&s)).unwrap_or(0);
-                *processes.entry(command.clone()).or_default() += ticks;
-            }
+        if !self.commands.is_empty() {
+            add_by_name(&mut processes, "/proc", |comm| self.commands.iter().find(|c| comm == c.as_str()));
         }
         CpuSnapshot {
             machine: std::fs::read_to_string("/proc/stat").ok().and_then(|s| machine_busy(&s)).unwrap_or(0),
             threads,
-            this_process: std::fs::read_to_string("/proc/self/stat").ok().and_then(|s| stat_ticks(&s)).unwrap_or(0),
+            this_process: ticks_at("/proc/self").unwrap_or(0),
             processes,
         }
     }
+}
+
+/// Adds the ticks of every entry of `dir` (processes or threads) whose command name `label_of` maps to a label.
+fn add_by_name<'a>(totals: &mut BTreeMap<String, u64>, dir: &str, label_of: impl Fn(&str) -> Option<&'a String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else { continue };
+        if let Some(label) = label_of(comm.trim_end()) {
+            *totals.entry(label.clone()).or_default() += ticks_at(&path.display().to_string()).unwrap_or(0);
+        }
+    }
+}
+
+/// Busy ticks of the process or thread whose `/proc` directory is `dir`.
+fn ticks_at(dir: &str) -> Option<u64> {
+    stat_ticks(&std::fs::read_to_string(format!("{dir}/stat")).ok()?)
 }
 
 /// utime + stime of a `/proc/<pid>/stat` or `/proc/<pid>/task/<tid>/stat` line.
@@ -103,21 +100,23 @@ impl CpuSnapshot {
             let ms = ticks as f64 / TICKS_PER_SEC * 1000.0 / units.max(1) as f64;
             (ms * 1000.0).round() / 1000.0
         };
+        let used = |before: &BTreeMap<String, u64>, label: &str, after: u64| {
+            after.saturating_sub(before.get(label).copied().unwrap_or(0))
+        };
         let mut parts = serde_json::Map::new();
-        let mut tracked = 0u64;
         let mut in_threads = 0u64;
-        for (label, after) in &later.threads {
-            let used = after.saturating_sub(self.threads.get(label).copied().unwrap_or(0));
-            in_threads += used;
-            parts.insert(label.clone(), json!(per_unit(used)));
+        for (label, &after) in &later.threads {
+            let ticks = used(&self.threads, label, after);
+            in_threads += ticks;
+            parts.insert(label.clone(), json!(per_unit(ticks)));
         }
         let this = later.this_process.saturating_sub(self.this_process);
         parts.insert("rest_of_this_process".into(), json!(per_unit(this.saturating_sub(in_threads))));
-        tracked += this.max(in_threads);
-        for (label, after) in &later.processes {
-            let used = after.saturating_sub(self.processes.get(label).copied().unwrap_or(0));
-            tracked += used;
-            parts.insert(label.clone(), json!(per_unit(used)));
+        let mut tracked = this.max(in_threads);
+        for (label, &after) in &later.processes {
+            let ticks = used(&self.processes, label, after);
+            tracked += ticks;
+            parts.insert(label.clone(), json!(per_unit(ticks)));
         }
         let machine = later.machine.saturating_sub(self.machine);
         parts.insert("everything_else".into(), json!(per_unit(machine.saturating_sub(tracked))));

@@ -159,18 +159,24 @@ async fn wait_created(sim: &KubeSim, n: usize, timeout: Duration) -> anyhow::Res
     }
 }
 
+/// Seconds between the first and the last stored Job (0 with fewer than two).
+fn span_secs(created: &[(SystemTime, String)]) -> f64 {
+    match (created.first(), created.last()) {
+        (Some(first), Some(last)) => last.0.duration_since(first.0).unwrap_or_default().as_secs_f64(),
+        _ => 0.0,
+    }
+}
+
 /// Create requests in flight on average between the first and the last stored Job (while the simulator
 /// answered them, injected latency included): how full the clients kept their request slots.
 fn mean_concurrency(sim: &KubeSim, created: &[(SystemTime, String)]) -> f64 {
-    let (Some(first), Some(last)) = (created.first(), created.last()) else { return 0.0 };
-    let span = last.0.duration_since(first.0).unwrap_or_default().as_secs_f64();
+    let span = span_secs(created);
     if span <= 0.0 { 0.0 } else { round1(sim.job_create_busy_time().as_secs_f64() / span) }
 }
 
 /// Jobs/s between the first and the last stored Job.
 fn rate(created: &[(SystemTime, String)]) -> f64 {
-    let (Some(first), Some(last)) = (created.first(), created.last()) else { return 0.0 };
-    let span = last.0.duration_since(first.0).unwrap_or_default().as_secs_f64();
+    let span = span_secs(created);
     if span <= 0.0 { 0.0 } else { (created.len() - 1) as f64 / span }
 }
 
