@@ -25,10 +25,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// A Job as the runner keeps it: metadata (without managed fields and annotations), status, deadline and the
-/// executor container's resources (classification reads their limits). The watchers and the create answer
-/// parse only these fields off the wire and skip the rest of the pod template (environment, volumes, security
-/// context) without allocating it; the tracker keeps one per attempt for as long as the attempt runs. Every watcher sees every executor Job of the installation, so this is most of what a
-/// dispatcher parses per Job. Same API resource as [`Job`] (a `kube::Resource` for `Api` and the watcher).
+/// executor container's resources (classification reads their limits). The watchers and the create answer parse
+/// only these fields off the wire and skip the rest of the pod template (environment, volumes, security context)
+/// without allocating it; the tracker keeps one per attempt for as long as the attempt runs. Every watcher sees
+/// every executor Job of the installation, so this is most of what a dispatcher parses per Job. Same API
+/// resource as [`Job`] (a `kube::Resource` for `Api` and the watcher).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlimJob(pub Job);
 
