@@ -77,8 +77,9 @@ pub async fn build_runner(config: &DispatcherConfig) -> Result<Arc<dyn Runner>, 
 }
 
 /// Deletes executor Jobs that belong to no live attempt: no lease for their execution, or a lease of another
-/// attempt. Unfinished Jobs younger than a lease TTL are left alone (their lease may not be visible yet);
-/// finished Jobs are left to their `ttlSecondsAfterFinished`.
+/// attempt. The Jobs come from the runner's Job watcher, not from a list request: unfinished Jobs only (finished
+/// ones are left to their `ttlSecondsAfterFinished`), and of those only the ones older than `min_age` (the lease
+/// of a Job created a moment ago may not be visible yet). Does nothing until the watcher has listed once.
 pub async fn sweep_jobs(
     runner: &kubernetes::KubeRunner,
     redis: &mut redis::aio::ConnectionManager,
@@ -86,11 +87,12 @@ pub async fn sweep_jobs(
     min_age: Duration,
 ) -> Result<u64, anyhow::Error> {
     let now = chrono::Utc::now().timestamp_millis();
-    let jobs: Vec<_> = runner
-        .sweep()
-        .await?
+    let Some(unfinished) = runner.unfinished_jobs() else {
+        tracing::debug!("the Job watcher has not listed yet; sweeping later");
+        return Ok(0);
+    };
+    let jobs: Vec<_> = unfinished
         .into_iter()
-        .filter(|job| !job.finished)
         .filter(|job| job.created_at_ms.is_none_or(|created| now - created >= min_age.as_millis() as i64))
         .collect();
     // The live attempt of every swept Job's execution, in one round trip.

@@ -450,8 +450,8 @@ async fn the_documented_role_is_exactly_what_the_runner_uses() {
     fx.sim.enforce_rbac(rules.clone());
     let runner = fx.runner().await;
 
-    // Create and follow to the end; adopt (create 409, get); cancel (delete); sweep (list); the watchers
-    // (list, watch).
+    // Create and follow to the end; adopt (create 409, get); cancel (delete); the watchers (list, watch), which
+    // also feed the sweep.
     let ok = fx.execution(transform_workflow()).await;
     let adopted = fx.execution(sleep_workflow(200)).await;
     fx.jobs_api().create(&PostParams::default(), &fx.job_manifest(adopted.execution_id, 1)).await.unwrap();
@@ -470,7 +470,6 @@ async fn the_documented_role_is_exactly_what_the_runner_uses() {
     assert_eq!(ok_end, AttemptEnd::Reported { exit_code: 0 });
     assert_eq!(adopted_end, AttemptEnd::Reported { exit_code: 0 });
     assert!(matches!(cancelled_end, AttemptEnd::Concluded { outcome: FinishedOutcome::Cancelled, .. }));
-    assert_eq!(runner.sweep().await.unwrap().len(), 2);
     assert_eq!(fx.sim.responses_with_status(403), 0, "the Role allowed everything the runner did");
 
     let granted: BTreeSet<Access> = rules
@@ -648,10 +647,11 @@ async fn the_rate_limit_bounds_requests_per_second() {
         )
         .await;
     let begun = Instant::now();
-    let sweeps = futures::future::join_all((0..12).map(|_| runner.sweep())).await;
-    assert!(sweeps.iter().all(Result::is_ok));
+    let names: Vec<String> = (0..12).map(|i| format!("absent-{i}")).collect();
+    let deletes = futures::future::join_all(names.iter().map(|name| runner.delete_job(name))).await;
+    assert!(deletes.iter().all(|d| matches!(d, Ok(false))), "{deletes:?}");
     // Start-up used 4 requests (a list and a watch per watcher); 12 more at 5/s with the burst spent.
-    assert!(begun.elapsed() >= Duration::from_millis(1_800), "12 sweeps took {:?}", begun.elapsed());
+    assert!(begun.elapsed() >= Duration::from_millis(1_800), "12 deletes took {:?}", begun.elapsed());
     let times = fx.sim.request_times();
     assert_eq!(times.len(), 16);
     let most_in_a_second = times
@@ -696,39 +696,47 @@ async fn concurrent_requests_are_bounded() {
     assert_eq!(fx.sim.jobs().len(), 12);
 }
 
+/// The sweep's view comes from the Job watcher: the installation's unfinished Jobs (not someone else's), without
+/// the ones deleted or finished since, and without a list request of its own.
 #[tokio::test]
-async fn sweep_lists_the_installations_jobs_and_delete_job_removes_them() {
-    let fx = Fixture::start(Kubelet::Script("exit 0")).await;
+async fn the_sweep_sees_the_unfinished_jobs_the_watcher_reports_and_delete_job_removes_them() {
+    let fx = Fixture::start(Kubelet::Script("sleep 2")).await;
     let runner = fx.runner().await;
+    let unfinished = || {
+        let jobs = runner.unfinished_jobs().expect("the watcher has listed");
+        assert!(jobs.iter().all(|j| j.created_at_ms.is_some()), "{jobs:?}");
+        jobs.into_iter().map(|j| (j.execution_id, j.attempt, j.job_name)).collect::<BTreeSet<_>>()
+    };
+    assert_eq!(unfinished(), BTreeSet::new());
     let mut expected = BTreeSet::new();
     for number in 1..=3 {
         let execution_id = Uuid::now_v7();
         fx.jobs_api().create(&PostParams::default(), &fx.job_manifest(execution_id, number)).await.unwrap();
         expected.insert((execution_id, number, job_name(execution_id, number)));
     }
-    // A Job of someone else in the namespace is not listed.
+    // A Job of someone else in the namespace is not an executor Job.
     let other: Job = serde_json::from_value(json!({
         "metadata": {"name": "someone-elses", "labels": {"app.kubernetes.io/name": "other"}},
         "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}}}
     }))
     .unwrap();
     fx.jobs_api().create(&PostParams::default(), &other).await.unwrap();
+    wait_for(|| unfinished() == expected, "the watcher to report the three Jobs").await;
 
+    let gone = expected.pop_first().unwrap().2;
+    assert!(runner.delete_job(&gone).await.unwrap());
+    assert!(!runner.delete_job(&gone).await.unwrap(), "already gone");
+    assert!(fx.pods_of(&gone).is_empty(), "deleted with its pods");
+    wait_for(|| unfinished() == expected, "the deleted Job to leave the view").await;
+    // The pods exit 0 after two seconds: the Jobs complete and leave the view.
+    wait_for(|| unfinished().is_empty(), "the finished Jobs to leave the view").await;
+    assert_eq!(runner.watch_stats().lists(), 2, "one list per watcher, at start");
+}
+
+async fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
     let start = Instant::now();
-    let swept = loop {
-        let swept = runner.sweep().await.unwrap();
-        if swept.iter().all(|s| s.finished) || start.elapsed() > Duration::from_secs(20) {
-            break swept;
-        }
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let listed: BTreeSet<_> = swept.iter().map(|s| (s.execution_id, s.attempt, s.job_name.clone())).collect();
-    assert_eq!(listed, expected);
-    assert!(swept.iter().all(|s| s.finished && s.created_at_ms.is_some()), "{swept:?}");
-
-    let gone = &expected.first().unwrap().2;
-    assert!(runner.delete_job(gone).await.unwrap());
-    assert!(!runner.delete_job(gone).await.unwrap(), "already gone");
-    assert!(fx.pods_of(gone).is_empty(), "deleted with its pods");
-    assert_eq!(runner.sweep().await.unwrap().len(), 2);
+    }
 }

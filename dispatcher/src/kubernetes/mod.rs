@@ -15,5 +15,6 @@ pub use manifest::{
     CANCELLED_EXIT_CODE, INFRA_FAILURE_EXIT_CODE, JobSpecInput, ManifestError, ResourceOverrides,
     WORKFLOW_FAILED_EXIT_CODE, job_manifest, job_name, label_selector, render_job_manifest_yaml,
 };
-pub use runner::{KubeRunner, KubeRunnerError, RunnerTuning, SweptJob};
+pub use runner::{KubeRunner, KubeRunnerError, RunnerTuning};
 pub use settings::{ExecutorEnv, JobSettings, SettingsError};
+pub use watch::SweptJob;

@@ -9,10 +9,10 @@
 use super::JobSpecInput;
 use super::classify::{self, JobState};
 use super::client::{ApiStats, RetryPolicy, gated_client};
-use super::manifest::{LABEL_ATTEMPT, LABEL_EXECUTION, LABEL_INSTANCE, job_manifest, job_name, label_selector};
+use super::manifest::{LABEL_ATTEMPT, LABEL_EXECUTION, LABEL_INSTANCE, job_manifest, job_name};
 use super::ratelimit::TokenBucket;
 use super::settings::{ExecutorEnv, JobSettings, SettingsError};
-use super::watch::{SlimJob, SlimPod, Subscription, Tracker, WatchStats, spawn_watchers};
+use super::watch::{SlimJob, SlimPod, Subscription, SweptJob, Tracker, WatchStats, spawn_watchers};
 use crate::config::KubernetesConfig;
 use crate::runner::{Attempt, AttemptEnd, Runner, Started};
 use flow_like_shared::status::FinishedOutcome;
@@ -24,7 +24,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::{CancellationToken, DropGuard};
-use uuid::Uuid;
 
 /// The field manager named on creates (who owns a Job's fields, for server-side apply and audit logs).
 const FIELD_MANAGER: &str = "flow-like-dispatcher";
@@ -71,33 +70,6 @@ pub enum KubeRunnerError {
     Infer(#[source] kube::config::InferConfigError),
     #[error("building the Kubernetes client")]
     Client(#[source] kube::Error),
-}
-
-/// One executor Job of this installation, as the sweep lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SweptJob {
-    pub execution_id: Uuid,
-    pub attempt: u32,
-    pub job_name: String,
-    /// The Job has its `Complete` or `Failed` condition.
-    pub finished: bool,
-    /// `creationTimestamp` in Unix milliseconds (a Job created a moment ago may belong to a lease that is
-    /// not visible yet).
-    pub created_at_ms: Option<i64>,
-}
-
-impl SweptJob {
-    /// `None` for a Job whose execution or attempt label is missing or malformed (not one the runner made).
-    fn from_job(job: &Job) -> Option<Self> {
-        let labels = job.labels();
-        Some(Self {
-            execution_id: labels.get(LABEL_EXECUTION)?.parse().ok()?,
-            attempt: labels.get(LABEL_ATTEMPT)?.parse().ok()?,
-            job_name: job.name_any(),
-            finished: classify::job_state(job) != JobState::Running,
-            created_at_ms: job.metadata.creation_timestamp.as_ref().map(|t| t.0.as_millisecond()),
-        })
-    }
 }
 
 /// Runs attempts as Kubernetes Jobs. Its watchers stop when it is dropped.
@@ -204,26 +176,11 @@ impl KubeRunner {
         self.tracker.stats()
     }
 
-    /// Every executor Job of this installation in the namespace (by the dispatcher's label selector), for the
-    /// dispatcher's sweep to delete those that belong to no live attempt.
-    pub async fn sweep(&self) -> Result<Vec<SweptJob>, kube::Error> {
-        let mut found = Vec::new();
-        let mut params = ListParams::default().labels(&label_selector()).limit(500);
-        loop {
-            let page = self.jobs.list(&params).await?;
-            for SlimJob(job) in &page.items {
-                match SweptJob::from_job(job) {
-                    Some(swept) => found.push(swept),
-                    None => {
-                        tracing::warn!(job = %job.name_any(), "executor Job without valid execution/attempt labels")
-                    }
-                }
-            }
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                Some(token) => params = params.continue_token(&token),
-                None => return Ok(found),
-            }
-        }
+    /// The installation's unfinished executor Jobs in the namespace, as the Job watcher last reported them (no
+    /// API request), for the dispatcher's sweep to delete those that belong to no live attempt. `None` until the
+    /// watcher has listed the Jobs once.
+    pub fn unfinished_jobs(&self) -> Option<Vec<SweptJob>> {
+        self.tracker.unfinished_jobs()
     }
 
     /// Deletes a Job and (in the background) its pods; false when it was already gone.

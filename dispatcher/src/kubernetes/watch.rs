@@ -6,11 +6,14 @@
 //! after errors. A relist can hide deletions that happened while the watch was down, so after each one the
 //! Jobs an attempt had seen that are missing from the list count as deleted.
 //!
-//! Only Jobs an attempt has subscribed to are kept, so memory follows the attempts in flight, not the
-//! namespace. An attempt subscribes before it creates its Job, so no event about the Job can slip past.
+//! Only Jobs an attempt has subscribed to are kept in full, so memory follows the attempts in flight, not the
+//! namespace. An attempt subscribes before it creates its Job, so no event about the Job can slip past. Of every
+//! other unfinished executor Job of the installation the tracker keeps a few fields ([`SweptJob`]): the
+//! dispatcher's sweep reads them there instead of listing every Job each pass, as controllers read their
+//! informer cache.
 
-use super::classify::PodState;
-use super::manifest::{CONTAINER_NAME, LABEL_INSTANCE, label_selector};
+use super::classify::{self, JobState, PodState};
+use super::manifest::{CONTAINER_NAME, LABEL_ATTEMPT, LABEL_EXECUTION, LABEL_INSTANCE, label_selector};
 use futures::StreamExt as _;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec, ResourceRequirements};
@@ -23,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// A Job as the runner keeps it: metadata (without managed fields and annotations), status, deadline and the
 /// executor container's resources (classification reads their limits). The watchers and the create answer parse
@@ -152,6 +156,34 @@ impl<'de> serde::Deserialize<'de> for SlimPod {
     }
 }
 
+/// One unfinished executor Job of this installation, as the sweep checks it against the leases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweptJob {
+    pub execution_id: Uuid,
+    pub attempt: u32,
+    pub job_name: String,
+    /// `creationTimestamp` in Unix milliseconds (a Job created a moment ago may belong to a lease that is
+    /// not visible yet).
+    pub created_at_ms: Option<i64>,
+}
+
+impl SweptJob {
+    /// `None` for a finished Job (its `Complete` or `Failed` condition is set), and for one whose execution or
+    /// attempt label is missing or malformed (not one the runner made).
+    fn unfinished(job: &Job) -> Option<Self> {
+        if classify::job_state(job) != JobState::Running {
+            return None;
+        }
+        let labels = job.labels();
+        Some(Self {
+            execution_id: labels.get(LABEL_EXECUTION)?.parse().ok()?,
+            attempt: labels.get(LABEL_ATTEMPT)?.parse().ok()?,
+            job_name: job.name_any(),
+            created_at_ms: job.metadata.creation_timestamp.as_ref().map(|t| t.0.as_millisecond()),
+        })
+    }
+}
+
 /// What is known about one attempt's Job.
 #[derive(Debug, Clone, Default)]
 pub struct JobView {
@@ -194,6 +226,9 @@ struct Relists {
 #[derive(Debug)]
 pub struct Tracker {
     entries: Mutex<HashMap<String, watch::Sender<JobView>>>,
+    /// Every unfinished executor Job of the installation the Job watcher knows of, by name: the sweep's view,
+    /// kept from the watch instead of listing the Jobs again every pass. Bounded by the Jobs running at once.
+    unfinished: Mutex<HashMap<String, SweptJob>>,
     relists: Mutex<Relists>,
     pod_order: AtomicU64,
     /// (Jobs listed, pods listed) at least once.
@@ -205,6 +240,7 @@ impl Default for Tracker {
     fn default() -> Self {
         Self {
             entries: Mutex::default(),
+            unfinished: Mutex::default(),
             relists: Mutex::default(),
             pod_order: AtomicU64::new(0),
             synced: watch::Sender::new((false, false)),
@@ -251,6 +287,10 @@ impl Tracker {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn unfinished(&self) -> MutexGuard<'_, HashMap<String, SweptJob>> {
+        self.unfinished.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn relists(&self) -> MutexGuard<'_, Relists> {
         self.relists.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -264,6 +304,12 @@ impl Tracker {
         let mut entries = self.entries();
         let rx = entries.entry(name.to_owned()).or_insert_with(|| watch::Sender::new(JobView::default())).subscribe();
         Subscription { tracker: self.clone(), name: name.to_owned(), rx }
+    }
+
+    /// The unfinished executor Jobs of the installation, as the watcher last reported them; `None` until the Job
+    /// watcher has listed once.
+    pub fn unfinished_jobs(&self) -> Option<Vec<SweptJob>> {
+        self.synced.borrow().0.then(|| self.unfinished().values().cloned().collect())
     }
 
     /// Resolves once both watchers have listed at least once.
@@ -323,6 +369,7 @@ impl Tracker {
             }
             watcher::Event::InitDone => {
                 let listed = self.relists().jobs.take().unwrap_or_default();
+                self.unfinished().retain(|name, _| listed.contains(name));
                 for (name, tx) in self.entries().iter() {
                     if !listed.contains(name) {
                         tx.send_if_modified(|view| {
@@ -346,6 +393,14 @@ impl Tracker {
     }
 
     fn job_seen(&self, name: &str, job: SlimJob, deleted: bool) {
+        match SweptJob::unfinished(&job.0).filter(|_| !deleted) {
+            Some(swept) => {
+                self.unfinished().insert(name.to_owned(), swept);
+            }
+            None => {
+                self.unfinished().remove(name);
+            }
+        }
         self.update(name, |view| {
             view.job = Some(Arc::new(job.0));
             view.watched = true;
