@@ -7,6 +7,7 @@ pub mod ids;
 pub mod keys;
 pub mod leases;
 pub mod limits;
+pub mod quantity;
 pub mod queue;
 pub mod queue_ops;
 #[cfg(feature = "record")]

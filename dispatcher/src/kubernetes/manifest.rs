@@ -135,7 +135,7 @@ pub fn job_manifest(spec: &JobSpecInput, settings: &JobSettings) -> Result<Job, 
     env.extend(settings.executor_env.pairs().into_iter().map(|(k, v)| env_var(k, v)));
 
     let quantities = |pairs: &[(&str, &Quantity)]| {
-        Some(pairs.iter().map(|(k, q)| ((*k).to_owned(), q.to_k8s())).collect::<BTreeMap<_, _>>())
+        Some(pairs.iter().map(|(k, q)| ((*k).to_owned(), k8s_quantity(q))).collect::<BTreeMap<_, _>>())
     };
     let container = Container {
         name: CONTAINER_NAME.to_owned(),
@@ -198,7 +198,7 @@ pub fn job_manifest(spec: &JobSpecInput, settings: &JobSettings) -> Result<Job, 
         volumes: Some(vec![Volume {
             name: "tmp".to_owned(),
             empty_dir: Some(EmptyDirVolumeSource {
-                size_limit: Some(settings.ephemeral_storage_limit.to_k8s()),
+                size_limit: Some(k8s_quantity(&settings.ephemeral_storage_limit)),
                 ..Default::default()
             }),
             ..Default::default()
@@ -298,6 +298,11 @@ fn pod_failure_policy() -> PodFailurePolicy {
 
 fn env_var(name: &str, value: String) -> EnvVar {
     EnvVar { name: name.to_owned(), value: Some(value), value_from: None }
+}
+
+/// A quantity as the `k8s-openapi` type the manifest holds (the text as written).
+fn k8s_quantity(quantity: &Quantity) -> k8s_openapi::apimachinery::pkg::api::resource::Quantity {
+    k8s_openapi::apimachinery::pkg::api::resource::Quantity(quantity.as_str().to_owned())
 }
 
 #[cfg(test)]

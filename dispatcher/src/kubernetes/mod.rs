@@ -5,11 +5,12 @@
 pub mod classify;
 pub mod client;
 pub mod manifest;
-pub mod quantity;
 pub mod ratelimit;
 pub mod runner;
 pub mod settings;
 pub mod watch;
+
+pub use flow_like_shared::quantity;
 
 pub use manifest::{
     CANCELLED_EXIT_CODE, INFRA_FAILURE_EXIT_CODE, JobSpecInput, ManifestError, ResourceOverrides,

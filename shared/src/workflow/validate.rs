@@ -160,27 +160,16 @@ fn check_resources(checker: &mut Checker<'_>, resources: &Value) {
         if !value.as_str().is_some_and(is_quantity) {
             checker.error(
                 pointer("/resources", field),
-                format!("must be a Kubernetes quantity such as {example} (a number with an optional suffix m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi or Ei)"),
+                format!("must be a Kubernetes quantity such as {example} (a number with an optional suffix n, u, m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi or Ei)"),
             );
         }
     }
 }
 
-/// A positive Kubernetes quantity in the plain forms (`250m`, `1.5`, `512Mi`, `2G`); exponent forms (`1e3`)
-/// are not accepted.
+/// A positive Kubernetes quantity (`250m`, `1.5`, `512Mi`, `2G`; not `1e3`), read by the same grammar the
+/// dispatcher builds Jobs with (`crate::quantity`), so an accepted workflow never fails later on its `resources`.
 pub fn is_quantity(text: &str) -> bool {
-    const SUFFIXES: [&str; 14] = ["", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
-    let number_end = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, suffix) = text.split_at(number_end);
-    let mut parts = number.split('.');
-    let whole = parts.next().unwrap_or_default();
-    let fraction = parts.next();
-    text.len() <= 32
-        && parts.next().is_none()
-        && !whole.is_empty()
-        && fraction.is_none_or(|f| !f.is_empty())
-        && number.chars().any(|c| c.is_ascii_digit() && c != '0')
-        && SUFFIXES.contains(&suffix)
+    text.len() <= 32 && crate::quantity::Quantity::parse(text).is_ok_and(|q| q.is_positive())
 }
 
 /// Checks `doc` against the workflow document contract and `limits`.

@@ -1,5 +1,7 @@
-//! Kubernetes resource quantities (`500m`, `1.5`, `512Mi`, `1G`) parsed to comparable integers, so workflow
-//! resource overrides can be checked against the operator's limits before a Job is sent.
+//! Kubernetes resource quantities (`500m`, `1.5`, `512Mi`, `1G`) parsed to comparable integers. One grammar for
+//! both places that read them: the API validates a workflow's `resources` with it (so what it accepts can always
+//! be built into a Job), and the dispatcher parses the operator's settings and checks a workflow's requests
+//! against the operator's limits with it.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -17,8 +19,10 @@ pub struct Quantity {
 pub struct QuantityError(pub String);
 
 impl Quantity {
-    /// Parses a non-negative quantity with an optional decimal or binary suffix. Exponent notation (`1e3`) is
-    /// refused: operators and workflows write suffixes, and one notation keeps error messages simple.
+    /// Parses a non-negative quantity: digits, optionally a `.` and more digits (`1.5`; not `1.` or `.5`), and
+    /// an optional suffix (`n`, `u`, `m`, `k`, `M`, `G`, `T`, `P`, `E`, `Ki`, `Mi`, `Gi`, `Ti`, `Pi`, `Ei`).
+    /// Exponent notation (`1e3`) is refused: operators and workflows write suffixes, and one notation keeps error
+    /// messages simple. So is a quantity too large to compare (beyond about 10^20 Ei).
     pub fn parse(text: &str) -> Result<Self, QuantityError> {
         let err = || QuantityError(text.to_owned());
         let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
@@ -42,8 +46,12 @@ impl Quantity {
             "Ei" => 1_000_000_000 << 60,
             _ => return Err(err()),
         };
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        if whole.is_empty() && fraction.is_empty() {
+        let (whole, fraction) = match number.split_once('.') {
+            Some((_, "")) => return Err(err()),
+            Some(parts) => parts,
+            None => (number, ""),
+        };
+        if whole.is_empty() {
             return Err(err());
         }
         let digits = |s: &str| -> Result<u128, QuantityError> {
@@ -70,9 +78,9 @@ impl Quantity {
         &self.text
     }
 
-    /// The same quantity as a `k8s-openapi` value.
-    pub fn to_k8s(&self) -> k8s_openapi::apimachinery::pkg::api::resource::Quantity {
-        k8s_openapi::apimachinery::pkg::api::resource::Quantity(self.text.clone())
+    /// More than zero.
+    pub fn is_positive(&self) -> bool {
+        self.nanos > 0
     }
 }
 
@@ -116,8 +124,12 @@ mod tests {
 
     #[test]
     fn refuses_malformed_quantities() {
-        for bad in ["", "abc", "1x", "-1", "1.2.3", ".", "Mi", "1 Gi"] {
+        for bad in
+            ["", "abc", "1x", "-1", "1.2.3", ".", "1.", ".5", "1e3", "Mi", "1 Gi", "99999999999999999999999999999Ei"]
+        {
             assert!(Quantity::parse(bad).is_err(), "{bad:?} should be refused");
         }
+        assert!(!q("0").is_positive() && !q("0.0Gi").is_positive());
+        assert!(q("1n").is_positive() && q("0.001").is_positive());
     }
 }
