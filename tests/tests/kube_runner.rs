@@ -22,6 +22,7 @@ use flow_like_shared::status::{AttemptManifest, FinishedOutcome};
 use flow_like_shared::storage::layout;
 use flow_like_tests::kube_sim::{Access, Fault, KubeSim, KubeSimOptions, KubeletOptions};
 use flow_like_tests::services::{S3Settings, TestServices, redis_config};
+use flow_like_tests::stack::wait_until;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role};
@@ -721,22 +722,24 @@ async fn the_sweep_sees_the_unfinished_jobs_the_watcher_reports_and_delete_job_r
     }))
     .unwrap();
     fx.jobs_api().create(&PostParams::default(), &other).await.unwrap();
-    wait_for(|| unfinished() == expected, "the watcher to report the three Jobs").await;
+    wait_until(Duration::from_secs(20), "the watcher to report the three Jobs", || async {
+        Ok(unfinished() == expected)
+    })
+    .await
+    .unwrap();
 
     let gone = expected.pop_first().unwrap().2;
     assert!(runner.delete_job(&gone).await.unwrap());
     assert!(!runner.delete_job(&gone).await.unwrap(), "already gone");
     assert!(fx.pods_of(&gone).is_empty(), "deleted with its pods");
-    wait_for(|| unfinished() == expected, "the deleted Job to leave the view").await;
+    wait_until(Duration::from_secs(20), "the deleted Job to leave the view", || async { Ok(unfinished() == expected) })
+        .await
+        .unwrap();
     // The pods exit 0 after two seconds: the Jobs complete and leave the view.
-    wait_for(|| unfinished().is_empty(), "the finished Jobs to leave the view").await;
+    wait_until(Duration::from_secs(20), "the finished Jobs to leave the view", || async {
+        Ok(unfinished().is_empty())
+    })
+    .await
+    .unwrap();
     assert_eq!(runner.watch_stats().lists(), 2, "one list per watcher, at start");
-}
-
-async fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

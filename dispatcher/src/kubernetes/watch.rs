@@ -393,14 +393,10 @@ impl Tracker {
     }
 
     fn job_seen(&self, name: &str, job: SlimJob, deleted: bool) {
-        match SweptJob::unfinished(&job.0).filter(|_| !deleted) {
-            Some(swept) => {
-                self.unfinished().insert(name.to_owned(), swept);
-            }
-            None => {
-                self.unfinished().remove(name);
-            }
-        }
+        match (!deleted).then(|| SweptJob::unfinished(&job.0)).flatten() {
+            Some(swept) => self.unfinished().insert(name.to_owned(), swept),
+            None => self.unfinished().remove(name),
+        };
         self.update(name, |view| {
             view.job = Some(Arc::new(job.0));
             view.watched = true;

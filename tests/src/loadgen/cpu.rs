@@ -100,24 +100,23 @@ impl CpuSnapshot {
             let ms = ticks as f64 / TICKS_PER_SEC * 1000.0 / units.max(1) as f64;
             (ms * 1000.0).round() / 1000.0
         };
-        let used = |before: &BTreeMap<String, u64>, label: &str, after: u64| {
-            after.saturating_sub(before.get(label).copied().unwrap_or(0))
+        // Enters each label's share and returns the ticks of all of them.
+        let charge = |parts: &mut serde_json::Map<String, Value>,
+                      before: &BTreeMap<String, u64>,
+                      after: &BTreeMap<String, u64>| {
+            let mut total = 0u64;
+            for (label, &ticks_after) in after {
+                let ticks = ticks_after.saturating_sub(before.get(label).copied().unwrap_or(0));
+                total += ticks;
+                parts.insert(label.clone(), json!(per_unit(ticks)));
+            }
+            total
         };
         let mut parts = serde_json::Map::new();
-        let mut in_threads = 0u64;
-        for (label, &after) in &later.threads {
-            let ticks = used(&self.threads, label, after);
-            in_threads += ticks;
-            parts.insert(label.clone(), json!(per_unit(ticks)));
-        }
+        let in_threads = charge(&mut parts, &self.threads, &later.threads);
         let this = later.this_process.saturating_sub(self.this_process);
         parts.insert("rest_of_this_process".into(), json!(per_unit(this.saturating_sub(in_threads))));
-        let mut tracked = this.max(in_threads);
-        for (label, &after) in &later.processes {
-            let ticks = used(&self.processes, label, after);
-            tracked += ticks;
-            parts.insert(label.clone(), json!(per_unit(ticks)));
-        }
+        let tracked = this.max(in_threads) + charge(&mut parts, &self.processes, &later.processes);
         let machine = later.machine.saturating_sub(self.machine);
         parts.insert("everything_else".into(), json!(per_unit(machine.saturating_sub(tracked))));
         parts.insert("machine".into(), json!(per_unit(machine)));
