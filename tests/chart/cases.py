@@ -67,6 +67,84 @@ HPA = {"s3": S3, "dispatcher": {"autoscaling": {"enabled": True, "minReplicas": 
 
 MIGRATE_ON_START = {"s3": S3, "migrations": {"mode": "onStart"}, "imagePullSecrets": [{"name": "ghcr"}, {"name": "mirror"}]}
 
+# A private CA for rediss:// (managed Redis with TLS), from a Secret.
+TLS_REDIS = copy.deepcopy(EXTERNAL)
+TLS_REDIS["redis"]["tls"] = {"caSecret": "redis-ca", "caKey": "ca.pem"}
+
+# The same CA from a ConfigMap (e.g. filled by trust-manager).
+TLS_REDIS_CONFIGMAP = copy.deepcopy(EXTERNAL)
+TLS_REDIS_CONFIGMAP["redis"]["tls"] = {"caConfigMap": "trust-bundle"}
+
+ROLE_ARN = "arn:aws:iam::123456789012:role/flow-like"
+
+# S3 through the pods' identity (IRSA / EKS Pod Identity): no keys anywhere.
+S3_SERVICE_ACCOUNT = {
+    "s3": {**{k: v for k, v in S3.items() if k not in ("accessKeyId", "secretAccessKey")}, "auth": "serviceAccount"},
+    "api": {"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": ROLE_ARN}}},
+    "dispatcher": {"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": ROLE_ARN}}},
+    "executor": {"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": ROLE_ARN}}},
+}
+
+# Auto mode with the user's own Secrets for the internal PostgreSQL and Redis and the admin token.
+INTERNAL_EXISTING_SECRETS = {
+    "s3": S3,
+    "postgresql": {"internal": {"auth": {"existingSecret": "my-pg-auth", "passwordKey": "postgres-password"}}},
+    "redis": {"internal": {"auth": {"existingSecret": "my-redis-auth"}}},
+    "executor": {"existingSecret": "my-executor"},
+    "api": {"adminToken": {"existingSecret": "my-admin-token"}},
+}
+
+PG_PASSWORD = "pgSentinelPassword0123"
+REDIS_PASSWORDS = {u: f"{u}SentinelRedisPassword01" for u in ("api", "dispatcher", "executor", "probe")}
+ADMIN_TOKEN = "adminSentinelToken0123456789"
+
+# Every credential from values: nothing for the generator to do.
+VALUES_PASSWORDS = {
+    "s3": S3,
+    "postgresql": {"internal": {"auth": {"password": PG_PASSWORD}}},
+    "redis": {"internal": {"auth": {f"{u}Password": p for u, p in REDIS_PASSWORDS.items()}}},
+    "api": {"adminToken": {"token": ADMIN_TOKEN}},
+}
+
+# The conventions operators expect: a registry mirror, digests, service accounts, extra env/volumes, executor pod
+# annotations and labels (Istio), proxies for executors, topology spread, OpenShift security contexts.
+PROXY_ENV = [{"name": "HTTPS_PROXY", "value": "http://proxy.corp:3128"}, {"name": "NO_PROXY", "value": ".svc,.cluster.local"}]
+CONVENTIONS = {
+    "global": {"imageRegistry": "mirror.corp.example", "compatibility": {"openshift": {"adaptSecurityContext": "force"}}},
+    "s3": S3,
+    "api": {
+        "image": {"digest": "sha256:" + "a" * 64},
+        "serviceAccount": {"create": False, "name": "shared-api"},
+        "extraEnvFrom": [{"configMapRef": {"name": "api-extra"}}],
+        "extraVolumes": [{"name": "corp-ca", "configMap": {"name": "corp-ca"}}],
+        "extraVolumeMounts": [{"name": "corp-ca", "mountPath": "/etc/ssl/corp", "readOnly": True}],
+        "podAnnotations": {"prometheus.io/scrape": "false"},
+        "podLabels": {"team": "platform"},
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                       "whenUnsatisfiable": "ScheduleAnyway",
+                                       "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "api"}}}],
+    },
+    "dispatcher": {
+        "image": {"tag": "0.1.0-rc1"},
+        "serviceAccount": {"name": "fl-dispatcher", "annotations": {"team": "platform"}},
+        "extraEnv": [{"name": "DISPATCHER_ADMIT_BATCH", "value": "64"}],
+        "extraEnvFrom": [{"secretRef": {"name": "dispatcher-extra"}}],
+        "retention": {"executionsDays": 90, "objectsDays": 7, "deadLettersDays": 0, "progressStreamSecs": 3600,
+                      "pruneIntervalSecs": 60, "pruneBatchSize": 100},
+    },
+    "executor": {
+        "image": {"registry": "ignored.example", "repository": "team/executor", "tag": "custom"},
+        "podAnnotations": {"sidecar.istio.io/inject": "false"},
+        "podLabels": {"cost-center": "wf"},
+        "extraEnv": PROXY_ENV,
+        "extraEnvFrom": [{"configMapRef": {"name": "executor-proxy"}}],
+        "extraVolumes": [{"name": "corp-ca", "configMap": {"name": "corp-ca"}}],
+        "extraVolumeMounts": [{"name": "corp-ca", "mountPath": "/etc/ssl/corp", "readOnly": True}],
+    },
+    "postgresql": {"internal": {"podAnnotations": {"backup": "nightly"}}},
+    "networkPolicy": {"enabled": True, "api": {"ingressFrom": [{"namespaceSelector": {"matchLabels": {"name": "ingress"}}}]}},
+}
+
 EVERYTHING = {
     **KATA,
     "ingress": INGRESS_TLS["ingress"],
@@ -84,4 +162,10 @@ CASES = {
     "hpa": HPA,
     "migrate-on-start": MIGRATE_ON_START,
     "everything": EVERYTHING,
+    "tls-redis": TLS_REDIS,
+    "tls-redis-configmap": TLS_REDIS_CONFIGMAP,
+    "s3-service-account": S3_SERVICE_ACCOUNT,
+    "internal-existing-secrets": INTERNAL_EXISTING_SECRETS,
+    "values-passwords": VALUES_PASSWORDS,
+    "conventions": CONVENTIONS,
 }

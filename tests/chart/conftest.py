@@ -40,6 +40,8 @@ def pod_spec(obj):
     """The pod template of a workload, or None for other kinds."""
     if obj["kind"] in ("Deployment", "StatefulSet", "Job"):
         return obj["spec"]["template"]["spec"]
+    if obj["kind"] == "Pod":
+        return obj["spec"]
     return None
 
 

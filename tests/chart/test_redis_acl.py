@@ -1,4 +1,5 @@
-"""The internal Redis ACL file, loaded into a real redis-server: each component can do what it needs and no more."""
+"""The internal Redis ACL file, written by the Redis pod's init container (its real script, run here with sh) and
+loaded into a real redis-server: each component can do what it needs and no more."""
 
 import shutil
 import socket
@@ -7,6 +8,7 @@ import time
 
 import pytest
 
+from cases import REDIS_PASSWORDS
 from conftest import by_kind
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server not installed")
@@ -23,10 +25,43 @@ def server_version():
     return tuple(int(p) for p in out.split("v=")[1].split()[0].split(".")[:2])
 
 
+def write_acl(objects, path, passwords):
+    """Runs the init container's script with its env, the passwords standing in for the Secret's keys."""
+    (sts,) = [s for s in by_kind(objects, "StatefulSet") if s["metadata"]["name"].endswith("-redis")]
+    (init,) = sts["spec"]["template"]["spec"]["initContainers"]
+    env = {"PATH": "/usr/bin:/bin"}
+    for e in init["env"]:
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        else:
+            user = e["valueFrom"]["secretKeyRef"]["key"].removesuffix("-password")
+            env[e["name"]] = passwords[user]
+    assert env["ACL_FILE"] == "/etc/redis/users.acl"
+    env["ACL_FILE"] = str(path)
+    assert init["command"] == ["sh", "-c"]
+    subprocess.run(["sh", "-c", init["args"][0]], env=env, check=True, timeout=10)
+    return path.read_text()
+
+
 @pytest.fixture(scope="module")
-def redis(rendered, tmp_path_factory):
-    (secret,) = [s for s in by_kind(rendered["auto"], "Secret") if s["metadata"]["name"].endswith("-redis")]
-    acl = secret["stringData"]["users.acl"]
+def acl_text(rendered, tmp_path_factory):
+    return write_acl(rendered["auto"], tmp_path_factory.mktemp("acl") / "users.acl", REDIS_PASSWORDS)
+
+
+def test_acl_file_shape(acl_text):
+    lines = acl_text.splitlines()
+    assert lines[0] == "user default off resetchannels -@all"
+    p = REDIS_PASSWORDS
+    assert f"user executor on >{p['executor']} ~flowlike:status* resetchannels -@all +xadd +ping +hello +client|setinfo" in lines
+    assert f"user probe on >{p['probe']} resetchannels -@all +ping" in lines
+    for user in ("api", "dispatcher"):
+        (line,) = [l for l in lines if l.startswith(f"user {user} ")]
+        assert line.startswith(f"user {user} on >{p[user]} ~flowlike:* resetchannels -@all ") and "-@dangerous" in line
+
+
+@pytest.fixture(scope="module")
+def redis(acl_text, tmp_path_factory):
+    acl = acl_text
     if server_version() < (7, 2):
         # CLIENT SETINFO arrived in Redis 7.2 (the chart's image); older servers reject the rule.
         acl = acl.replace(" +client|setinfo", "")
@@ -36,7 +71,7 @@ def redis(rendered, tmp_path_factory):
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d), "--save", "",
                              "--appendonly", "no", "--aclfile", str(d / "users.acl")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    passwords = {u: secret["stringData"][f"{u}-password"] for u in ("api", "dispatcher", "executor", "probe")}
+    passwords = REDIS_PASSWORDS
 
     def cli(user, *args):
         auth = ["--user", user, "--pass", passwords[user]] if user else []

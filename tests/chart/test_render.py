@@ -101,7 +101,7 @@ def test_ingress_tls_and_cert_manager(rendered):
 
 
 def test_migrations_mode(rendered):
-    jobs = [o for _, o in rendered["auto"] if o["kind"] == "Job"]
+    jobs = [o for _, o in rendered["auto"] if o["kind"] == "Job" and o["metadata"]["name"].endswith("-migrate")]
     (job,) = jobs
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
@@ -113,7 +113,7 @@ def test_migrations_mode(rendered):
 
     assert migrate_on_start(rendered["auto"]) == "false"
     assert migrate_on_start(rendered["migrate-on-start"]) == "true"
-    assert not [o for _, o in rendered["migrate-on-start"] if o["kind"] == "Job"]
+    assert not [o for _, o in rendered["migrate-on-start"] if o["kind"] == "Job" and o["metadata"]["name"].endswith("-migrate")]
 
 
 def test_kata_runtime_class(rendered):
