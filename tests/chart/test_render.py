@@ -132,3 +132,64 @@ def test_probes_use_the_health_endpoints(rendered):
             if c["name"] in ("api", "dispatcher"):
                 assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
                 assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_notes_name_the_secrets_and_the_test(case):
+    from helm_python import Chart
+
+    notes = Chart.load(str(CHART)).render(CASES[case], name="rel", namespace=NAMESPACE,
+                                          is_install=True)["flow-like/templates/NOTES.txt"]
+    assert "helm test rel -n flow-like" in notes
+    token = CASES[case].get("api", {}).get("adminToken", {}).get("existingSecret") or "rel-flow-like-admin-token"
+    assert f"get secret {token} " in notes
+
+
+def test_helm_test_pod_asks_readyz(rendered):
+    (pod,) = [o for _, o in rendered["auto"] if o["kind"] == "Pod"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (c,) = pod["spec"]["containers"]
+    assert c["command"] == ["curl"] and c["args"][-1] == "http://rel-flow-like-api:80/readyz"
+    assert "--fail" in c["args"]
+
+
+def test_conventions(rendered):
+    from cases import CONVENTIONS
+
+    objects = rendered["conventions"]
+    images = {}
+    for _, o in objects:
+        spec = pod_spec_of(o)
+        for c in (spec or {}).get("initContainers", []) + (spec or {}).get("containers", []):
+            images[f"{o['metadata']['name']}/{c['name']}"] = c["image"]
+            assert c["image"].startswith("mirror.corp.example/"), "global.imageRegistry is honoured everywhere"
+    assert images["rel-flow-like-api/api"] == "mirror.corp.example/flow-like/flow-like-api@sha256:" + "a" * 64
+    assert images["rel-flow-like-dispatcher/dispatcher"].endswith("/flow-like/flow-like-dispatcher:0.1.0-rc1")
+    assert images["rel-flow-like-postgresql/postgresql"] == "mirror.corp.example/library/postgres:16"
+    deployments = {o["metadata"]["name"]: o for _, o in objects if o["kind"] == "Deployment"}
+    api = deployments["rel-flow-like-api"]["spec"]["template"]
+    assert api["metadata"]["labels"]["team"] == "platform"
+    assert api["metadata"]["annotations"]["prometheus.io/scrape"] == "false"
+    assert len(api["metadata"]["annotations"]["checksum/secrets"]) == 64
+    assert api["spec"]["topologySpreadConstraints"] == CONVENTIONS["api"]["topologySpreadConstraints"]
+    assert api["spec"]["serviceAccountName"] == "shared-api"
+    (c,) = api["spec"]["containers"]
+    assert {"name": "corp-ca", "mountPath": "/etc/ssl/corp", "readOnly": True} in c["volumeMounts"]
+    assert {"name": "corp-ca", "configMap": {"name": "corp-ca"}} in api["spec"]["volumes"]
+    names = {o["metadata"]["name"] for _, o in objects if o["kind"] == "ServiceAccount"}
+    assert "rel-flow-like-api" not in names and "fl-dispatcher" in names
+    # OpenShift: no fixed uid, gid or fsGroup in any pod.
+    for _, o in objects:
+        spec = pod_spec_of(o)
+        if spec:
+            assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(spec.get("securityContext", {})), o["metadata"]["name"]
+            for c in spec.get("initContainers", []) + spec["containers"]:
+                assert "runAsUser" not in c.get("securityContext", {})
+    auto = {o["metadata"]["name"]: o for _, o in rendered["auto"] if o["kind"] == "Deployment"}
+    assert auto["rel-flow-like-api"]["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 65532
+
+
+def pod_spec_of(obj):
+    from conftest import pod_spec
+
+    return pod_spec(obj)
