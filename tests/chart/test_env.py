@@ -302,3 +302,21 @@ def test_internal_existing_secrets_are_referenced(rendered):
         assert acl_env[f"{user.upper()}_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
             "name": "my-redis-auth", "key": f"{user}-password"}
     assert dispatcher_env(objects)["EXECUTOR_SECRET"]["value"] == "my-executor"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_executor_extras_pass_the_dispatchers_checks(rendered, case):
+    # The dispatcher refuses (at start-up) extra volumes named `tmp`, mounts of volumes it was not given, mounts on
+    # /tmp, and extra env that replaces an attempt's identity.
+    objects = rendered[case]
+    volumes = executor_json(objects, "EXECUTOR_EXTRA_VOLUMES") or []
+    mounts = executor_json(objects, "EXECUTOR_EXTRA_VOLUME_MOUNTS") or []
+    names = [v["name"] for v in volumes]
+    assert len(names) == len(set(names)) and "tmp" not in names
+    for m in mounts:
+        assert m["name"] in names and m["mountPath"] != "/tmp", m
+    env = [e["name"] for e in executor_json(objects, "EXECUTOR_EXTRA_ENV") or []]
+    assert len(env) == len(set(env))
+    assert not {"EXECUTION_ID", "EXECUTION_ATTEMPT", "EXECUTION_TENANT"} & set(env)
+    run_as = dispatcher_env(objects)["EXECUTOR_RUN_AS_USER"]["value"]
+    assert run_as == "" or int(run_as) > 0

@@ -104,6 +104,15 @@ def test_without_the_generator_every_credential_must_be_given():
             "api": {"adminToken": {"enabled": False}}})
 
 
+@pytest.mark.parametrize("name", ["tmp", "redis-ca"])
+def test_extra_volumes_keep_off_the_charts_names(name):
+    from cases import TLS_REDIS
+
+    with pytest.raises(HelmRenderError) as err:
+        render({**TLS_REDIS, "executor": {**TLS_REDIS["executor"], "extraVolumes": [{"name": name, "emptyDir": {}}]}})
+    assert "executor.extraVolumes" in str(err.value) and name in str(err.value)
+
+
 def test_openshift_mode_is_checked():
     # Helm does not check `global` against the schema, so the template does.
     with pytest.raises(HelmRenderError) as err:

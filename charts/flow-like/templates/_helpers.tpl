@@ -360,6 +360,13 @@ so pods restart when one changes. The Secrets hold no random values, so the chec
 {{- if and (or $tls.caSecret $tls.caConfigMap) (include "flow-like.redisInternal" .) }}
 {{- fail "redis.tls.caSecret/caConfigMap apply to an external Redis with rediss:// URLs (redis.external.existingSecret); the internal Redis has no TLS." }}
 {{- end }}
+{{- range $component := list "api" "dispatcher" "executor" }}
+{{- range (index $.Values $component).extraVolumes }}
+{{- if or (eq .name "tmp") (and (eq .name "redis-ca") (include "flow-like.redisCaFile" $)) }}
+{{- fail (printf "%s.extraVolumes: the volume name %q is the chart's own (its /tmp or the Redis CA); choose another." $component .name) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- if le (int .Values.dispatcher.terminationGracePeriodSeconds) (int .Values.dispatcher.drainTimeoutSecs) }}
 {{- fail (printf "dispatcher.terminationGracePeriodSeconds (%d) must be longer than dispatcher.drainTimeoutSecs (%d), or Kubernetes kills dispatchers before they hand back their work." (int .Values.dispatcher.terminationGracePeriodSeconds) (int .Values.dispatcher.drainTimeoutSecs)) }}
 {{- end }}
