@@ -320,3 +320,13 @@ def test_executor_extras_pass_the_dispatchers_checks(rendered, case):
     assert not {"EXECUTION_ID", "EXECUTION_ATTEMPT", "EXECUTION_TENANT"} & set(env)
     run_as = dispatcher_env(objects)["EXECUTOR_RUN_AS_USER"]["value"]
     assert run_as == "" or int(run_as) > 0
+
+
+def test_executor_run_as_user_can_be_left_unset():
+    from cases import S3
+    from conftest import render
+
+    env = dispatcher_env(render({"s3": S3, "executor": {"runAsUser": None}}))
+    assert env["EXECUTOR_RUN_AS_USER"]["value"] == ""
+    env = dispatcher_env(render({"s3": S3, "executor": {"runAsUser": 1000750000}}))
+    assert env["EXECUTOR_RUN_AS_USER"]["value"] == "1000750000"
