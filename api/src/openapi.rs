@@ -1,12 +1,26 @@
 //! The OpenAPI document, generated from the handlers' annotations and served at `/openapi.json`.
+//!
+//! utoipa writes the paths and the response schemas from the code. Then [`document`] makes it exact where the
+//! annotations cannot: the request bodies and the workflow document get the schemas of `schemas` (the same
+//! rules their parsers enforce); every operation gets the answers every route of its kind can give (401 and
+//! 503 when it needs a key, 403 for admin operations, 400 for a path, query or body that cannot be read, 413,
+//! 415 and 422 for a body); and errors are documented as what they are, `application/problem+json`.
+
+mod schemas;
+
+pub use schemas::{ENTRY_ID_PATTERN, TENANT_NAME_PATTERN, WORKFLOW_NAME_PATTERN};
 
 use crate::routes::{admin, dead_letters, execution_events, execution_ops, executions, health, queue, workflows};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use serde_json::{Value, json};
+use std::sync::OnceLock;
+use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "flow-like API", description = "Submit and follow workflow executions. Errors are RFC 9457 problem+json."),
+    info(
+        title = "flow-like API",
+        description = "Submit and follow workflow executions. Errors are RFC 9457 problem+json."
+    ),
     paths(
         executions::submit,
         executions::get,
@@ -27,22 +41,195 @@ use utoipa::{Modify, OpenApi};
         health::readyz,
         health::metrics,
     ),
-    modifiers(&BearerAuth)
+    components(schemas(crate::error::Problem))
 )]
 pub struct ApiDoc;
 
-struct BearerAuth;
+/// Content type of every error answer.
+pub const PROBLEM_JSON: &str = "application/problem+json";
 
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
+/// The document, built once.
+pub fn document() -> Value {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    DOCUMENT.get_or_init(build).clone()
+}
+
+fn build() -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    doc["components"]["securitySchemes"] = json!({"api_key": {"type": "http", "scheme": "bearer", "description": "A tenant's API key, or the admin token"}});
+    for (name, schema) in schemas::components() {
+        doc["components"]["schemas"][name] = schema;
+    }
+    refine_response_schemas(&mut doc["components"]["schemas"]);
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else { continue };
+            for operation in item.values_mut() {
+                complete_operation(path, operation);
+            }
+        }
+    }
+    doc
+}
+
+/// Request bodies by operation: (schema, required).
+fn request_body(operation_id: &str) -> Option<(&'static str, bool)> {
+    Some(match operation_id {
+        "submitExecution" => ("SubmitExecution", true),
+        "registerWorkflow" => ("Workflow", true),
+        "createApiKey" => ("NewApiKey", false),
+        "setTenantLimits" => ("LimitsBody", true),
+        _ => return None,
+    })
+}
+
+/// Schema of a path, query or header parameter, by name (what the handlers accept, exactly).
+fn parameter_schema(operation_id: &str, name: &str) -> Option<Value> {
+    let entry_id = json!({"type": "string", "pattern": ENTRY_ID_PATTERN});
+    Some(match name {
+        "id" => json!({"type": "string", "format": "uuid"}),
+        "tenant" => json!({"type": "string", "pattern": TENANT_NAME_PATTERN}),
+        "name" => json!({"type": "string", "pattern": WORKFLOW_NAME_PATTERN}),
+        "version" => json!({"type": "integer", "minimum": 1, "maximum": i32::MAX}),
+        "entry_id" => entry_id,
+        "status" => json!({"type": "string", "enum": executions::STATUSES}),
+        "workflow" => json!({"type": "string", "pattern": WORKFLOW_NAME_PATTERN}),
+        "limit" => json!({"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+        "cursor" if operation_id == "listExecutions" => json!({"type": "string", "format": "uuid"}),
+        "cursor" => entry_id,
+        "last_event_id" | "Last-Event-ID" => json!({"type": "string", "pattern": ENTRY_ID_PATTERN}),
+        "Idempotency-Key" => {
+            json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\t\\x20-\\x7e]+$"})
+        }
+        _ => return None,
+    })
+}
+
+fn problem(description: &str) -> Value {
+    json!({"description": description, "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+}
+
+fn complete_operation(path: &str, operation: &mut Value) {
+    let operation_id = operation["operationId"].as_str().unwrap_or_default().to_string();
+    let secured = operation.get("security").is_some();
+    let admin = operation["tags"].as_array().is_some_and(|tags| tags.iter().any(|t| t == "admin"));
+    let has_parameters = operation["parameters"].as_array().is_some_and(|p| !p.is_empty());
+
+    if let Some(parameters) = operation.get_mut("parameters").and_then(Value::as_array_mut) {
+        for parameter in parameters {
+            let name = parameter["name"].as_str().unwrap_or_default().to_string();
+            if let Some(schema) = parameter_schema(&operation_id, &name) {
+                parameter["schema"] = schema;
+            }
+        }
+    }
+    let body = request_body(&operation_id);
+    if let Some((schema, required)) = body {
+        operation["requestBody"] = json!({
+            "required": required,
+            "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
+        });
+    }
+
+    let mut standard: Vec<(&str, &str)> = Vec::new();
+    if has_parameters || body.is_some() {
+        standard.push((
+            "400",
+            "Malformed: a path, query or header value that cannot be read (e.g. one holding NUL), or a body that is not JSON",
+        ));
+    }
+    if secured {
+        standard.push(("401", "Missing or invalid API key"));
+        standard.push(("503", "A backing service is down; retry after Retry-After"));
+    }
+    if admin {
+        standard.push(("403", "The key is not an admin key"));
+    }
+    if body.is_some() {
+        standard.push(("413", "The body is larger than API_MAX_BODY_BYTES"));
+        standard.push(("415", "The body is not application/json"));
+        standard.push((
+            "422",
+            "Valid JSON of the wrong shape (not an object, an unknown field, a wrong type or range, NUL in a string), each part named by a JSON Pointer",
+        ));
+    }
+    let responses = &mut operation["responses"];
+    for (status, description) in standard {
+        if responses.get(status).is_none() {
+            responses[status] = problem(description);
+        }
+    }
+    // Errors are problem documents; the annotations can only say application/json.
+    if let Some(responses) = responses.as_object_mut() {
+        for (status, response) in responses.iter_mut() {
+            if status.starts_with(['4', '5']) && path != "/readyz" {
+                let description = response["description"].as_str().filter(|d| !d.is_empty()).map(str::to_string);
+                *response = problem(&description.unwrap_or_else(|| default_description(status)));
+            }
+        }
     }
 }
 
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+fn default_description(status: &str) -> String {
+    match status {
+        "400" => "Malformed request",
+        "401" => "Missing or invalid API key",
+        "403" => "The key is not an admin key",
+        "404" => "Not found (another tenant's resource is not found either)",
+        "409" => "Conflict with the resource's state",
+        "422" => "Invalid request, each part named by a JSON Pointer",
+        "503" => "A backing service is down; retry after Retry-After",
+        _ => "Error",
+    }
+    .to_string()
+}
+
+/// Constraints on response fields the derive cannot state.
+fn refine_response_schemas(schemas: &mut Value) {
+    for view in ["ExecutionView", "Accepted"] {
+        if let Some(status) = schemas[view]["properties"].get_mut("status") {
+            status["enum"] = json!(executions::STATUSES);
+        }
+    }
+    if let Some(priority) = schemas["ExecutionView"]["properties"].get_mut("priority") {
+        priority["minimum"] = json!(0);
+        priority["maximum"] = json!(flow_like_shared::queue::MAX_PRIORITY);
+    }
+    schemas["ExecutionView"]["properties"]["labels"] =
+        json!({"type": "object", "additionalProperties": {"type": "string"}});
+    schemas["WorkflowVersionView"]["properties"]["document"] = json!({"$ref": "#/components/schemas/Workflow"});
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc = document();
+        let mut seen = std::collections::BTreeSet::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for operation in item.as_object().unwrap().values() {
+                let id = operation["operationId"].as_str().expect("every operation has an id");
+                assert!(seen.insert(id.to_string()), "operationId {id} is used twice");
+            }
+        }
+    }
+
+    #[test]
+    fn every_error_is_a_problem_document() {
+        let doc = document();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                for (status, response) in operation["responses"].as_object().unwrap() {
+                    if status.starts_with(['4', '5']) && path != "/readyz" {
+                        assert!(response["content"][PROBLEM_JSON].is_object(), "{method} {path} {status}");
+                    }
+                }
+                if operation.get("security").is_some() {
+                    assert!(operation["responses"]["401"].is_object(), "{method} {path} documents no 401");
+                }
+            }
+        }
+    }
 }

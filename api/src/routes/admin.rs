@@ -2,25 +2,30 @@
 //! bootstrap `FLOWLIKE_ADMIN_TOKEN` or an admin key.
 
 use crate::auth::Admin;
-use crate::body::{JsonBody, OptionalJsonBody};
+use crate::body::{Fields, JsonBody, OptionalJsonBody, RequestBody};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use flow_like_shared::ids::valid_tenant_name;
 use flow_like_shared::limits;
 use flow_like_shared::record::{self, TenantLimits, api_keys};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Body of `POST /tenants/{tenant}/api-keys` (optional).
+#[derive(Debug, Default)]
 pub struct NewApiKey {
     /// An admin key may also call the admin endpoints.
-    #[serde(default)]
     pub admin: bool,
+}
+
+impl RequestBody for NewApiKey {
+    fn from_object(object: serde_json::Map<String, serde_json::Value>) -> Result<Self, ApiError> {
+        let mut fields = Fields::new("", object, &["admin"])?;
+        Ok(Self { admin: fields.boolean("admin")?.unwrap_or(false) })
+    }
 }
 
 /// A new key. `key` is shown only in this response; only its hash is stored.
@@ -32,29 +37,29 @@ pub struct IssuedKey {
     pub admin: bool,
 }
 
+/// A tenant name in the path (400 otherwise: the request changes nothing).
 fn check_tenant(tenant: &str) -> Result<(), ApiError> {
     if valid_tenant_name(tenant) {
         Ok(())
     } else {
-        Err(ApiError::invalid(
-            "",
-            "a tenant name is 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit",
+        Err(ApiError::Malformed(
+            "path parameter `tenant`: a tenant name is 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"
+                .into(),
         ))
     }
 }
 
 /// Issue an API key for a tenant (the tenant is created on first use).
 #[utoipa::path(
-    post, path = "/api/v1/tenants/{tenant}/api-keys", tag = "admin",
+    post, path = "/api/v1/tenants/{tenant}/api-keys", operation_id = "createApiKey", tag = "admin",
     params(("tenant" = String, Path)),
-    request_body(content = Option<NewApiKey>),
     responses((status = 201, body = IssuedKey), (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem)),
     security(("api_key" = []))
 )]
 pub async fn create_key(
     State(state): State<AppState>,
     _admin: Admin,
-    tenant: Result<Path<String>, PathRejection>,
+    tenant: Result<super::PathParams<String>, super::ParamsRejection>,
     OptionalJsonBody(body): OptionalJsonBody<NewApiKey>,
 ) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
     let tenant = super::path(tenant, "tenant")?;
@@ -65,7 +70,7 @@ pub async fn create_key(
 
 /// Revoke an API key. Every API replica stops accepting it within `API_KEY_CACHE_SECS`.
 #[utoipa::path(
-    delete, path = "/api/v1/api-keys/{id}", tag = "admin",
+    delete, path = "/api/v1/api-keys/{id}", operation_id = "revokeApiKey", tag = "admin",
     params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = crate::error::Problem)),
     security(("api_key" = []))
@@ -73,7 +78,7 @@ pub async fn create_key(
 pub async fn revoke_key(
     State(state): State<AppState>,
     _admin: Admin,
-    id: Result<Path<Uuid>, PathRejection>,
+    id: Result<super::PathParams<Uuid>, super::ParamsRejection>,
 ) -> Result<StatusCode, ApiError> {
     let id = super::path(id, "API key")?;
     if !api_keys::revoke(&state.db, id).await? {
@@ -83,40 +88,42 @@ pub async fn revoke_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A tenant's concurrency overrides; `null` falls back to the dispatcher's default.
-#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// A tenant's concurrency overrides; `null` (or absent) falls back to the dispatcher's default.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LimitsBody {
     /// Most executions of this tenant running at once.
-    pub concurrency_limit: Option<u32>,
+    #[schema(minimum = 0, maximum = 2147483647)]
+    pub concurrency_limit: Option<i32>,
     /// Most executions of any one workflow of this tenant running at once.
-    pub workflow_limit: Option<u32>,
+    #[schema(minimum = 0, maximum = 2147483647)]
+    pub workflow_limit: Option<i32>,
+}
+
+impl RequestBody for LimitsBody {
+    fn from_object(object: serde_json::Map<String, serde_json::Value>) -> Result<Self, ApiError> {
+        let mut fields = Fields::new("", object, &["concurrency_limit", "workflow_limit"])?;
+        let mut limit = |name| fields.integer(name, 0..=i64::from(i32::MAX)).map(|n| n.map(|n| n as i32));
+        Ok(Self { concurrency_limit: limit("concurrency_limit")?, workflow_limit: limit("workflow_limit")? })
+    }
 }
 
 /// Set a tenant's concurrency limits. Stored in PostgreSQL and applied by the dispatchers at once.
 #[utoipa::path(
-    put, path = "/api/v1/tenants/{tenant}/limits", tag = "admin",
+    put, path = "/api/v1/tenants/{tenant}/limits", operation_id = "setTenantLimits", tag = "admin",
     params(("tenant" = String, Path)),
-    request_body = LimitsBody,
     responses((status = 200, body = LimitsBody), (status = 422, body = crate::error::Problem)),
     security(("api_key" = []))
 )]
 pub async fn put_limits(
     State(state): State<AppState>,
     _admin: Admin,
-    tenant: Result<Path<String>, PathRejection>,
+    tenant: Result<super::PathParams<String>, super::ParamsRejection>,
     body: JsonBody<LimitsBody>,
 ) -> Result<Json<LimitsBody>, ApiError> {
     let tenant = super::path(tenant, "tenant")?;
     check_tenant(&tenant)?;
     let body = body.value;
-    let to_i32 = |v: Option<u32>, pointer: &str| {
-        v.map(|n| i32::try_from(n).map_err(|_| ApiError::invalid(pointer, "too large"))).transpose()
-    };
-    let tenant_limits = TenantLimits {
-        concurrency_limit: to_i32(body.concurrency_limit, "/concurrency_limit")?,
-        workflow_limit: to_i32(body.workflow_limit, "/workflow_limit")?,
-    };
+    let tenant_limits = TenantLimits { concurrency_limit: body.concurrency_limit, workflow_limit: body.workflow_limit };
     record::set_tenant_limits(&state.db, &tenant, tenant_limits).await?;
     let mut redis = state.redis.clone();
     limits::publish_tenant(&mut redis, &state.keys, &tenant, tenant_limits).await?;

@@ -8,17 +8,17 @@
 //! that Redis does not know. A second redrive of the same entry then answers 409 (the execution is no longer
 //! `failed`); the leftover entry can be deleted with `XDEL`.
 
+use super::is_entry_id;
 use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::routes::executions::ExecutionView;
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use flow_like_shared::queue::{self, DEFAULT_PRIORITY, MAX_PRIORITY, QueueBody, QueueMessage};
-use flow_like_shared::queue_ops::{self, DeadLetter, is_entry_id};
+use flow_like_shared::queue_ops::{self, DeadLetter};
 use flow_like_shared::record::operator::{self, Redrive};
 use serde::{Deserialize, Serialize};
 
@@ -78,7 +78,7 @@ pub struct DeadLetterPage {
 
 /// List dead-lettered queue messages, newest first.
 #[utoipa::path(
-    get, path = "/api/v1/dead-letters", tag = "admin",
+    get, path = "/api/v1/dead-letters", operation_id = "listDeadLetters", tag = "admin",
     params(DeadLetterParams),
     responses(
         (status = 200, body = DeadLetterPage),
@@ -92,7 +92,7 @@ pub struct DeadLetterPage {
 pub async fn list(
     State(state): State<AppState>,
     _admin: Admin,
-    params: Result<Query<DeadLetterParams>, QueryRejection>,
+    params: Result<super::QueryParams<DeadLetterParams>, super::ParamsRejection>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
     let params = super::query(params)?;
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
@@ -120,7 +120,7 @@ pub struct Redriven {
 
 /// Redrive a dead letter: its `failed` execution is queued again for one more attempt.
 #[utoipa::path(
-    post, path = "/api/v1/dead-letters/{entry_id}/redrive", tag = "admin",
+    post, path = "/api/v1/dead-letters/{entry_id}/redrive", operation_id = "redriveDeadLetter", tag = "admin",
     params(("entry_id" = String, Path, description = "Dead-letter entry id")),
     responses(
         (status = 202, description = "Queued again; the dead letter is deleted", body = Redriven),
@@ -135,7 +135,7 @@ pub struct Redriven {
 pub async fn redrive(
     State(state): State<AppState>,
     _admin: Admin,
-    entry_id: Result<Path<String>, PathRejection>,
+    entry_id: Result<super::PathParams<String>, super::ParamsRejection>,
 ) -> Result<(StatusCode, Json<Redriven>), ApiError> {
     let entry_id = super::path(entry_id, "dead letter")?;
     if !is_entry_id(&entry_id) {

@@ -17,14 +17,12 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::routes::execution_ops::problem;
 use crate::state::AppState;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use flow_like_shared::config::RedisConfig;
 use flow_like_shared::queue::QueueError;
-use flow_like_shared::queue_ops::is_entry_id;
 use flow_like_shared::record::executions;
 use flow_like_shared::status::{StatusEntry, StatusEvent};
 use redis::aio::MultiplexedConnection;
@@ -78,7 +76,7 @@ pub struct EventParams {
 
 /// Follow an execution's progress as Server-Sent Events.
 #[utoipa::path(
-    get, path = "/api/v1/executions/{id}/events", tag = "executions",
+    get, path = "/api/v1/executions/{id}/events", operation_id = "streamExecutionEvents", tag = "executions",
     params(
         ("id" = Uuid, Path, description = "Execution id"),
         ("Last-Event-ID" = Option<String>, Header, description = "Resume strictly after this event id"),
@@ -95,8 +93,8 @@ pub struct EventParams {
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
-    id: Result<Path<Uuid>, PathRejection>,
-    params: Result<Query<EventParams>, QueryRejection>,
+    id: Result<super::PathParams<Uuid>, super::ParamsRejection>,
+    params: Result<super::QueryParams<EventParams>, super::ParamsRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = super::path(id, "execution")?;
@@ -105,8 +103,8 @@ pub async fn events(
         .get("last-event-id")
         .map(|v| v.to_str().map(str::to_string).map_err(|_| ApiError::Malformed("Last-Event-ID is not text".into())))
         .transpose()?;
-    let after = match header.or(params.last_event_id).filter(|s| !s.trim().is_empty()) {
-        Some(after) if is_entry_id(after.trim()) => after.trim().to_string(),
+    let after = match header.or(params.last_event_id).filter(|s| !s.is_empty()) {
+        Some(after) if super::is_entry_id(&after) => after,
         Some(_) => {
             return Err(ApiError::Malformed("Last-Event-ID must be an event id such as 1700000000000-0".into()));
         }

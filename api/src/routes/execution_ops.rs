@@ -12,8 +12,7 @@ use crate::error::{ApiError, Problem};
 use crate::routes::executions::ExecutionView;
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flow_like_shared::queue_ops;
@@ -39,7 +38,7 @@ pub fn problem(status: StatusCode, slug: &str, title: impl Into<String>) -> Resp
 
 /// The result document of a finished execution.
 #[utoipa::path(
-    get, path = "/api/v1/executions/{id}/result", tag = "executions",
+    get, path = "/api/v1/executions/{id}/result", operation_id = "getExecutionResult", tag = "executions",
     params(("id" = Uuid, Path, description = "Execution id")),
     responses(
         (status = 200, description = "The result document: `output` and per-node status, timings and attempts", content_type = "application/json", body = Object),
@@ -52,7 +51,7 @@ pub fn problem(status: StatusCode, slug: &str, title: impl Into<String>) -> Resp
 pub async fn result(
     State(state): State<AppState>,
     caller: Caller,
-    id: Result<Path<Uuid>, PathRejection>,
+    id: Result<super::PathParams<Uuid>, super::ParamsRejection>,
 ) -> Result<Response, ApiError> {
     let id = super::path(id, "execution")?;
     let record = executions::get(&state.db, &caller.tenant, id).await?.ok_or(ApiError::NotFound("execution"))?;
@@ -82,7 +81,7 @@ pub async fn result(
 
 /// Cancel an execution: a queued one never runs, a running one is stopped by its dispatcher.
 #[utoipa::path(
-    post, path = "/api/v1/executions/{id}/cancel", tag = "executions",
+    post, path = "/api/v1/executions/{id}/cancel", operation_id = "cancelExecution", tag = "executions",
     params(("id" = Uuid, Path, description = "Execution id")),
     responses(
         (status = 202, description = "Cancelled (also when it already was): a running attempt stops within a dispatcher heartbeat", body = ExecutionView),
@@ -95,7 +94,7 @@ pub async fn result(
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
-    id: Result<Path<Uuid>, PathRejection>,
+    id: Result<super::PathParams<Uuid>, super::ParamsRejection>,
 ) -> Result<Response, ApiError> {
     let id = super::path(id, "execution")?;
     let record = match operator::cancel(&state.db, &caller.tenant, id).await? {

@@ -4,13 +4,12 @@
 //! so accepted work is never lost.
 
 use crate::auth::Caller;
-use crate::body::JsonBody;
+use crate::body::{Fields, JsonBody, RequestBody};
 use crate::error::{ApiError, InvalidPart};
 use crate::state::AppState;
 use crate::submit::{Committed, Submission};
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -30,37 +29,74 @@ const MAX_LABEL_BYTES: usize = 256;
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 500;
+/// Every execution status, as the API spells them.
+pub const STATUSES: &[&str] = &["queued", "dispatched", "running", "succeeded", "failed", "timed_out", "cancelled"];
+
+/// What a workflow name is, for refusals.
+pub const WORKFLOW_NAME_RULE: &str =
+    "a workflow name is 1-128 characters of a-z, 0-9, '-', '.', '_', starting with a letter or digit";
 /// Name of an execution submitted with an inline workflow that has no `name`.
 const INLINE_WORKFLOW_NAME: &str = "inline";
 
 /// A registered workflow, by name and optionally version (latest when absent).
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct WorkflowRef {
     pub name: String,
-    #[serde(default)]
     pub version: Option<i32>,
 }
 
-/// Body of `POST /api/v1/executions`: exactly one of `workflow` and `workflow_ref`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Body of `POST /api/v1/executions`: exactly one of `workflow` and `workflow_ref`. Its schema in the OpenAPI
+/// document is written beside the parser, in `crate::openapi::schemas`.
+#[derive(Debug)]
 pub struct SubmitExecution {
     /// An inline workflow document.
-    #[schema(value_type = Option<Object>)]
-    #[serde(default)]
     pub workflow: Option<serde_json::Value>,
-    #[serde(default)]
     pub workflow_ref: Option<WorkflowRef>,
-    /// The execution's input: any JSON.
-    #[schema(value_type = Option<Object>)]
-    #[serde(default)]
+    /// The execution's input: any JSON (absent is `null`).
     pub input: serde_json::Value,
     /// 0 (lowest) to 9 (highest); default 5. Orders work within a tenant.
-    #[serde(default)]
-    pub priority: Option<i64>,
-    #[serde(default)]
+    pub priority: Option<u8>,
     pub labels: BTreeMap<String, String>,
+}
+
+impl RequestBody for SubmitExecution {
+    fn from_object(object: serde_json::Map<String, serde_json::Value>) -> Result<Self, ApiError> {
+        let mut fields = Fields::new("", object, &["workflow", "workflow_ref", "input", "priority", "labels"])?;
+        let workflow = fields.object("workflow")?.map(|object| {
+            let mut document = serde_json::Value::Object(object);
+            crate::body::normalize_integers(&mut document);
+            document
+        });
+        let workflow_ref = fields
+            .object("workflow_ref")?
+            .map(|object| {
+                let mut r = Fields::new("/workflow_ref", object, &["name", "version"])?;
+                let name =
+                    r.string("name")?.ok_or_else(|| ApiError::invalid("/workflow_ref/name", "missing field `name`"))?;
+                if !valid_workflow_name(&name) {
+                    return Err(ApiError::invalid("/workflow_ref/name", WORKFLOW_NAME_RULE));
+                }
+                let version = r.integer("version", 1..=i64::from(i32::MAX))?.map(|v| v as i32);
+                Ok::<_, ApiError>(WorkflowRef { name, version })
+            })
+            .transpose()?;
+        let priority = fields.integer("priority", 0..=i64::from(MAX_PRIORITY))?.map(|p| p as u8);
+        let labels = match fields.object("labels")? {
+            None => BTreeMap::new(),
+            Some(object) => object
+                .into_iter()
+                .map(|(key, value)| match value {
+                    serde_json::Value::String(value) => Ok((key, value)),
+                    other => Err(ApiError::invalid(
+                        crate::body::pointer("/labels", &key),
+                        format!("label values must be strings, not {}", crate::body::json_type(&other)),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let input = fields.any("input");
+        Ok(Self { workflow, workflow_ref, input, priority, labels })
+    }
 }
 
 /// Links to an execution's resources.
@@ -176,10 +212,7 @@ async fn resolve_workflow(
                 .map_err(|errors| prefix_pointers("/workflow", errors))?;
             let name = validated.workflow().name.clone().unwrap_or_else(|| INLINE_WORKFLOW_NAME.into());
             if !valid_workflow_name(&name) {
-                return Err(ApiError::invalid(
-                    "/workflow/name",
-                    "a workflow name is 1-128 characters of a-z, 0-9, '-', '.', '_', starting with a letter or digit",
-                ));
+                return Err(ApiError::invalid("/workflow/name", WORKFLOW_NAME_RULE));
             }
             Ok(ResolvedWorkflow { name, version: None, document })
         }
@@ -198,14 +231,6 @@ async fn resolve_workflow(
     }
 }
 
-fn check_priority(priority: Option<i64>) -> Result<u8, ApiError> {
-    match priority {
-        None => Ok(DEFAULT_PRIORITY),
-        Some(p) if (0..=i64::from(MAX_PRIORITY)).contains(&p) => Ok(p as u8),
-        Some(_) => Err(ApiError::invalid("/priority", format!("priority must be between 0 and {MAX_PRIORITY}"))),
-    }
-}
-
 fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ApiError> {
     if labels.len() > MAX_LABELS {
         return Err(ApiError::invalid("/labels", format!("at most {MAX_LABELS} labels")));
@@ -213,7 +238,7 @@ fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ApiError> {
     for (key, value) in labels {
         if key.is_empty() || key.len() > MAX_LABEL_BYTES || value.len() > MAX_LABEL_BYTES {
             return Err(ApiError::invalid(
-                format!("/labels/{}", key.replace('~', "~0").replace('/', "~1")),
+                crate::body::pointer("/labels", key),
                 format!("label keys must be 1-{MAX_LABEL_BYTES} bytes and values at most {MAX_LABEL_BYTES} bytes"),
             ));
         }
@@ -232,8 +257,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 
 /// Submit an execution.
 #[utoipa::path(
-    post, path = "/api/v1/executions", tag = "executions",
-    request_body = SubmitExecution,
+    post, path = "/api/v1/executions", operation_id = "submitExecution", tag = "executions",
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body returns the original execution")),
     responses(
         (status = 202, description = "Committed and queued", body = Accepted),
@@ -262,6 +286,12 @@ pub async fn submit(
         Err(_) => "refused",
     });
     let (accepted, replayed) = result?;
+    // Ids and names only: never the input, labels or the workflow document, which may hold secrets.
+    if replayed {
+        tracing::info!(tenant = %caller.tenant, workflow = %accepted.workflow, execution_id = %accepted.id, "execution replayed for its Idempotency-Key");
+    } else {
+        tracing::info!(tenant = %caller.tenant, workflow = %accepted.workflow, execution_id = %accepted.id, "execution accepted");
+    }
     let location = accepted.links.self_.clone();
     let mut response = (StatusCode::ACCEPTED, Json(accepted)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -281,7 +311,7 @@ async fn submit_inner(
 ) -> Result<(Accepted, bool), ApiError> {
     let idempotency = idempotency_key(headers)?;
     let JsonBody { value: mut request, raw } = body;
-    let priority = check_priority(request.priority)?;
+    let priority = request.priority.unwrap_or(DEFAULT_PRIORITY);
     check_labels(&request.labels)?;
     let resolved = resolve_workflow(state, &caller.tenant, &mut request).await?;
     // Only an idempotent request needs its body's digest; the common submit path skips the re-serialization.
@@ -417,7 +447,7 @@ async fn discard_input(state: &AppState, key: Option<&str>) {
 
 /// Read one execution.
 #[utoipa::path(
-    get, path = "/api/v1/executions/{id}", tag = "executions",
+    get, path = "/api/v1/executions/{id}", operation_id = "getExecution", tag = "executions",
     params(("id" = Uuid, Path, description = "Execution id")),
     responses(
         (status = 200, body = crate::waiting::ExecutionDetail),
@@ -428,7 +458,7 @@ async fn discard_input(state: &AppState, key: Option<&str>) {
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    id: Result<Path<Uuid>, PathRejection>,
+    id: Result<super::PathParams<Uuid>, super::ParamsRejection>,
 ) -> Result<Json<crate::waiting::ExecutionDetail>, ApiError> {
     let id = super::path(id, "execution")?;
     let record = executions::get(&state.db, &caller.tenant, id).await?.ok_or(ApiError::NotFound("execution"))?;
@@ -459,7 +489,7 @@ pub struct ExecutionPage {
 
 /// List the tenant's executions.
 #[utoipa::path(
-    get, path = "/api/v1/executions", tag = "executions",
+    get, path = "/api/v1/executions", operation_id = "listExecutions", tag = "executions",
     params(ListParams),
     responses((status = 200, body = ExecutionPage), (status = 400, body = crate::error::Problem)),
     security(("api_key" = []))
@@ -467,7 +497,7 @@ pub struct ExecutionPage {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    params: Result<Query<ListParams>, QueryRejection>,
+    params: Result<super::QueryParams<ListParams>, super::ParamsRejection>,
 ) -> Result<Json<ExecutionPage>, ApiError> {
     let params = super::query(params)?;
     let status = params
@@ -486,6 +516,11 @@ pub async fn list(
         .as_deref()
         .map(|c| Uuid::parse_str(c).map_err(|_| ApiError::Malformed("cursor is not one this API issued".into())))
         .transpose()?;
+    if let Some(workflow) = params.workflow.as_deref()
+        && !valid_workflow_name(workflow)
+    {
+        return Err(ApiError::Malformed(format!("workflow: {WORKFLOW_NAME_RULE}")));
+    }
     let filter = ExecutionFilter { status, workflow: params.workflow, before, limit };
     let records = executions::list(&state.db, &caller.tenant, &filter).await?;
     let next_cursor = (records.len() as i64 == limit).then(|| records.last().map(|r| r.id.to_string())).flatten();

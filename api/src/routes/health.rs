@@ -12,7 +12,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Liveness: the process serves requests. It never checks dependencies, so an outage of PostgreSQL does not
 /// restart every API pod.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "alive")))]
+#[utoipa::path(get, path = "/healthz", operation_id = "liveness", tag = "health", responses((status = 200, description = "alive", content_type = "text/plain", body = String)))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
@@ -34,7 +34,7 @@ fn outcome<E: std::fmt::Display>(result: Result<Result<(), E>, tokio::time::erro
 }
 
 /// Readiness: PostgreSQL, Redis and both S3 buckets answer.
-#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+#[utoipa::path(get, path = "/readyz", operation_id = "readiness", tag = "health", responses(
     (status = 200, body = Readiness), (status = 503, body = Readiness)
 ))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
@@ -59,7 +59,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "health", responses((status = 200, description = "OpenMetrics text exposition", content_type = "application/openmetrics-text", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
 }

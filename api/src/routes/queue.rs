@@ -28,7 +28,7 @@ pub struct QueueView {
 
 /// Queue depth, in-flight work and limits for the caller's tenant.
 #[utoipa::path(
-    get, path = "/api/v1/queue", tag = "queue",
+    get, path = "/api/v1/queue", operation_id = "getQueue", tag = "queue",
     responses((status = 200, body = QueueView), (status = 503, body = crate::error::Problem)),
     security(("api_key" = []))
 )]

@@ -1,12 +1,12 @@
 //! `/api/v1/workflows/{name}`: register immutable versions and read them back.
 
 use crate::auth::Caller;
-use crate::body::JsonBody;
+use crate::body::{JsonBody, RequestBody};
 use crate::error::{ApiError, InvalidPart};
+use crate::routes::executions::WORKFLOW_NAME_RULE;
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -34,22 +34,35 @@ impl From<WorkflowVersion> for WorkflowVersionView {
     }
 }
 
+/// A workflow document as a request body (a JSON object; `validate` checks the rest).
+pub struct WorkflowDocument(pub serde_json::Value);
+
+impl RequestBody for WorkflowDocument {
+    fn from_object(object: serde_json::Map<String, serde_json::Value>) -> Result<Self, ApiError> {
+        let mut document = serde_json::Value::Object(object);
+        crate::body::normalize_integers(&mut document);
+        Ok(Self(document))
+    }
+}
+
+/// A name in the path of `PUT` must be one a workflow can have (400 otherwise: nothing is registered).
 fn check_name(name: &str) -> Result<(), ApiError> {
     if valid_workflow_name(name) {
         Ok(())
     } else {
-        Err(ApiError::invalid(
-            "",
-            "a workflow name is 1-128 characters of a-z, 0-9, '-', '.', '_', starting with a letter or digit",
-        ))
+        Err(ApiError::Malformed(format!("path parameter `name`: {WORKFLOW_NAME_RULE}")))
     }
+}
+
+/// A name in the path of a read that no workflow can have names nothing (404).
+fn readable_name(name: String) -> Result<String, ApiError> {
+    if valid_workflow_name(&name) { Ok(name) } else { Err(ApiError::NotFound("workflow")) }
 }
 
 /// Register a new version of a workflow (the body is the workflow document).
 #[utoipa::path(
-    put, path = "/api/v1/workflows/{name}", tag = "workflows",
+    put, path = "/api/v1/workflows/{name}", operation_id = "registerWorkflow", tag = "workflows",
     params(("name" = String, Path)),
-    request_body(content = Object, description = "A workflow document"),
     responses(
         (status = 201, body = WorkflowVersionView),
         (status = 422, body = crate::error::Problem),
@@ -59,12 +72,12 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
-    name: Result<Path<String>, PathRejection>,
-    body: JsonBody<serde_json::Value>,
+    name: Result<super::PathParams<String>, super::ParamsRejection>,
+    body: JsonBody<WorkflowDocument>,
 ) -> Result<Response, ApiError> {
     let name = super::path(name, "workflow")?;
     check_name(&name)?;
-    let mut document = body.value;
+    let mut document = body.value.0;
     let validated = workflow::validate(&document, &state.settings.workflow_limits).map_err(|errors| {
         let errors: Vec<InvalidPart> =
             errors.0.into_iter().map(|e| InvalidPart { pointer: e.pointer, message: e.message }).collect();
@@ -87,7 +100,7 @@ pub async fn put(
 
 /// The latest version of a workflow, with the list of its versions.
 #[utoipa::path(
-    get, path = "/api/v1/workflows/{name}", tag = "workflows",
+    get, path = "/api/v1/workflows/{name}", operation_id = "getWorkflow", tag = "workflows",
     params(("name" = String, Path)),
     responses((status = 200, body = WorkflowVersionView), (status = 404, body = crate::error::Problem)),
     security(("api_key" = []))
@@ -95,9 +108,9 @@ pub async fn put(
 pub async fn get_latest(
     State(state): State<AppState>,
     caller: Caller,
-    name: Result<Path<String>, PathRejection>,
+    name: Result<super::PathParams<String>, super::ParamsRejection>,
 ) -> Result<Json<WorkflowVersionView>, ApiError> {
-    let name = super::path(name, "workflow")?;
+    let name = readable_name(super::path(name, "workflow")?)?;
     let latest = workflows::get(&state.db, &caller.tenant, &name, None).await?.ok_or(ApiError::NotFound("workflow"))?;
     let versions = workflows::versions(&state.db, &caller.tenant, &name).await?;
     let mut view = WorkflowVersionView::from(latest);
@@ -107,7 +120,7 @@ pub async fn get_latest(
 
 /// One version of a workflow.
 #[utoipa::path(
-    get, path = "/api/v1/workflows/{name}/versions/{version}", tag = "workflows",
+    get, path = "/api/v1/workflows/{name}/versions/{version}", operation_id = "getWorkflowVersion", tag = "workflows",
     params(("name" = String, Path), ("version" = i32, Path)),
     responses((status = 200, body = WorkflowVersionView), (status = 404, body = crate::error::Problem)),
     security(("api_key" = []))
@@ -115,9 +128,10 @@ pub async fn get_latest(
 pub async fn get_version(
     State(state): State<AppState>,
     caller: Caller,
-    path: Result<Path<(String, i32)>, PathRejection>,
+    path: Result<super::PathParams<(String, i32)>, super::ParamsRejection>,
 ) -> Result<Json<WorkflowVersionView>, ApiError> {
     let (name, version) = super::path(path, "workflow version")?;
+    let name = readable_name(name)?;
     let found = workflows::get(&state.db, &caller.tenant, &name, Some(version))
         .await?
         .ok_or(ApiError::NotFound("workflow version"))?;

@@ -1,0 +1,265 @@
+//! The JSON Schemas of what clients send: the request bodies (written beside their parsers in `routes`, which
+//! enforce exactly this) and the workflow document (checked by `flow_like_shared::workflow::validate`).
+//!
+//! JSON Schema cannot say everything validation checks: that a jq expression compiles, that `inputs` and
+//! `output` name existing nodes, that the graph has no cycle, the document's size and nesting limits, and that
+//! an inline workflow's `name` matches the path of `PUT /workflows/{name}`. Those are 422s with a JSON Pointer.
+
+use flow_like_shared::queue::MAX_PRIORITY;
+use flow_like_shared::workflow::{Limits, MAX_NODE_ID_LEN};
+use serde_json::{Value, json};
+
+/// A workflow's registered name.
+pub const WORKFLOW_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9._-]{0,127}$";
+/// A tenant's name.
+pub const TENANT_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9-]{0,62}$";
+/// A Redis stream entry id (event ids, dead-letter entry ids, dead-letter cursors).
+pub const ENTRY_ID_PATTERN: &str = "^[0-9]{1,20}-[0-9]{1,20}$";
+
+/// Characters no object key, URL or similar may contain: controls (Rust's `char::is_control`).
+const CONTROL: &str = r"\x00-\x1f\x7f-\x9f";
+
+/// Every schema component this module defines, by name.
+pub fn components() -> Vec<(&'static str, Value)> {
+    let mut all = vec![
+        ("SubmitExecution", submit_execution()),
+        ("WorkflowRef", workflow_ref()),
+        ("NewApiKey", new_api_key()),
+        ("LimitsBody", limits_body()),
+    ];
+    all.extend(workflow_components());
+    all
+}
+
+fn submit_execution() -> Value {
+    json!({
+        "description": "Body of `POST /api/v1/executions`: exactly one of `workflow` (an inline document) and `workflow_ref` (a registered one).",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "workflow": {"$ref": "#/components/schemas/Workflow"},
+            "workflow_ref": {"$ref": "#/components/schemas/WorkflowRef"},
+            "input": {"description": "The execution's input: any JSON value (absent is null). Strings cannot contain NUL (\\u0000)."},
+            "priority": {"type": "integer", "minimum": 0, "maximum": MAX_PRIORITY, "default": 5,
+                         "description": "0 (lowest) to 9 (highest); orders work within a tenant."},
+            "labels": {
+                "type": "object",
+                "maxProperties": 32,
+                "propertyNames": {"minLength": 1, "maxLength": 256},
+                "additionalProperties": {"type": "string", "maxLength": 256},
+                "description": "At most 32 labels; keys 1-256 bytes, values at most 256 bytes (lengths are checked in UTF-8 bytes)."
+            }
+        },
+        "oneOf": [
+            {"required": ["workflow"], "not": {"required": ["workflow_ref"]}},
+            {"required": ["workflow_ref"], "not": {"required": ["workflow"]}}
+        ]
+    })
+}
+
+fn workflow_ref() -> Value {
+    json!({
+        "description": "A registered workflow, by name and optionally version (the latest when absent).",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "pattern": WORKFLOW_NAME_PATTERN},
+            "version": {"type": "integer", "minimum": 1, "maximum": i32::MAX}
+        }
+    })
+}
+
+fn new_api_key() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "admin": {"type": "boolean", "default": false, "description": "An admin key may also call the admin endpoints."}
+        }
+    })
+}
+
+fn limits_body() -> Value {
+    let limit = |what: &str| {
+        json!({"type": ["integer", "null"], "minimum": 0, "maximum": i32::MAX,
+               "description": format!("{what}; null or absent falls back to the dispatcher's default.")})
+    };
+    json!({
+        "description": "A tenant's concurrency overrides.",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "concurrency_limit": limit("Most executions of this tenant running at once"),
+            "workflow_limit": limit("Most executions of any one workflow of this tenant running at once")
+        }
+    })
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn positive(description: &str) -> Value {
+    json!({"type": "integer", "minimum": 1, "description": description})
+}
+
+fn jq(description: &str) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": Limits::default().max_expression_bytes,
+           "description": format!("A jq expression: {description}")})
+}
+
+/// (type, params schema) for each node type.
+fn node_types() -> Vec<(&'static str, Value)> {
+    let limits = Limits::default();
+    let segment = format!(r"(?:\.?[^./\\{CONTROL}])+\.?");
+    let object_key = json!({
+        "type": "string", "minLength": 1, "maxLength": flow_like_shared::workflow::MAX_OBJECT_KEY_BYTES,
+        "pattern": format!("^{segment}(?:/{segment})*$"),
+        "description": "A key relative to the tenant's prefix: no leading `/`, no empty, `.` or `..` segment, no `\\` or control character (at most 1024 UTF-8 bytes)."
+    });
+    let object = |required: &[&str], properties: Value| json!({"type": "object", "additionalProperties": false, "required": required, "properties": properties});
+    vec![
+        (
+            "transform",
+            object(&["expr"], json!({"expr": jq("on the node's view; its first output is the node's output.")})),
+        ),
+        (
+            "http.request",
+            json!({
+                "type": "object", "additionalProperties": false, "required": ["url"],
+                "properties": {
+                    "method": {"type": "string", "enum": flow_like_shared::workflow::HttpMethod::NAMES, "default": "GET"},
+                    "url": {"type": "string", "pattern": format!(r"^https?://[^/?#\s{CONTROL}]+[^\s{CONTROL}]*$"),
+                            "description": "An absolute http:// or https:// URL."},
+                    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "body": {"description": "Literal JSON request body (sent as application/json)."},
+                    "body_expr": jq("on the node's view whose output is the JSON request body; exclusive with `body`."),
+                    "timeout_ms": positive("Bound on the request, including reading the response body."),
+                    "max_response_bytes": positive("Largest response body accepted; the executor's own cap applies when larger or absent.")
+                },
+                "not": {"required": ["body", "body_expr"]}
+            }),
+        ),
+        ("object.get", object(&["key"], json!({"key": object_key}))),
+        (
+            "object.put",
+            object(
+                &["key", "value"],
+                json!({"key": object_key, "value": jq("on the node's view whose output is stored.")}),
+            ),
+        ),
+        (
+            "map",
+            object(
+                &["over", "node"],
+                json!({
+                    "over": jq("on the node's view selecting the array to map over."),
+                    "node": schema_ref("InnerNode"),
+                    "parallelism": {"type": "integer", "minimum": 1, "maximum": limits.max_map_parallelism, "default": 1,
+                                    "description": "Items run at once."}
+                }),
+            ),
+        ),
+        ("sleep", object(&["ms"], json!({"ms": positive("How long to sleep, in milliseconds.")}))),
+        (
+            "log",
+            object(
+                &["message"],
+                json!({
+                    "message": jq("on the node's view; a string output is logged as is, anything else as JSON text."),
+                    "level": {"type": "string", "enum": flow_like_shared::workflow::LogLevel::NAMES, "default": "info"}
+                }),
+            ),
+        ),
+        ("fail", object(&["message"], json!({"message": {"type": "string"}}))),
+    ]
+}
+
+/// The node schema shared by graph nodes (`with_inputs`) and a map's inner node: the common fields, and per
+/// type its params (one `oneOf` branch per type, told apart by `type`).
+fn node(description: &str, with_inputs: bool) -> Value {
+    let types = node_types();
+    let names: Vec<&str> = types.iter().map(|(name, _)| *name).collect();
+    let mut properties = json!({
+        "type": {"type": "string", "enum": names},
+        "params": {"type": "object", "description": "The type's parameters (see the branches of oneOf)."},
+        "when": jq("condition on the node's view; the node (and what depends on it) is skipped when it yields false or null."),
+        "retry": schema_ref("RetryPolicy"),
+        "timeout_ms": positive("Bound on each attempt, in milliseconds.")
+    });
+    if with_inputs {
+        properties["inputs"] = json!({
+            "type": "array", "uniqueItems": true, "items": schema_ref("NodeId"),
+            "description": "Ids of the nodes this one waits for (existing, not itself); their outputs appear in its view under their ids."
+        });
+    }
+    let branches: Vec<Value> = types
+        .into_iter()
+        .map(|(name, params)| json!({"properties": {"type": {"const": name}, "params": params}}))
+        .collect();
+    json!({
+        "description": description,
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["type", "params"],
+        "properties": properties,
+        "oneOf": branches
+    })
+}
+
+fn workflow_components() -> Vec<(&'static str, Value)> {
+    let limits = Limits::default();
+    let node_id = json!({
+        "description": "A node id: letters, digits, `_` and `-`, starting with a letter or `_`; `input` is reserved.",
+        "type": "string",
+        "pattern": format!("^[A-Za-z_][A-Za-z0-9_-]{{0,{}}}$", MAX_NODE_ID_LEN - 1),
+        "not": {"const": "input"}
+    });
+    let workflow = json!({
+        "description": "A workflow document: a directed acyclic graph of nodes keyed by id. Validation also checks what JSON Schema cannot say (jq compiles, `inputs` and `output` name existing nodes, no cycle, at most 256 KiB and 32 levels of nesting): a 422 with a JSON Pointer.",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["nodes"],
+        "properties": {
+            "name": {"type": "string", "pattern": WORKFLOW_NAME_PATTERN,
+                     "description": "The workflow's name (an inline workflow without one is named `inline`)."},
+            "nodes": {
+                "type": "object", "minProperties": 1, "maxProperties": limits.max_nodes,
+                "propertyNames": schema_ref("NodeId"),
+                "additionalProperties": schema_ref("Node")
+            },
+            "output": {"allOf": [schema_ref("NodeId")], "description": "Id of the node whose output is the execution's output."},
+            "deadline_ms": positive("Bound on the whole run, in milliseconds."),
+            "resources": {
+                "type": "object", "additionalProperties": false,
+                "description": "What the run asks of the executor's container, as Kubernetes quantities, within the operator's limits.",
+                "properties": {
+                    "cpu": {"type": "string", "maxLength": 32, "pattern": QUANTITY_PATTERN, "examples": ["500m", "2"]},
+                    "memory": {"type": "string", "maxLength": 32, "pattern": QUANTITY_PATTERN, "examples": ["512Mi", "2Gi"]}
+                }
+            }
+        }
+    });
+    let retry = json!({
+        "description": "How often a failed node is tried: `max_attempts` counts the first; the wait before attempt n+1 is backoff_ms * 2^(n-1), at most 60 s.",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["max_attempts"],
+        "properties": {
+            "max_attempts": {"type": "integer", "minimum": 1, "maximum": limits.max_attempts},
+            "backoff_ms": {"type": "integer", "minimum": 0, "default": 0}
+        }
+    });
+    vec![
+        ("Workflow", workflow),
+        ("NodeId", node_id),
+        ("Node", node("One node of the graph.", true)),
+        ("InnerNode", node("A map's inner node: a node without inputs (its view is given by the map).", false)),
+        ("RetryPolicy", retry),
+    ]
+}
+
+/// A Kubernetes quantity as `flow_like_shared::quantity` reads it: a decimal number with an optional suffix
+/// (validation also refuses zero and quantities too large to compare).
+const QUANTITY_PATTERN: &str = r"^[0-9]{1,30}(?:\.[0-9]{1,30})?(?:[numkMGTPE]|[KMGTPE]i)?$";
