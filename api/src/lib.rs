@@ -30,6 +30,10 @@ pub enum RunError {
     Database(#[from] record::RecordError),
     #[error("connecting to Redis failed")]
     Redis(#[from] queue::QueueError),
+    #[error("the Redis settings are invalid")]
+    RedisSettings(#[from] flow_like_shared::redis_client::RedisSetupError),
+    #[error("S3 settings are invalid")]
+    Storage(#[from] flow_like_shared::storage::StorageError),
     #[error("binding {addr} failed")]
     Bind {
         addr: std::net::SocketAddr,
@@ -41,7 +45,7 @@ pub enum RunError {
 }
 
 /// Builds the shared state from settings; connections are lazy, so this works while services are down.
-pub fn state(config: &ApiConfig) -> Result<AppState, RunError> {
+pub async fn state(config: &ApiConfig) -> Result<AppState, RunError> {
     let db = record::connect_lazy(&config.database)?;
     let redis = queue::connect_lazy(&config.redis)?;
     let keys = Keys::new(config.redis.prefix.clone());
@@ -50,7 +54,7 @@ pub fn state(config: &ApiConfig) -> Result<AppState, RunError> {
         db,
         redis,
         keys,
-        storage: Storage::new(&config.s3),
+        storage: Storage::connect(&config.s3).await?,
         settings: Settings {
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
             max_body_bytes: config.max_body_bytes,
@@ -93,7 +97,9 @@ pub fn app(state: AppState) -> Router {
 /// Serves until `shutdown` is cancelled, then stops accepting connections and lets in-flight requests finish
 /// for at most `API_SHUTDOWN_GRACE_SECS`.
 pub async fn run(config: ApiConfig, shutdown: CancellationToken) -> Result<(), RunError> {
-    let state = state(&config)?;
+    // Settings no connection can succeed with end the start-up here, with the setting named.
+    config.redis.check().await?;
+    let state = state(&config).await?;
     if config.migrate_on_start {
         record::migrate(&state.db).await?;
     }

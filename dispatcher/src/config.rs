@@ -124,6 +124,8 @@ pub struct DispatcherConfig {
     #[arg(long = "executor-path", env = "DISPATCHER_EXECUTOR_PATH")]
     pub executor_path: Option<PathBuf>,
     #[command(flatten)]
+    pub retention: RetentionConfig,
+    #[command(flatten)]
     pub kubernetes: KubernetesConfig,
     #[command(flatten)]
     pub database: DatabaseConfig,
@@ -131,6 +133,41 @@ pub struct DispatcherConfig {
     pub redis: RedisConfig,
     #[command(flatten)]
     pub s3: S3Config,
+}
+
+/// How long finished work is kept, and how the pruner (every dispatcher runs one; they share the work through
+/// row locks) deletes what is older. Running and queued executions are never touched.
+#[derive(Debug, Clone, Args)]
+pub struct RetentionConfig {
+    /// Days a finished execution (with its attempts and idempotency key) stays in PostgreSQL; 0 keeps it forever.
+    #[arg(long = "retention-executions-days", env = "RETENTION_EXECUTIONS_DAYS", default_value_t = 30)]
+    pub executions_days: u32,
+    /// Days a finished execution's objects (spec, input, results, logs, manifests) stay in both buckets; 0 keeps
+    /// them as long as the execution. Never longer than the execution: they go with it at the latest.
+    #[arg(long = "retention-objects-days", env = "RETENTION_OBJECTS_DAYS", default_value_t = 30)]
+    pub objects_days: u32,
+    /// Days a dead letter stays in the dead-letter stream; 0 keeps them forever.
+    #[arg(long = "retention-dead-letters-days", env = "RETENTION_DEAD_LETTERS_DAYS", default_value_t = 30)]
+    pub dead_letters_days: u32,
+    /// Seconds a finished execution's progress stream stays in Redis (for late Server-Sent Events readers).
+    #[arg(
+        long = "retention-progress-stream-secs",
+        env = "RETENTION_PROGRESS_STREAM_SECS",
+        default_value_t = 86_400,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub progress_stream_secs: u64,
+    /// Seconds between pruner passes (each dispatcher; jittered so replicas do not start together).
+    #[arg(long = "prune-interval-secs", env = "PRUNE_INTERVAL_SECS", default_value_t = 300)]
+    pub prune_interval_secs: u64,
+    /// Most executions one pruner step deletes (rows or objects); a pass repeats steps until nothing is due.
+    #[arg(
+        long = "prune-batch-size",
+        env = "PRUNE_BATCH_SIZE",
+        default_value_t = 500,
+        value_parser = clap::value_parser!(u32).range(1..=10_000)
+    )]
+    pub prune_batch_size: u32,
 }
 
 /// Kubernetes runner settings: where and how executor Jobs run.
@@ -220,6 +257,28 @@ pub struct KubernetesConfig {
     /// PriorityClass of executor pods.
     #[arg(long = "executor-priority-class", env = "EXECUTOR_PRIORITY_CLASS")]
     pub priority_class: Option<String>,
+    /// Annotations added to executor pods, as a JSON object (e.g. `{"sidecar.istio.io/inject":"false"}`).
+    #[arg(long = "executor-pod-annotations", env = "EXECUTOR_POD_ANNOTATIONS")]
+    pub pod_annotations: Option<String>,
+    /// Labels added to executor pods, as a JSON object; the dispatcher's own labels win on a clash.
+    #[arg(long = "executor-pod-labels", env = "EXECUTOR_POD_LABELS")]
+    pub pod_labels: Option<String>,
+    /// Extra environment of the executor container, as a JSON array of Kubernetes EnvVar (e.g. HTTPS_PROXY).
+    #[arg(long = "executor-extra-env", env = "EXECUTOR_EXTRA_ENV")]
+    pub extra_env: Option<String>,
+    /// Extra `envFrom` sources of the executor container, as a JSON array of Kubernetes EnvFromSource.
+    #[arg(long = "executor-extra-env-from", env = "EXECUTOR_EXTRA_ENV_FROM")]
+    pub extra_env_from: Option<String>,
+    /// Extra volumes of executor pods, as a JSON array of Kubernetes Volume (e.g. the Redis CA bundle).
+    #[arg(long = "executor-extra-volumes", env = "EXECUTOR_EXTRA_VOLUMES")]
+    pub extra_volumes: Option<String>,
+    /// Extra mounts of the executor container, as a JSON array of Kubernetes VolumeMount.
+    #[arg(long = "executor-extra-volume-mounts", env = "EXECUTOR_EXTRA_VOLUME_MOUNTS")]
+    pub extra_volume_mounts: Option<String>,
+    /// runAsUser, runAsGroup and fsGroup of executor pods; empty leaves them unset for platforms that assign
+    /// them (OpenShift's restricted SCC).
+    #[arg(long = "executor-run-as-user", env = "EXECUTOR_RUN_AS_USER", default_value = "65532")]
+    pub run_as_user: String,
 }
 
 impl KubernetesConfig {

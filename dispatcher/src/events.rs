@@ -14,9 +14,6 @@ pub struct Event {
     pub event: StatusEvent,
 }
 
-/// Seconds a progress stream is kept after its execution finished.
-pub const PROGRESS_RETENTION_SECS: i64 = 24 * 3600;
-
 pub async fn publish(
     redis: &mut ConnectionManager,
     keys: &Keys,
@@ -35,7 +32,6 @@ pub async fn publish_many(redis: &mut ConnectionManager, keys: &Keys, events: &[
     let at_ms = chrono::Utc::now().timestamp_millis();
     let mut pipe = redis::pipe();
     for Event { execution, attempt, event } in events {
-        let finished = matches!(event, StatusEvent::Finished { .. });
         let entry = StatusEntry { execution: *execution, attempt: *attempt, seq: 0, at_ms, event: event.clone() };
         let fields = entry.to_fields()?;
         let progress = keys.progress(&execution.to_string());
@@ -55,9 +51,7 @@ pub async fn publish_many(redis: &mut ConnectionManager, keys: &Keys, events: &[
             .arg("*")
             .arg(&fields)
             .ignore();
-        if finished {
-            pipe.expire(&progress, PROGRESS_RETENTION_SECS).ignore();
-        }
+        // The status pipeline gives the stream its TTL when it applies the `finished` event (one place for it).
     }
     pipe.query_async::<()>(redis).await?;
     Ok(())

@@ -25,6 +25,9 @@ pub struct Metrics {
     dead_lettered: Counter,
     taken_over: Counter,
     status_applied: Counter,
+    pruned_executions: Counter,
+    pruned_objects: Counter,
+    pruned_dead_letters: Counter,
 }
 
 impl Default for Metrics {
@@ -50,6 +53,11 @@ impl Default for Metrics {
         let dead_lettered = counter(&mut registry, "dead_lettered", "Messages moved to the dead-letter stream");
         let taken_over = counter(&mut registry, "leases_taken_over", "Leases taken over from dispatchers that stopped");
         let status_applied = counter(&mut registry, "status_events_applied", "Status events applied to PostgreSQL");
+        let pruned_executions =
+            counter(&mut registry, "pruned_executions", "Finished executions deleted from PostgreSQL (retention)");
+        let pruned_objects =
+            counter(&mut registry, "pruned_objects", "Objects of finished executions deleted from S3 (retention)");
+        let pruned_dead_letters = counter(&mut registry, "pruned_dead_letters", "Dead letters deleted (retention)");
         Self {
             registry: Arc::new(registry),
             reconcile_passes,
@@ -60,6 +68,9 @@ impl Default for Metrics {
             dead_lettered,
             taken_over,
             status_applied,
+            pruned_executions,
+            pruned_objects,
+            pruned_dead_letters,
         }
     }
 }
@@ -68,6 +79,12 @@ impl Metrics {
     pub fn reconciled(&self, report: ReconcileReport) {
         self.reconcile_passes.inc();
         self.reconcile_requeued.inc_by(report.requeued);
+    }
+
+    pub fn pruned(&self, report: crate::pruner::PruneReport) {
+        self.pruned_executions.inc_by(report.executions);
+        self.pruned_objects.inc_by(report.objects);
+        self.pruned_dead_letters.inc_by(report.dead_letters);
     }
 
     pub fn admitted(&self, n: u64) {

@@ -10,6 +10,7 @@ pub mod events;
 pub mod health;
 pub mod kubernetes;
 pub mod outbox;
+pub mod pruner;
 pub mod reconciler;
 pub mod runner;
 pub mod status_pipeline;
@@ -31,6 +32,10 @@ pub enum RunError {
     Database(#[from] record::RecordError),
     #[error("connecting to Redis failed")]
     Redis(#[from] queue::QueueError),
+    #[error("the Redis settings are invalid")]
+    RedisSettings(#[from] flow_like_shared::redis_client::RedisSetupError),
+    #[error("S3 settings are invalid")]
+    Storage(#[from] flow_like_shared::storage::StorageError),
     #[error("binding the health endpoint on {addr} failed")]
     Bind {
         addr: std::net::SocketAddr,
@@ -134,6 +139,11 @@ fn process_env(config: &DispatcherConfig) -> Vec<(String, String)> {
     env.push(("REDIS_URL".into(), config.redis.url.clone()));
     env.push(("S3_ACCESS_KEY_ID".into(), config.s3.access_key_id.clone()));
     env.push(("S3_SECRET_ACCESS_KEY".into(), config.s3.secret_access_key.clone()));
+    if config.s3.access_key_id.is_empty() {
+        // No static keys: the executor uses the AWS default credential chain, as a pod would with the web identity
+        // token or metadata endpoint its platform injects. Hand it the same AWS_* environment this process has.
+        env.extend(std::env::vars().filter(|(name, _)| name.starts_with("AWS_")));
+    }
     env
 }
 
@@ -173,14 +183,15 @@ pub async fn run_with_runner(
     runner: Arc<dyn Runner>,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    config.redis.check().await?;
     let id = dispatcher_id(config.id.as_deref());
     let db = record::connect_lazy(&config.database)?;
     let redis = queue::connect_lazy(&config.redis)?;
     // The status pipeline blocks on reads: it gets a connection of its own.
     let status_redis = queue::connect_lazy(&config.redis)?;
-    let redis_client = redis::Client::open(config.redis.url.as_str()).map_err(queue::QueueError::Command)?;
+    let redis_client = config.redis.client()?;
     let keys = Keys::new(config.redis.prefix.clone());
-    let storage = Storage::new(&config.s3);
+    let storage = Storage::connect(&config.s3).await?;
     let defaults =
         DefaultLimits { global: config.global_limit, tenant: config.tenant_limit, workflow: config.workflow_limit };
     let metrics = health::Metrics::default();
@@ -199,6 +210,7 @@ pub async fn run_with_runner(
     });
 
     let pipeline = status_pipeline::StatusPipeline {
+        progress_retention: Duration::from_secs(config.retention.progress_stream_secs),
         db: db.clone(),
         redis: status_redis,
         keys: keys.clone(),
@@ -230,6 +242,15 @@ pub async fn run_with_runner(
             }
         }
     });
+
+    let pruner = pruner::Pruner {
+        db: db.clone(),
+        redis: redis.clone(),
+        keys: keys.clone(),
+        storage: storage.clone(),
+        retention: config.retention.clone(),
+    };
+    tokio::spawn(pruner.run(shutdown.clone(), metrics.clone()));
 
     let settings = dispatch::Settings {
         id,

@@ -27,6 +27,8 @@ pub struct StatusPipeline {
     pub keys: Keys,
     pub consumer: String,
     pub metrics: crate::health::Metrics,
+    /// How long a finished execution's progress stream stays (RETENTION_PROGRESS_STREAM_SECS).
+    pub progress_retention: std::time::Duration,
 }
 
 type Entries = Vec<(String, HashMap<String, Value>)>;
@@ -128,7 +130,7 @@ impl StatusPipeline {
         pipe.cmd("XACK").arg(self.keys.status()).arg(STATUS_GROUP).arg(&ids).ignore();
         pipe.cmd("XDEL").arg(self.keys.status()).arg(&ids).ignore();
         for execution in finished {
-            pipe.expire(self.keys.progress(&execution.to_string()), 24 * 3600).ignore();
+            pipe.expire(self.keys.progress(&execution.to_string()), self.progress_retention.as_secs() as i64).ignore();
         }
         pipe.query_async::<()>(&mut self.redis).await?;
         self.metrics.status_applied(batch.len() as u64);

@@ -16,6 +16,7 @@ use flow_like_shared::workflow::{Limits, LogLevel};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// How long the finish waits for queued progress events before writing the logs without them being sent.
@@ -27,6 +28,8 @@ pub enum AttemptError {
     ExecutionId(String),
     #[error("publishing status events failed")]
     Publish(#[from] PublishError),
+    #[error("the S3 settings are invalid")]
+    S3Settings(#[source] StorageError),
     #[error("loading the spec failed")]
     Spec(#[source] SpecError),
     #[error("starting the engine failed")]
@@ -49,23 +52,28 @@ pub enum AttemptError {
 /// `process_start` is when the process started, for the start-up time the `started` event reports. After
 /// `cancel` fires, the engine stops and the attempt is reported as cancelled.
 pub async fn run(config: ExecutorConfig, process_start: Instant, cancel: CancellationToken) -> i32 {
-    match run_attempt(&config, process_start, &cancel).await {
-        Ok(outcome) => {
-            tracing::info!(outcome = %outcome, "attempt finished");
-            outcome.exit_code()
-        }
-        Err(err) if cancel.is_cancelled() => {
-            tracing::warn!(cause = %error_chain(&err), "attempt cancelled with incomplete reporting");
-            exit_code::CANCELLED
-        }
-        Err(err) => {
-            tracing::error!(cause = %error_chain(&err), "attempt failed on infrastructure");
-            exit_code::INFRA_FAILURE
+    // Every line of the attempt, the outcome line included, carries its identity.
+    let span = tracing::info_span!("attempt", execution_id = %config.execution_id, attempt = config.attempt);
+    async {
+        match run_attempt(&config, process_start, &cancel).await {
+            Ok(outcome) => {
+                tracing::info!(outcome = %outcome, "attempt finished");
+                outcome.exit_code()
+            }
+            Err(err) if cancel.is_cancelled() => {
+                tracing::warn!(cause = %error_chain(&err), "attempt cancelled with incomplete reporting");
+                exit_code::CANCELLED
+            }
+            Err(err) => {
+                tracing::error!(cause = %error_chain(&err), "attempt failed on infrastructure");
+                exit_code::INFRA_FAILURE
+            }
         }
     }
+    .instrument(span)
+    .await
 }
 
-#[tracing::instrument(skip_all, fields(execution_id = %config.execution_id, attempt = config.attempt))]
 async fn run_attempt(
     config: &ExecutorConfig,
     process_start: Instant,
@@ -73,6 +81,7 @@ async fn run_attempt(
 ) -> Result<FinishedOutcome, AttemptError> {
     let execution: Uuid =
         config.execution_id.parse().map_err(|_| AttemptError::ExecutionId(config.execution_id.clone()))?;
+    config.redis.check().await.map_err(status::PublishError::Setup)?;
     let connection = tokio::select! {
         biased;
         () = cancel.cancelled() => return Ok(FinishedOutcome::Cancelled),
@@ -85,7 +94,7 @@ async fn run_attempt(
     tracing::info!(startup_ms, "reported started");
 
     let attempt = AttemptRun {
-        storage: Storage::new(&config.s3),
+        storage: Storage::connect(&config.s3).await.map_err(AttemptError::S3Settings)?,
         publisher,
         execution,
         attempt: config.attempt,

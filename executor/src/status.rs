@@ -5,7 +5,6 @@
 use flow_like_shared::config::RedisConfig;
 use flow_like_shared::keys::Keys;
 use flow_like_shared::status::{PROGRESS_STREAM_MAXLEN, STATUS_STREAM_MAXLEN, StatusError, StatusEvent};
-use redis::IntoConnectionInfo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -18,8 +17,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("the Redis URL is invalid")]
-    InvalidUrl(#[source] redis::RedisError),
+    #[error(transparent)]
+    Setup(#[from] flow_like_shared::redis_client::RedisSetupError),
     #[error("Redis is unreachable after {ATTEMPTS} attempts")]
     Unreachable(#[source] redis::RedisError),
     #[error("Redis refused the status events after {ATTEMPTS} attempts")]
@@ -31,9 +30,7 @@ pub enum PublishError {
 /// Connects to Redis, retrying with backoff. `CLIENT SETINFO` is left out of the handshake: the executor's
 /// ACL user is not allowed to run it.
 pub async fn connect(config: &RedisConfig) -> Result<ConnectionManager, PublishError> {
-    let info = config.url.as_str().into_connection_info().map_err(PublishError::InvalidUrl)?;
-    let settings = info.redis_settings().clone().set_skip_set_lib_name();
-    let client = redis::Client::open(info.set_redis_settings(settings)).map_err(PublishError::InvalidUrl)?;
+    let client = config.client_with(|settings| settings.set_skip_set_lib_name())?;
     let manager_config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(3)))

@@ -24,6 +24,10 @@ pub struct RedisConfig {
     /// Prefix of every Redis key this installation uses (several installations can share one Redis).
     #[arg(long = "redis-prefix", env = "REDIS_PREFIX", default_value = "flowlike")]
     pub prefix: String,
+    /// PEM bundle of the CAs that sign the Redis server's certificate, for `rediss://` with a private CA; replaces
+    /// the system roots for Redis connections. Unset: the system roots.
+    #[arg(long = "redis-ca-file", env = "REDIS_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// S3-compatible object storage.
@@ -35,11 +39,12 @@ pub struct S3Config {
     /// S3 region.
     #[arg(long = "s3-region", env = "S3_REGION", default_value = "us-east-1")]
     pub region: String,
-    /// S3 access key id.
-    #[arg(long = "s3-access-key-id", env = "S3_ACCESS_KEY_ID")]
+    /// S3 access key id. Leave it and the secret empty to use the AWS SDK's default credential chain
+    /// (AWS_* environment, web identity token file as with IRSA, EKS Pod Identity, container and instance metadata).
+    #[arg(long = "s3-access-key-id", env = "S3_ACCESS_KEY_ID", default_value = "")]
     pub access_key_id: String,
-    /// S3 secret access key.
-    #[arg(long = "s3-secret-access-key", env = "S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    /// S3 secret access key (with S3_ACCESS_KEY_ID; both or neither).
+    #[arg(long = "s3-secret-access-key", env = "S3_SECRET_ACCESS_KEY", hide_env_values = true, default_value = "")]
     pub secret_access_key: String,
     /// Bucket for immutable execution inputs (workflow snapshots, large input documents).
     #[arg(long = "s3-meta-bucket", env = "S3_META_BUCKET")]

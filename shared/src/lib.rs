@@ -12,6 +12,7 @@ pub mod queue;
 pub mod queue_ops;
 #[cfg(feature = "record")]
 pub mod record;
+pub mod redis_client;
 pub mod spec;
 pub mod status;
 pub mod storage;

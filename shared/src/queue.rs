@@ -7,6 +7,7 @@
 
 use crate::config::RedisConfig;
 use crate::keys::{DISPATCH_GROUP, Keys};
+use crate::redis_client::RedisSetupError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -40,14 +41,14 @@ impl From<redis::RedisError> for QueueError {
 
 /// A multiplexed, self-reconnecting connection. Created lazily: a service starts while Redis is down and reports
 /// not-ready until it comes back. Short timeouts turn an unreachable Redis into a quick 503 rather than a hang.
-pub fn connect_lazy(config: &RedisConfig) -> Result<ConnectionManager, QueueError> {
-    let client = redis::Client::open(config.url.as_str()).map_err(QueueError::Command)?;
+pub fn connect_lazy(config: &RedisConfig) -> Result<ConnectionManager, RedisSetupError> {
+    let client = config.client()?;
     let manager_config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(3)))
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_millis(500));
-    ConnectionManager::new_lazy_with_config(client, manager_config).map_err(QueueError::from)
+    ConnectionManager::new_lazy_with_config(client, manager_config).map_err(RedisSetupError::InvalidUrl)
 }
 
 /// The bulky part of a queue entry, MessagePack-encoded in the `body` field.

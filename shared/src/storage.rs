@@ -4,7 +4,7 @@
 
 use crate::config::S3Config;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::config::{Credentials, Region, SharedCredentialsProvider};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use std::time::Duration;
@@ -14,6 +14,11 @@ use uuid::Uuid;
 pub enum StorageError {
     #[error("S3 request {operation} on {bucket}/{key} failed: {message}")]
     Request { operation: &'static str, bucket: String, key: String, message: String },
+    #[error(
+        "{missing} is empty: set S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY together, or leave both empty to use the \
+         AWS default credential chain (IRSA, workload identity, instance profiles)"
+    )]
+    HalfSetKeys { missing: &'static str },
     #[error("object {bucket}/{key} is not valid JSON")]
     Decode {
         bucket: String,
@@ -52,6 +57,11 @@ pub mod layout {
         format!("executions/{execution}/attempts/{attempt}/manifest.json")
     }
 
+    /// Both buckets: everything of one execution (the pruner deletes it when the execution's retention ends).
+    pub fn execution_prefix(execution: Uuid) -> String {
+        format!("executions/{execution}/")
+    }
+
     /// Content bucket: a tenant's `object.put` / `object.get` data.
     pub fn tenant_object(tenant: &str, key: &str) -> String {
         format!("tenants/{tenant}/objects/{key}")
@@ -67,21 +77,35 @@ pub struct Storage {
 }
 
 impl Storage {
-    pub fn new(config: &S3Config) -> Self {
-        let credentials = Credentials::new(
-            config.access_key_id.clone(),
-            config.secret_access_key.clone(),
-            None,
-            None,
-            "flow-like-config",
-        );
+    /// The client for `config`. With both static keys empty, credentials come from the AWS SDK's default chain
+    /// (AWS_* environment, web identity token file as with IRSA, EKS Pod Identity, container and instance
+    /// metadata), resolved at the first request and refreshed before they expire.
+    pub async fn connect(config: &S3Config) -> Result<Self, StorageError> {
+        let region = Region::new(config.region.clone());
+        let credentials = match (config.access_key_id.is_empty(), config.secret_access_key.is_empty()) {
+            (false, false) => SharedCredentialsProvider::new(Credentials::new(
+                config.access_key_id.clone(),
+                config.secret_access_key.clone(),
+                None,
+                None,
+                "flow-like-config",
+            )),
+            (true, true) => SharedCredentialsProvider::new(
+                aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                    .region(region.clone())
+                    .build()
+                    .await,
+            ),
+            (true, false) => return Err(StorageError::HalfSetKeys { missing: "S3_ACCESS_KEY_ID" }),
+            (false, true) => return Err(StorageError::HalfSetKeys { missing: "S3_SECRET_ACCESS_KEY" }),
+        };
         let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(3))
             .operation_attempt_timeout(Duration::from_secs(30))
             .build();
         let mut builder = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(Region::new(config.region.clone()))
+            .region(region)
             .credentials_provider(credentials)
             .force_path_style(config.force_path_style)
             .timeout_config(timeouts)
@@ -89,11 +113,11 @@ impl Storage {
         if !config.endpoint.is_empty() {
             builder = builder.endpoint_url(config.endpoint.clone());
         }
-        Self {
+        Ok(Self {
             client: Client::from_conf(builder.build()),
             meta_bucket: config.meta_bucket.clone(),
             content_bucket: config.content_bucket.clone(),
-        }
+        })
     }
 
     pub fn client(&self) -> &Client {
@@ -159,6 +183,56 @@ impl Storage {
             .await
             .map_err(|e| request_error("DeleteObject", bucket, key, e))?;
         Ok(())
+    }
+
+    /// Deletes every object under `prefix` in `bucket` (listing and deleting up to 1,000 keys per request);
+    /// returns how many were deleted. Nothing under the prefix is not an error.
+    pub async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<usize, StorageError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let mut deleted = 0;
+        loop {
+            // Listed again from the start each round: what was deleted is gone, so no continuation token is needed.
+            let listed = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .send()
+                .await
+                .map_err(|e| request_error("ListObjectsV2", bucket, prefix, e))?;
+            let keys: Vec<ObjectIdentifier> = listed
+                .contents()
+                .iter()
+                .filter_map(|object| object.key())
+                .filter_map(|key| ObjectIdentifier::builder().key(key).build().ok())
+                .collect();
+            if keys.is_empty() {
+                return Ok(deleted);
+            }
+            let count = keys.len();
+            let delete = Delete::builder()
+                .set_objects(Some(keys))
+                .quiet(true)
+                .build()
+                .map_err(|e| request_error("DeleteObjects", bucket, prefix, e))?;
+            let answer = self
+                .client
+                .delete_objects()
+                .bucket(bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| request_error("DeleteObjects", bucket, prefix, e))?;
+            if let Some(failed) = answer.errors().first() {
+                return Err(StorageError::Request {
+                    operation: "DeleteObjects",
+                    bucket: bucket.into(),
+                    key: failed.key().unwrap_or(prefix).into(),
+                    message: failed.message().unwrap_or("refused").into(),
+                });
+            }
+            deleted += count;
+        }
     }
 
     /// Checks that both buckets answer (readiness).

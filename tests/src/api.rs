@@ -20,6 +20,7 @@ pub struct TestApi {
     pub db: PgPool,
     pub redis: ConnectionManager,
     pub keys: Keys,
+    pub storage: flow_like_shared::storage::Storage,
     shutdown: CancellationToken,
 }
 
@@ -52,7 +53,7 @@ impl TestApi {
             redis: self.redis.clone(),
             keys: self.keys.clone(),
             grace,
-            storage: flow_like_shared::storage::Storage::new(&self.configs.s3),
+            storage: self.storage.clone(),
         }
     }
 
@@ -67,13 +68,14 @@ impl TestApi {
         flow_like_shared::telemetry::install_crypto_provider();
         let mut config = api_config(&configs);
         tweak(&mut config);
-        let state = flow_like_api::state(&config)?;
+        let state = flow_like_api::state(&config).await?;
         if config.migrate_on_start {
             record::migrate(&state.db).await?;
         }
         let db = state.db.clone();
         let redis = state.redis.clone();
         let keys = state.keys.clone();
+        let storage = state.storage.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let shutdown = CancellationToken::new();
@@ -83,7 +85,7 @@ impl TestApi {
             shutdown.clone(),
             Duration::from_secs(1),
         ));
-        Ok(Self { base, http: reqwest::Client::new(), configs, db, redis, keys, shutdown })
+        Ok(Self { base, http: reqwest::Client::new(), configs, db, redis, keys, storage, shutdown })
     }
 
     pub fn url(&self, path: &str) -> String {

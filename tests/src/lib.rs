@@ -5,3 +5,4 @@ pub mod kube_sim;
 pub mod loadgen;
 pub mod services;
 pub mod stack;
+pub mod tls;

@@ -71,7 +71,11 @@ impl DispatcherArgs {
             ("--s3-meta-bucket", s3.meta_bucket.clone()),
             ("--s3-content-bucket", s3.content_bucket.clone()),
         ];
-        Self { args: args.into_iter().map(|(k, v)| (k.to_owned(), v)).collect() }
+        let mut args: Vec<(String, String)> = args.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        if let Some(ca) = &configs.redis.ca_file {
+            args.push(("--redis-ca-file".to_owned(), ca.display().to_string()));
+        }
+        Self { args }
     }
 
     /// Sets (or replaces) one flag.
@@ -148,7 +152,21 @@ impl DispatcherProcess {
 
     /// `binary run` with these flags (for a load generator that uses the release build).
     pub fn start_binary(binary: &std::path::Path, args: &DispatcherArgs) -> anyhow::Result<Self> {
+        Self::start_binary_with_env(binary, args, &[])
+    }
+
+    /// Like [`Self::start`], with extra environment variables for the child (e.g. `AWS_*` credentials).
+    pub fn start_with_env(args: &DispatcherArgs, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_binary_with_env(&workspace_binary("flow-like-dispatcher")?, args, env)
+    }
+
+    fn start_binary_with_env(
+        binary: &std::path::Path,
+        args: &DispatcherArgs,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let child = tokio::process::Command::new(binary)
+            .envs(env.iter().copied())
             .arg("run")
             .args(args.argv())
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))

@@ -62,7 +62,7 @@ async fn pool_is_shared_and_prefixes_are_unique() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn dedicated_redis_stops_and_restarts_on_the_same_port() -> anyhow::Result<()> {
-    let mut server = DedicatedRedis::start_with(RedisOptions { append_only: true }).await?;
+    let mut server = DedicatedRedis::start_with(RedisOptions { append_only: true, ..Default::default() }).await?;
     let url = server.url();
     let mut connection = redis_connection(&url).await?;
     let () = redis::cmd("SET").arg("kept").arg("yes").query_async(&mut connection).await?;

@@ -214,7 +214,7 @@ async fn redis_down_during_batches_is_503_and_leaves_no_rows() {
 async fn redis_stopping_mid_burst_leaves_a_queued_row_for_every_202_and_nothing_else() {
     // Redis keeps its data across the stop (append-only file, flushed on SIGTERM), so what was queued can be
     // checked after the restart.
-    let mut redis = DedicatedRedis::start_with(RedisOptions { append_only: true }).await.unwrap();
+    let mut redis = DedicatedRedis::start_with(RedisOptions { append_only: true, ..Default::default() }).await.unwrap();
     let mut configs = TestServices::get().await.unwrap().fresh_configs().await.unwrap();
     configs.redis = redis_config(&redis.url(), "fl");
     let api = Arc::new(TestApi::start_with(configs, |_| {}).await.unwrap());

@@ -115,6 +115,11 @@ pub fn job_manifest(spec: &JobSpecInput, settings: &JobSettings) -> Result<Job, 
         (LABEL_TENANT.to_owned(), spec.tenant.clone()),
         (LABEL_WORKFLOW.to_owned(), spec.workflow.clone()),
     ]);
+    let extras = &settings.pod_extras;
+    // The operator's extras first, the dispatcher's own entries over them.
+    let pod_labels: BTreeMap<String, String> = extras.labels.clone().into_iter().chain(labels.clone()).collect();
+    let pod_annotations: BTreeMap<String, String> =
+        extras.annotations.clone().into_iter().chain(annotations.clone()).collect();
     let overrides = spec.resources.clone().unwrap_or_default();
     let cpu_request = override_or("cpu", overrides.cpu.as_deref(), &settings.cpu_request, &settings.cpu_limit)?;
     let memory_request =
@@ -133,6 +138,29 @@ pub fn job_manifest(spec: &JobSpecInput, settings: &JobSettings) -> Result<Job, 
         env_var("EXECUTION_TENANT", spec.tenant.clone()),
     ];
     env.extend(settings.executor_env.pairs().into_iter().map(|(k, v)| env_var(k, v)));
+    // An extra entry replaces a shared setting of the same name (the operator's explicit choice), never the
+    // attempt's identity (refused when the settings were read).
+    for extra in &extras.env {
+        env.retain(|existing| existing.name != extra.name);
+        env.push(extra.clone());
+    }
+    let mut env_from = vec![EnvFromSource {
+        secret_ref: Some(SecretEnvSource { name: settings.secret_name.clone(), optional: Some(false) }),
+        ..Default::default()
+    }];
+    env_from.extend(extras.env_from.iter().cloned());
+    let mut volume_mounts =
+        vec![VolumeMount { name: "tmp".to_owned(), mount_path: "/tmp".to_owned(), ..Default::default() }];
+    volume_mounts.extend(extras.volume_mounts.iter().cloned());
+    let mut volumes = vec![Volume {
+        name: "tmp".to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(k8s_quantity(&settings.ephemeral_storage_limit)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    volumes.extend(extras.volumes.iter().cloned());
 
     let quantities = |pairs: &[(&str, &Quantity)]| {
         Some(pairs.iter().map(|(k, q)| ((*k).to_owned(), k8s_quantity(q))).collect::<BTreeMap<_, _>>())
@@ -143,10 +171,7 @@ pub fn job_manifest(spec: &JobSpecInput, settings: &JobSettings) -> Result<Job, 
         image_pull_policy: Some(settings.image_pull_policy.clone()),
         env: Some(env),
         // REDIS_URL and the S3 keys: referenced, never copied into the Job.
-        env_from: Some(vec![EnvFromSource {
-            secret_ref: Some(SecretEnvSource { name: settings.secret_name.clone(), optional: Some(false) }),
-            ..Default::default()
-        }]),
+        env_from: Some(env_from),
         resources: Some(ResourceRequirements {
             requests: quantities(&[("cpu", &cpu_request), ("memory", &memory_request)]),
             limits: quantities(&[
@@ -163,11 +188,7 @@ pub fn job_manifest(spec: &JobSpecInput, settings: &JobSettings) -> Result<Job, 
             capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), ..Default::default() }),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "tmp".to_owned(),
-            mount_path: "/tmp".to_owned(),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(volume_mounts),
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         ..Default::default()
     };
@@ -189,20 +210,13 @@ pub fn job_manifest(spec: &JobSpecInput, settings: &JobSettings) -> Result<Job, 
         }),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
-            run_as_user: Some(EXECUTOR_UID),
-            run_as_group: Some(EXECUTOR_UID),
-            fs_group: Some(EXECUTOR_UID),
+            run_as_user: settings.run_as_user,
+            run_as_group: settings.run_as_user,
+            fs_group: settings.run_as_user,
             seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), ..Default::default() }),
             ..Default::default()
         }),
-        volumes: Some(vec![Volume {
-            name: "tmp".to_owned(),
-            empty_dir: Some(EmptyDirVolumeSource {
-                size_limit: Some(k8s_quantity(&settings.ephemeral_storage_limit)),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]),
+        volumes: Some(volumes),
         ..Default::default()
     };
 
@@ -220,8 +234,8 @@ pub fn job_manifest(spec: &JobSpecInput, settings: &JobSettings) -> Result<Job, 
             pod_failure_policy: Some(pod_failure_policy()),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    annotations: Some(annotations),
+                    labels: Some(pod_labels),
+                    annotations: Some(pod_annotations),
                     ..Default::default()
                 }),
                 spec: Some(pod),

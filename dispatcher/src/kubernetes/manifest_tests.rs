@@ -86,7 +86,8 @@ fn label_values_are_sanitised_and_exact_values_kept_in_annotations() {
 
 #[test]
 fn env_carries_the_attempt_and_no_secret_value() {
-    let redis = RedisConfig { url: "redis://exec:hunter2-redis@redis:6379".into(), prefix: "fl-test".into() };
+    let redis =
+        RedisConfig { url: "redis://exec:hunter2-redis@redis:6379".into(), prefix: "fl-test".into(), ca_file: None };
     let s3 = S3Config {
         endpoint: "http://s3:9000".into(),
         region: "eu-west-1".into(),

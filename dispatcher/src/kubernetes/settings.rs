@@ -4,7 +4,7 @@
 use super::quantity::Quantity;
 use crate::config::KubernetesConfig;
 use flow_like_shared::config::{LogFormat, RedisConfig, S3Config, TelemetryConfig};
-use k8s_openapi::api::core::v1::{Affinity, Toleration};
+use k8s_openapi::api::core::v1::{Affinity, EnvFromSource, EnvVar, Toleration, Volume, VolumeMount};
 use std::collections::BTreeMap;
 
 /// A setting the operator gave that no Job could be built from.
@@ -32,6 +32,8 @@ pub struct ExecutorEnv {
     pub s3_force_path_style: bool,
     pub rust_log: String,
     pub log_format: String,
+    /// The dispatcher's own REDIS_CA_FILE: the chart mounts the same bundle at the same path in executor pods.
+    pub redis_ca_file: Option<String>,
 }
 
 impl Default for ExecutorEnv {
@@ -46,6 +48,7 @@ impl Default for ExecutorEnv {
             s3_force_path_style: true,
             rust_log: "info".into(),
             log_format: "text".into(),
+            redis_ca_file: None,
         }
     }
 }
@@ -65,12 +68,13 @@ impl ExecutorEnv {
                 LogFormat::Text => "text".into(),
                 LogFormat::Json => "json".into(),
             },
+            redis_ca_file: redis.ca_file.as_ref().map(|path| path.display().to_string()),
         }
     }
 
     /// `(name, value)` pairs in the order they appear in the container env.
     pub fn pairs(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut pairs = vec![
             ("REDIS_PREFIX", self.redis_prefix.clone()),
             ("S3_ENDPOINT", self.s3_endpoint.clone()),
             ("S3_REGION", self.s3_region.clone()),
@@ -79,7 +83,11 @@ impl ExecutorEnv {
             ("S3_FORCE_PATH_STYLE", self.s3_force_path_style.to_string()),
             ("RUST_LOG", self.rust_log.clone()),
             ("LOG_FORMAT", self.log_format.clone()),
-        ]
+        ];
+        if let Some(path) = &self.redis_ca_file {
+            pairs.push(("REDIS_CA_FILE", path.clone()));
+        }
+        pairs
     }
 }
 
@@ -106,6 +114,21 @@ pub struct JobSettings {
     pub affinity: Option<Affinity>,
     pub priority_class: Option<String>,
     pub executor_env: ExecutorEnv,
+    /// The operator's additions to every executor pod (service-mesh annotations, proxies, a CA bundle).
+    pub pod_extras: PodExtras,
+    /// `runAsUser`/`runAsGroup`/`fsGroup` of executor pods; `None` leaves them to the platform (OpenShift).
+    pub run_as_user: Option<i64>,
+}
+
+/// What the operator adds to every executor pod. The dispatcher's own labels, env and volumes win on a clash.
+#[derive(Debug, Clone, Default)]
+pub struct PodExtras {
+    pub annotations: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub env: Vec<EnvVar>,
+    pub env_from: Vec<EnvFromSource>,
+    pub volumes: Vec<Volume>,
+    pub volume_mounts: Vec<VolumeMount>,
 }
 
 impl JobSettings {
@@ -167,6 +190,24 @@ impl JobSettings {
         if config.ttl_secs < 0 {
             return Err(invalid("EXECUTOR_TTL_SECS", "must not be negative"));
         }
+        let run_as_user = match config.run_as_user.trim() {
+            "" => None,
+            text => Some(
+                text.parse::<i64>()
+                    .ok()
+                    .filter(|uid| *uid >= 0)
+                    .ok_or_else(|| invalid("EXECUTOR_RUN_AS_USER", format!("`{text}` is not a user id (or empty)")))?,
+            ),
+        };
+        let pod_extras = PodExtras {
+            annotations: parse_json("EXECUTOR_POD_ANNOTATIONS", &config.pod_annotations)?.unwrap_or_default(),
+            labels: parse_json("EXECUTOR_POD_LABELS", &config.pod_labels)?.unwrap_or_default(),
+            env: parse_json("EXECUTOR_EXTRA_ENV", &config.extra_env)?.unwrap_or_default(),
+            env_from: parse_json("EXECUTOR_EXTRA_ENV_FROM", &config.extra_env_from)?.unwrap_or_default(),
+            volumes: parse_json("EXECUTOR_EXTRA_VOLUMES", &config.extra_volumes)?.unwrap_or_default(),
+            volume_mounts: parse_json("EXECUTOR_EXTRA_VOLUME_MOUNTS", &config.extra_volume_mounts)?.unwrap_or_default(),
+        };
+        check_pod_extras(&pod_extras)?;
 
         Ok(Self {
             image: config.image.trim().to_owned(),
@@ -188,8 +229,35 @@ impl JobSettings {
             affinity: parse_json("EXECUTOR_AFFINITY", &config.affinity)?,
             priority_class,
             executor_env,
+            pod_extras,
+            run_as_user,
         })
     }
+}
+
+/// Names the dispatcher sets itself: an extra may not replace them (the attempt's identity, its /tmp).
+const RESERVED_ENV: &[&str] = &["EXECUTION_ID", "EXECUTION_ATTEMPT", "EXECUTION_TENANT"];
+const RESERVED_VOLUME: &str = "tmp";
+
+fn check_pod_extras(extras: &PodExtras) -> Result<(), SettingsError> {
+    if let Some(var) = extras.env.iter().find(|v| RESERVED_ENV.contains(&v.name.as_str())) {
+        return Err(invalid("EXECUTOR_EXTRA_ENV", format!("`{}` is set by the dispatcher for each attempt", var.name)));
+    }
+    if extras.volumes.iter().any(|v| v.name == RESERVED_VOLUME) {
+        return Err(invalid("EXECUTOR_EXTRA_VOLUMES", "the volume name `tmp` is the executor's own /tmp"));
+    }
+    for mount in &extras.volume_mounts {
+        if mount.name != RESERVED_VOLUME && !extras.volumes.iter().any(|v| v.name == mount.name) {
+            return Err(invalid(
+                "EXECUTOR_EXTRA_VOLUME_MOUNTS",
+                format!("mounts `{}`, which EXECUTOR_EXTRA_VOLUMES does not define", mount.name),
+            ));
+        }
+        if mount.mount_path == "/tmp" {
+            return Err(invalid("EXECUTOR_EXTRA_VOLUME_MOUNTS", "/tmp is the executor's own scratch volume"));
+        }
+    }
+    Ok(())
 }
 
 fn non_empty(value: &Option<String>) -> Option<String> {

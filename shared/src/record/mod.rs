@@ -6,6 +6,7 @@ pub mod batch;
 pub mod dispatch;
 pub mod executions;
 pub mod operator;
+pub mod retention;
 pub mod transitions;
 pub mod workflows;
 

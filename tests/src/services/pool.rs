@@ -165,7 +165,7 @@ fn ensure_redis(dir: &Path, entry: Option<ProcessEntry>) -> Result<ProcessEntry,
     let redis_dir = dir.join("redis");
     remove_dir(&redis_dir)?;
     create_dir(&redis_dir)?;
-    let (port, server) = start_redis_on_free_port(&redis_dir, RedisOptions::default())?;
+    let (port, server) = start_redis_on_free_port(&redis_dir, &RedisOptions::default())?;
     Ok(ProcessEntry { port, pid: server.detach() })
 }
 
@@ -418,5 +418,5 @@ pub fn database_config(url: &str) -> DatabaseConfig {
 
 /// Redis settings for `url` and key `prefix`.
 pub fn redis_config(url: &str, prefix: &str) -> RedisConfig {
-    RedisConfig { url: url.to_owned(), prefix: prefix.to_owned() }
+    RedisConfig { url: url.to_owned(), prefix: prefix.to_owned(), ca_file: None }
 }

@@ -13,20 +13,33 @@ const START_ATTEMPTS: u32 = 5;
 /// Time a SIGTERMed Redis gets to flush its append-only file before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// How a Redis instance keeps data.
-#[derive(Debug, Clone, Copy, Default)]
+/// How a Redis instance keeps data, and how it is reached.
+#[derive(Debug, Clone, Default)]
 pub struct RedisOptions {
     /// Keep an append-only file fsynced every second (for "Redis restarts, nothing queued is lost" tests);
     /// off means the data lives in memory only.
     pub append_only: bool,
+    /// Serve TLS only (`--tls-port`, no plain port) with this certificate; clients are not asked for one.
+    pub tls: Option<crate::tls::ServerCertificate>,
 }
 
 /// Starts Redis on `port` with its files in `dir`, in the foreground, and waits until it accepts connections.
-pub(crate) fn start_redis(dir: &Path, port: u16, options: RedisOptions) -> Result<ServerProcess, ServiceError> {
+pub(crate) fn start_redis(dir: &Path, port: u16, options: &RedisOptions) -> Result<ServerProcess, ServiceError> {
     let binary = find_binary("redis-server", &[])?;
     let mut command = Command::new(binary);
+    match &options.tls {
+        None => command.args(["--port", &port.to_string()]),
+        Some(tls) => command
+            .args(["--port", "0", "--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+            .arg("--tls-cert-file")
+            .arg(&tls.cert)
+            .arg("--tls-key-file")
+            .arg(&tls.key)
+            .arg("--tls-ca-cert-file")
+            .arg(&tls.ca),
+    };
     command
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--bind", "127.0.0.1"])
         .arg("--dir")
         .arg(dir)
         // Recorded so `flow-like-test-services stop` can end a server a crashed test left behind.
@@ -40,7 +53,10 @@ pub(crate) fn start_redis(dir: &Path, port: u16, options: RedisOptions) -> Resul
     }
     let mut server = ServerProcess::spawn(command, "redis-server", &dir.join("redis.log"))?;
     server.wait_ready(port)?;
-    wait_loaded(port)?;
+    if options.tls.is_none() {
+        // A TLS-only server has no append-only file to load; the inline PING below speaks plain TCP.
+        wait_loaded(port)?;
+    }
     Ok(server)
 }
 
@@ -76,7 +92,7 @@ fn ping(port: u16) -> std::io::Result<bool> {
 /// Starts Redis on a free port, retrying on a port another process took in the meantime.
 pub(crate) fn start_redis_on_free_port(
     dir: &Path,
-    options: RedisOptions,
+    options: &RedisOptions,
 ) -> Result<(u16, ServerProcess), ServiceError> {
     let mut last = None;
     for _ in 0..START_ATTEMPTS {
@@ -118,7 +134,7 @@ impl DedicatedRedis {
         let dir = super::state_dir().join("dedicated").join(format!("redis-{}", unique_suffix()));
         blocking(move || {
             create_dir(&dir)?;
-            let (port, server) = start_redis_on_free_port(&dir, options)?;
+            let (port, server) = start_redis_on_free_port(&dir, &options)?;
             Ok(Self { port, dir, options, server: Some(server) })
         })
         .await
@@ -128,9 +144,10 @@ impl DedicatedRedis {
         self.port
     }
 
-    /// `redis://127.0.0.1:<port>`; stays valid across restarts.
+    /// `redis://127.0.0.1:<port>` (`rediss://` for a TLS server); stays valid across restarts.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.options.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Whether the server process is running.
@@ -163,8 +180,8 @@ impl DedicatedRedis {
     /// Starts the server again on the same port with the same files (stops it first if it is running).
     pub async fn restart(&mut self) -> Result<(), ServiceError> {
         self.stop().await?;
-        let (dir, port, options) = (self.dir.clone(), self.port, self.options);
-        let server = blocking(move || start_redis(&dir, port, options)).await?;
+        let (dir, port, options) = (self.dir.clone(), self.port, self.options.clone());
+        let server = blocking(move || start_redis(&dir, port, &options)).await?;
         self.server = Some(server);
         Ok(())
     }
