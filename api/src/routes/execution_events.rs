@@ -52,8 +52,8 @@ pub struct EventStreams {
 }
 
 impl EventStreams {
-    pub fn new(config: &RedisConfig) -> Result<Self, QueueError> {
-        let client = redis::Client::open(config.url.as_str()).map_err(QueueError::Command)?;
+    pub fn new(config: &RedisConfig) -> Result<Self, flow_like_shared::redis_client::RedisSetupError> {
+        let client = config.client()?;
         Ok(Self { client, slots: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)) })
     }
 
