@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::KubernetesConfig;
-use crate::kubernetes::settings::ExecutorEnv;
+use crate::kubernetes::settings::{ExecutorEnv, SettingsError};
 use flow_like_shared::config::{LogFormat, RedisConfig, S3Config, TelemetryConfig};
 
 pub(crate) fn config() -> KubernetesConfig {
@@ -300,4 +300,100 @@ fn a_slim_job_classifies_like_the_full_one_at_a_fraction_of_the_size() {
     let oom_killed = classify::finished(&failed, [&oom]);
     assert!(format!("{oom_killed:?}").contains("512Mi"), "{oom_killed:?}");
     assert_eq!(classify::finished(&slim(failed), [&oom]), oom_killed);
+}
+
+fn settings_with(tweak: impl FnOnce(&mut KubernetesConfig)) -> Result<JobSettings, SettingsError> {
+    let mut config = config();
+    tweak(&mut config);
+    JobSettings::from_config(&config, ExecutorEnv::default())
+}
+
+#[test]
+fn pod_extras_reach_the_executor_pod_and_the_dispatchers_own_entries_win() {
+    let settings = settings_with(|c| {
+        c.pod_annotations = Some(r#"{"sidecar.istio.io/inject": "false"}"#.into());
+        c.pod_labels = Some(format!(r#"{{"team": "data", "{LABEL_TENANT}": "spoofed"}}"#));
+        c.extra_env = Some(
+            r#"[{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}, {"name": "RUST_LOG", "value": "debug"}]"#.into(),
+        );
+        c.extra_env_from = Some(r#"[{"configMapRef": {"name": "proxy-settings"}}]"#.into());
+        c.extra_volumes = Some(r#"[{"name": "redis-ca", "secret": {"secretName": "redis-ca"}}]"#.into());
+        c.extra_volume_mounts =
+            Some(r#"[{"name": "redis-ca", "mountPath": "/etc/flow-like/redis-ca", "readOnly": true}]"#.into());
+    })
+    .unwrap();
+    let job = job_manifest(&input(), &settings).unwrap();
+    let template = job.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
+    assert_eq!(template.annotations.as_ref().unwrap()["sidecar.istio.io/inject"], "false");
+    let labels = template.labels.as_ref().unwrap();
+    assert_eq!(labels["team"], "data");
+    assert_eq!(labels[LABEL_TENANT], "acme", "the dispatcher's label wins");
+    // The Job's own metadata is not changed by pod extras.
+    assert!(!job.metadata.labels.as_ref().unwrap().contains_key("team"));
+
+    let container = &pod(&job).containers[0];
+    let env = container.env.as_ref().unwrap();
+    let value = |name: &str| env.iter().filter(|v| v.name == name).map(|v| v.value.clone()).collect::<Vec<_>>();
+    assert_eq!(value("HTTPS_PROXY"), [Some("http://proxy:3128".to_owned())]);
+    assert_eq!(value("RUST_LOG"), [Some("debug".to_owned())], "an extra replaces a shared setting, once");
+    assert_eq!(value("EXECUTION_ID"), [Some(input().execution_id.to_string())]);
+    let env_from = container.env_from.as_ref().unwrap();
+    assert_eq!(env_from[0].secret_ref.as_ref().unwrap().name, settings.secret_name, "the executor Secret stays first");
+    assert_eq!(env_from[1].config_map_ref.as_ref().unwrap().name, "proxy-settings");
+    let mounts: Vec<&str> = container.volume_mounts.as_ref().unwrap().iter().map(|m| m.mount_path.as_str()).collect();
+    assert_eq!(mounts, ["/tmp", "/etc/flow-like/redis-ca"]);
+    let volumes: Vec<&str> = pod(&job).volumes.as_ref().unwrap().iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(volumes, ["tmp", "redis-ca"]);
+}
+
+#[test]
+fn bad_pod_extras_name_the_setting() {
+    let cases: [(&str, fn(&mut KubernetesConfig)); 6] = [
+        ("EXECUTOR_POD_ANNOTATIONS", |c| c.pod_annotations = Some(r#"{"a": 1}"#.into())),
+        ("EXECUTOR_EXTRA_ENV", |c| c.extra_env = Some(r#"[{"name": "EXECUTION_ID", "value": "x"}]"#.into())),
+        ("EXECUTOR_EXTRA_VOLUMES", |c| c.extra_volumes = Some(r#"[{"name": "tmp", "emptyDir": {}}]"#.into())),
+        ("EXECUTOR_EXTRA_VOLUME_MOUNTS", |c| {
+            c.extra_volume_mounts = Some(r#"[{"name": "nowhere", "mountPath": "/x"}]"#.into())
+        }),
+        ("EXECUTOR_EXTRA_ENV_FROM", |c| c.extra_env_from = Some("{}".into())),
+        ("EXECUTOR_RUN_AS_USER", |c| c.run_as_user = "nobody".into()),
+    ];
+    for (setting, tweak) in cases {
+        let err = settings_with(tweak).unwrap_err();
+        assert_eq!(err.setting, setting, "{err}");
+    }
+}
+
+#[test]
+fn an_empty_run_as_user_leaves_the_ids_to_the_platform() {
+    let job = job_manifest(&input(), &settings_with(|c| c.run_as_user = String::new()).unwrap()).unwrap();
+    let psc = pod(&job).security_context.as_ref().unwrap();
+    assert_eq!((psc.run_as_user, psc.run_as_group, psc.fs_group), (None, None, None));
+    assert_eq!(psc.run_as_non_root, Some(true), "still non-root");
+    let default = job_manifest(&input(), &settings()).unwrap();
+    assert_eq!(pod(&default).security_context.as_ref().unwrap().run_as_user, Some(EXECUTOR_UID));
+}
+
+#[test]
+fn the_redis_ca_path_is_passed_to_executors() {
+    let redis = RedisConfig {
+        url: "rediss://exec@redis:6380".into(),
+        prefix: "p".into(),
+        ca_file: Some("/etc/flow-like/redis-ca/ca.crt".into()),
+    };
+    let s3 = S3Config {
+        endpoint: String::new(),
+        region: "r".into(),
+        access_key_id: String::new(),
+        secret_access_key: String::new(),
+        meta_bucket: "m".into(),
+        content_bucket: "c".into(),
+        force_path_style: true,
+    };
+    let telemetry = TelemetryConfig { log_filter: "info".into(), log_format: LogFormat::Json };
+    let env = ExecutorEnv::from_configs(&redis, &s3, &telemetry);
+    let job = job_manifest(&input(), &JobSettings::from_config(&config(), env).unwrap()).unwrap();
+    let vars = pod(&job).containers[0].env.as_ref().unwrap();
+    let ca = vars.iter().find(|v| v.name == "REDIS_CA_FILE").and_then(|v| v.value.as_deref());
+    assert_eq!(ca, Some("/etc/flow-like/redis-ca/ca.crt"));
 }
