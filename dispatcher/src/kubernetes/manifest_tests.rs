@@ -348,7 +348,8 @@ fn pod_extras_reach_the_executor_pod_and_the_dispatchers_own_entries_win() {
 
 #[test]
 fn bad_pod_extras_name_the_setting() {
-    let cases: [(&str, fn(&mut KubernetesConfig)); 6] = [
+    type Tweak = fn(&mut KubernetesConfig);
+    let cases: [(&str, Tweak); 6] = [
         ("EXECUTOR_POD_ANNOTATIONS", |c| c.pod_annotations = Some(r#"{"a": 1}"#.into())),
         ("EXECUTOR_EXTRA_ENV", |c| c.extra_env = Some(r#"[{"name": "EXECUTION_ID", "value": "x"}]"#.into())),
         ("EXECUTOR_EXTRA_VOLUMES", |c| c.extra_volumes = Some(r#"[{"name": "tmp", "emptyDir": {}}]"#.into())),
