@@ -15,6 +15,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// A binary, its arguments and the environment of its own it needs.
+type BinaryRun = (&'static str, &'static [&'static str], Vec<(&'static str, String)>);
+/// A case name, the Redis settings that make it, and what the error must say.
+type TrustCase = (&'static str, Vec<(&'static str, String)>, &'static str);
+
 /// A TLS-only Redis with a private CA, and the pool's PostgreSQL and S3 with fresh names.
 struct TlsWorld {
     redis: DedicatedRedis,
@@ -141,7 +146,7 @@ async fn run_to_exit(binary: &str, args: &[&str], env: &[(&str, String)]) -> any
 async fn an_untrusted_redis_certificate_stops_every_binary_at_start_naming_redis_ca_file() -> anyhow::Result<()> {
     let world = TlsWorld::start().await?;
     let other_ca = world.other_ca.display().to_string();
-    let cases: [(&str, Vec<(&str, String)>, &str); 3] = [
+    let cases: [TrustCase; 3] = [
         (
             "REDIS_CA_FILE is another CA",
             vec![("REDIS_CA_FILE", other_ca.clone())],
@@ -154,7 +159,7 @@ async fn an_untrusted_redis_certificate_stops_every_binary_at_start_naming_redis
             "REDIS_CA_FILE /nonexistent/ca.crt: cannot be read",
         ),
     ];
-    let binaries: [(&str, &[&str], Vec<(&str, String)>); 3] = [
+    let binaries: [BinaryRun; 3] = [
         ("flow-like-api", &["serve"], vec![("API_LISTEN", "127.0.0.1:0".into())]),
         ("flow-like-dispatcher", &["run"], vec![("DISPATCHER_METRICS_LISTEN", "127.0.0.1:0".into())]),
         (

@@ -10,6 +10,9 @@ use flow_like_tests::stack::{DispatcherArgs, DispatcherProcess, wait_terminal, w
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
+/// A binary, its arguments and the environment of its own it needs.
+type BinaryRun = (&'static str, &'static [&'static str], Vec<(&'static str, String)>);
+
 /// Settings every binary reads, with the static S3 keys left out.
 fn env_without_keys(configs: &ServiceConfigs) -> Vec<(&'static str, String)> {
     let s3 = &configs.s3;
@@ -86,7 +89,7 @@ async fn binaries_use_the_sdk_default_credential_chain_when_no_static_keys_are_s
 #[tokio::test(flavor = "multi_thread")]
 async fn half_set_static_keys_stop_every_binary_naming_the_missing_setting() -> anyhow::Result<()> {
     let configs = TestServices::get().await?.fresh_configs().await?;
-    let binaries: [(&str, &[&str], Vec<(&str, String)>); 3] = [
+    let binaries: [BinaryRun; 3] = [
         ("flow-like-api", &["serve"], vec![("API_LISTEN", "127.0.0.1:0".into())]),
         ("flow-like-dispatcher", &["run"], vec![("DISPATCHER_METRICS_LISTEN", "127.0.0.1:0".into())]),
         (
