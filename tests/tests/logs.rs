@@ -18,25 +18,12 @@ async fn execution_logs_carry_the_id_and_never_a_secret_input_or_an_api_key() ->
     let dir = tempfile_dir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let base = format!("http://127.0.0.1:{port}");
-    let s3 = &configs.s3;
     let api_log = std::fs::File::create(dir.join("api.log"))?;
     let _api = tokio::process::Command::new(workspace_binary("flow-like-api")?)
         .arg("serve")
         .env_clear()
-        .envs([
-            ("DATABASE_URL", configs.database.url.as_str()),
-            ("REDIS_URL", configs.redis.url.as_str()),
-            ("REDIS_PREFIX", configs.redis.prefix.as_str()),
-            ("S3_ENDPOINT", s3.endpoint.as_str()),
-            ("S3_REGION", s3.region.as_str()),
-            ("S3_ACCESS_KEY_ID", s3.access_key_id.as_str()),
-            ("S3_SECRET_ACCESS_KEY", s3.secret_access_key.as_str()),
-            ("S3_META_BUCKET", s3.meta_bucket.as_str()),
-            ("S3_CONTENT_BUCKET", s3.content_bucket.as_str()),
-            ("FLOWLIKE_ADMIN_TOKEN", ADMIN_TOKEN),
-            ("RUST_LOG", "info"),
-            ("LOG_FORMAT", "json"),
-        ])
+        .envs(configs.env())
+        .envs([("FLOWLIKE_ADMIN_TOKEN", ADMIN_TOKEN), ("RUST_LOG", "info"), ("LOG_FORMAT", "json")])
         .env("API_LISTEN", format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(api_log)

@@ -49,17 +49,9 @@ impl TlsWorld {
 
     /// The environment every binary reads for PostgreSQL, S3 and the key prefix (Redis is set per case).
     fn service_env(&self) -> Vec<(&'static str, String)> {
-        let s3 = &self.configs.s3;
-        vec![
-            ("DATABASE_URL", self.configs.database.url.clone()),
-            ("REDIS_PREFIX", self.configs.redis.prefix.clone()),
-            ("S3_ENDPOINT", s3.endpoint.clone()),
-            ("S3_REGION", s3.region.clone()),
-            ("S3_ACCESS_KEY_ID", s3.access_key_id.clone()),
-            ("S3_SECRET_ACCESS_KEY", s3.secret_access_key.clone()),
-            ("S3_META_BUCKET", s3.meta_bucket.clone()),
-            ("S3_CONTENT_BUCKET", s3.content_bucket.clone()),
-        ]
+        let mut env = self.configs.env();
+        env.retain(|(name, _)| !matches!(*name, "REDIS_URL" | "REDIS_CA_FILE"));
+        env
     }
 }
 

@@ -15,16 +15,9 @@ type BinaryRun = (&'static str, &'static [&'static str], Vec<(&'static str, Stri
 
 /// Settings every binary reads, with the static S3 keys left out.
 fn env_without_keys(configs: &ServiceConfigs) -> Vec<(&'static str, String)> {
-    let s3 = &configs.s3;
-    vec![
-        ("DATABASE_URL", configs.database.url.clone()),
-        ("REDIS_URL", configs.redis.url.clone()),
-        ("REDIS_PREFIX", configs.redis.prefix.clone()),
-        ("S3_ENDPOINT", s3.endpoint.clone()),
-        ("S3_REGION", s3.region.clone()),
-        ("S3_META_BUCKET", s3.meta_bucket.clone()),
-        ("S3_CONTENT_BUCKET", s3.content_bucket.clone()),
-    ]
+    let mut env = configs.env();
+    env.retain(|(name, _)| !matches!(*name, "S3_ACCESS_KEY_ID" | "S3_SECRET_ACCESS_KEY"));
+    env
 }
 
 fn sdk_credentials(configs: &ServiceConfigs) -> [(&'static str, String); 2] {

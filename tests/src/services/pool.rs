@@ -411,6 +411,29 @@ pub struct ServiceConfigs {
     pub s3_settings: S3Settings,
 }
 
+impl ServiceConfigs {
+    /// These settings as the environment variables every binary reads (for tests that start the binaries
+    /// themselves), static S3 keys included; REDIS_CA_FILE when set.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let s3 = &self.s3;
+        let mut env = vec![
+            ("DATABASE_URL", self.database.url.clone()),
+            ("REDIS_URL", self.redis.url.clone()),
+            ("REDIS_PREFIX", self.redis.prefix.clone()),
+            ("S3_ENDPOINT", s3.endpoint.clone()),
+            ("S3_REGION", s3.region.clone()),
+            ("S3_ACCESS_KEY_ID", s3.access_key_id.clone()),
+            ("S3_SECRET_ACCESS_KEY", s3.secret_access_key.clone()),
+            ("S3_META_BUCKET", s3.meta_bucket.clone()),
+            ("S3_CONTENT_BUCKET", s3.content_bucket.clone()),
+        ];
+        if let Some(ca) = &self.redis.ca_file {
+            env.push(("REDIS_CA_FILE", ca.display().to_string()));
+        }
+        env
+    }
+}
+
 /// Database settings for `url` with a pool small enough for many tests in parallel.
 pub fn database_config(url: &str) -> DatabaseConfig {
     DatabaseConfig { url: url.to_owned(), max_connections: 8 }
