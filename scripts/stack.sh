@@ -128,11 +128,12 @@ stop_pid() { # name pidfile program grace-seconds
 # Chooses ports and secrets once; later `up`s reuse them so URLs and stored data stay valid.
 write_env() {
     [[ -f $ENV_FILE ]] && return
-    local pg redis s3 api metrics
+    local pg redis s3 api api_metrics metrics
     pick_port; pg=$PICKED_PORT
     pick_port; redis=$PICKED_PORT
     pick_port; s3=$PICKED_PORT
     pick_port; api=$PICKED_PORT
+    pick_port; api_metrics=$PICKED_PORT
     pick_port; metrics=$PICKED_PORT
     umask 077
     cat >"$ENV_FILE" <<EOF
@@ -153,6 +154,7 @@ S3_META_BUCKET=flowlike-meta
 S3_CONTENT_BUCKET=flowlike-content
 S3_FORCE_PATH_STYLE=true
 API_LISTEN=127.0.0.1:$api
+API_METRICS_LISTEN=127.0.0.1:$api_metrics
 FLOWLIKE_ADMIN_TOKEN=$(random_hex 24)
 DISPATCHER_RUNNER=process
 DISPATCHER_METRICS_LISTEN=127.0.0.1:$metrics
@@ -170,6 +172,12 @@ load_env() {
     # shellcheck disable=SC1090
     . "$ENV_FILE"
     set +a
+    # A state directory written before the API had its own metrics listener gets one.
+    if [[ -z ${API_METRICS_LISTEN:-} ]]; then
+        pick_port
+        export API_METRICS_LISTEN=127.0.0.1:$PICKED_PORT
+        echo "API_METRICS_LISTEN=$API_METRICS_LISTEN" >>"$ENV_FILE"
+    fi
 }
 
 start_postgres() {

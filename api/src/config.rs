@@ -33,6 +33,10 @@ pub struct ApiConfig {
     /// Address the HTTP server listens on.
     #[arg(long = "listen", env = "API_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    /// Address `/metrics` is served on: a listener of its own, so that the public port (and an Ingress in front
+    /// of it) never exposes it.
+    #[arg(long = "metrics-listen", env = "API_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
     /// Bootstrap admin token: grants the admin endpoints (creating tenants' API keys). Unset disables it.
     #[arg(long = "admin-token", env = "FLOWLIKE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,

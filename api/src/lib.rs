@@ -88,10 +88,14 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v1", v1)
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(routes::health::metrics))
         .route("/openapi.json", get(|| async { axum::Json(openapi::document()) }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
+}
+
+/// The metrics listener's router: `/metrics` only (Prometheus text), apart from the public routes.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new().route("/metrics", get(routes::health::metrics)).with_state(state)
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting connections and lets in-flight requests finish
@@ -106,8 +110,14 @@ pub async fn run(config: ApiConfig, shutdown: CancellationToken) -> Result<(), R
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| RunError::Bind { addr: config.listen, source })?;
-    tracing::info!(listen = %config.listen, "API listening");
-    serve(listener, app(state), shutdown, Duration::from_secs(config.shutdown_grace_secs)).await
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .map_err(|source| RunError::Bind { addr: config.metrics_listen, source })?;
+    tracing::info!(listen = %config.listen, metrics_listen = %config.metrics_listen, "API listening");
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let metrics = serve(metrics_listener, metrics_app(state.clone()), shutdown.clone(), grace);
+    // The first listener to fail ends both.
+    tokio::try_join!(serve(listener, app(state), shutdown, grace), metrics).map(|_| ())
 }
 
 /// Serves on a bound listener (tests bind port 0 themselves).

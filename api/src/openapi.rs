@@ -39,7 +39,6 @@ use utoipa::OpenApi;
         dead_letters::redrive,
         health::healthz,
         health::readyz,
-        health::metrics,
     ),
     components(schemas(crate::error::Problem))
 )]
@@ -58,7 +57,7 @@ fn build() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     doc["components"]["securitySchemes"] = json!({"api_key": {"type": "http", "scheme": "bearer", "description": "A tenant's API key, or the admin token"}});
     for (name, schema) in schemas::components() {
-        doc["components"]["schemas"][name] = schema;
+        doc["components"]["schemas"][name.as_str()] = schema;
     }
     refine_response_schemas(&mut doc["components"]["schemas"]);
     if let Some(paths) = doc["paths"].as_object_mut() {
@@ -97,11 +96,29 @@ fn parameter_schema(operation_id: &str, name: &str) -> Option<Value> {
         "limit" => json!({"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
         "cursor" if operation_id == "listExecutions" => json!({"type": "string", "format": "uuid"}),
         "cursor" => entry_id,
-        "last_event_id" | "Last-Event-ID" => json!({"type": "string", "pattern": ENTRY_ID_PATTERN}),
+        "last_event_id" => json!({"type": "string", "pattern": ENTRY_ID_PATTERN}),
+        // An empty header is a client that has no id yet (and what some proxies leave): the same as none.
+        "Last-Event-ID" => json!({"type": "string", "pattern": format!("^$|{ENTRY_ID_PATTERN}")}),
         "Idempotency-Key" => {
             json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\t\\x20-\\x7e]+$"})
         }
         _ => return None,
+    })
+}
+
+/// One Server-Sent Event of `GET /executions/{id}/events`, as a client's event-stream parser gives it.
+fn sse_event() -> Value {
+    let kinds: Vec<&str> = flow_like_shared::status::EventKind::ALL.iter().map(|k| k.as_str()).collect();
+    json!({
+        "description": "One event of the stream (keep-alive comments aside). `data` is a JSON object with execution, attempt, seq, at (ms since the epoch), kind and the event's own fields.",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["id", "event", "data"],
+        "properties": {
+            "id": {"type": "string", "pattern": ENTRY_ID_PATTERN, "description": "The stream entry id; send it back as Last-Event-ID to resume after it."},
+            "event": {"type": "string", "enum": kinds},
+            "data": {"type": "string", "contentMediaType": "application/json"}
+        }
     })
 }
 
@@ -129,6 +146,10 @@ fn complete_operation(path: &str, operation: &mut Value) {
             "required": required,
             "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
         });
+    }
+
+    if operation_id == "streamExecutionEvents" {
+        operation["responses"]["200"]["content"] = json!({"text/event-stream": {"schema": sse_event()}});
     }
 
     let mut standard: Vec<(&str, &str)> = Vec::new();
@@ -198,6 +219,31 @@ fn refine_response_schemas(schemas: &mut Value) {
     schemas["ExecutionView"]["properties"]["labels"] =
         json!({"type": "object", "additionalProperties": {"type": "string"}});
     schemas["WorkflowVersionView"]["properties"]["document"] = json!({"$ref": "#/components/schemas/Workflow"});
+    // `flow_like_shared::queue::TenantQueue` and `flow_like_shared::limits::EffectiveLimits`, as serialized.
+    let count = json!({"type": "integer", "minimum": 0});
+    schemas["QueueView"]["properties"]["queue"] = json!({
+        "type": "object",
+        "required": ["waiting", "running", "waiting_by_priority"],
+        "properties": {
+            "waiting": {"type": "integer", "minimum": 0, "description": "Executions waiting in the tenant's lanes, not yet claimed by a dispatcher."},
+            "running": {"type": "integer", "minimum": 0, "description": "Executions holding a concurrency lease (dispatched or running)."},
+            "waiting_by_priority": {
+                "type": "object", "propertyNames": {"pattern": "^[0-9]$"}, "additionalProperties": count,
+                "description": "Waiting executions per priority lane (only lanes with work)."
+            }
+        }
+    });
+    let limit = |what: &str| json!({"type": ["integer", "null"], "minimum": 0, "description": what});
+    schemas["QueueView"]["properties"]["limits"] = json!({
+        "type": "object",
+        "required": ["global", "tenant", "workflow"],
+        "description": "The limits that apply now, as the dispatchers see them; null until a dispatcher has published its defaults.",
+        "properties": {
+            "global": limit("Most executions running at once across all tenants."),
+            "tenant": limit("Most executions of this tenant running at once."),
+            "workflow": limit("Most executions of any one workflow of this tenant running at once.")
+        }
+    });
 }
 
 #[cfg(test)]

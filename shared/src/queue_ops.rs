@@ -115,6 +115,10 @@ pub async fn dead_letters(
     before: Option<&str>,
     count: usize,
 ) -> Result<Vec<DeadLetter>, QueueError> {
+    // Nothing comes before the smallest id (and Redis refuses the exclusive range `(0-0`).
+    if before.is_some_and(|id| id.split('-').all(|part| part.bytes().all(|b| b == b'0'))) {
+        return Ok(Vec::new());
+    }
     let end = before.map_or_else(|| "+".to_string(), |id| format!("({id}"));
     let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
         .arg(keys.dead_letters())

@@ -52,6 +52,9 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in the order an attempt's events come.
+    pub const ALL: [Self; 6] = [Self::Dispatched, Self::Started, Self::Node, Self::Log, Self::Retrying, Self::Finished];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Dispatched => "dispatched",

@@ -15,6 +15,8 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 pub struct TestApi {
     pub base: String,
+    /// The metrics listener's base URL (`/metrics` is not on the public port).
+    pub metrics_base: String,
     pub http: reqwest::Client,
     pub configs: ServiceConfigs,
     pub db: PgPool,
@@ -33,6 +35,7 @@ impl Drop for TestApi {
 pub fn api_config(configs: &ServiceConfigs) -> ApiConfig {
     ApiConfig {
         listen: "127.0.0.1:0".parse().expect("literal address"),
+        metrics_listen: "127.0.0.1:0".parse().expect("literal address"),
         admin_token: Some(ADMIN_TOKEN.into()),
         migrate_on_start: true,
         max_body_bytes: 1024 * 1024,
@@ -78,14 +81,22 @@ impl TestApi {
         let storage = state.storage.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
+        let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let metrics_base = format!("http://{}", metrics_listener.local_addr()?);
         let shutdown = CancellationToken::new();
+        tokio::spawn(flow_like_api::serve(
+            metrics_listener,
+            flow_like_api::metrics_app(state.clone()),
+            shutdown.clone(),
+            Duration::from_secs(1),
+        ));
         tokio::spawn(flow_like_api::serve(
             listener,
             flow_like_api::app(state),
             shutdown.clone(),
             Duration::from_secs(1),
         ));
-        Ok(Self { base, http: reqwest::Client::new(), configs, db, redis, keys, storage, shutdown })
+        Ok(Self { base, metrics_base, http: reqwest::Client::new(), configs, db, redis, keys, storage, shutdown })
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -488,7 +488,9 @@ async fn health_readiness_metrics_and_openapi() {
     assert_eq!(ready.json::<Value>().await.unwrap()["ready"], true);
     let key = api.tenant_key("acme").await.unwrap();
     api.post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow()})).await.unwrap();
-    let metrics = api.http.get(api.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    // `/metrics` is on its own listener; the public port (what an Ingress routes) does not serve it.
+    assert_eq!(api.http.get(api.url("/metrics")).send().await.unwrap().status(), 404);
+    let metrics = api.http.get(format!("{}/metrics", api.metrics_base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("flowlike_api_submissions_total{outcome=\"accepted\"} 1"), "{metrics}");
     assert!(metrics.contains("route=\"/api/v1/executions\""), "{metrics}");
     let openapi: Value = api.http.get(api.url("/openapi.json")).send().await.unwrap().json().await.unwrap();

@@ -249,6 +249,8 @@ async fn query_and_path_values_outside_the_document_are_refused() {
         "/api/v1/executions?status=bogus",
         "/api/v1/executions?limit=501",
         "/api/v1/executions?limit=1&limit=2",
+        "/api/v1/executions?bogus=1",
+        "/api/v1/executions?=x",
     ] {
         assert_problem(api.get(path, &key).await.unwrap(), 400, path).await;
     }
@@ -257,6 +259,25 @@ async fn query_and_path_values_outside_the_document_are_refused() {
     }
     let letters = api.http.get(api.url("/api/v1/dead-letters?cursor=99999999999999999999-0")).bearer_auth(ADMIN_TOKEN);
     assert_problem(letters.send().await.unwrap(), 400, "20-digit cursor").await;
+    let letters = api.http.get(api.url("/api/v1/dead-letters?cursor=")).bearer_auth(ADMIN_TOKEN);
+    assert_problem(letters.send().await.unwrap(), 400, "empty cursor").await;
+    // Event and entry ids are `ms-seq`, both parts present; a resumed stream checks the query even when a
+    // header is given too.
+    let id = submit(&api, &key, &json!({"workflow": sample_workflow()})).await.unwrap();
+    for (header, query) in
+        [(None, "0"), (None, "1-"), (None, ""), (Some("0-0"), "x"), (Some("0"), "0-0"), (Some(""), "x")]
+    {
+        let mut request = api.http.get(api.url(&format!("/api/v1/executions/{id}/events?last_event_id={query}")));
+        if let Some(header) = header {
+            request = request.header("Last-Event-ID", header);
+        }
+        assert_problem(request.bearer_auth(&key).send().await.unwrap(), 400, query).await;
+    }
+    // Nothing comes before the smallest entry id: an empty page, not Redis's refusal of `(0-0` as a 500.
+    let letters = api.http.get(api.url("/api/v1/dead-letters?cursor=0-0")).bearer_auth(ADMIN_TOKEN);
+    let letters = letters.send().await.unwrap();
+    assert_eq!(letters.status(), 200);
+    assert_eq!(letters.json::<Value>().await.unwrap()["items"], json!([]));
 }
 
 /// The document a generator reads: unique operation ids, every error a problem document, and the shapes the
@@ -265,13 +286,26 @@ async fn query_and_path_values_outside_the_document_are_refused() {
 fn the_document_states_what_the_code_enforces() {
     let doc = flow_like_api::openapi::document();
     let schemas = &doc["components"]["schemas"];
-    assert_eq!(schemas["SubmitExecution"]["additionalProperties"], false);
     assert_eq!(schemas["SubmitExecution"]["oneOf"].as_array().unwrap().len(), 2);
-    assert_eq!(schemas["SubmitExecution"]["properties"]["priority"]["maximum"], 9);
+    for variant in ["SubmitInlineWorkflow", "SubmitRegisteredWorkflow"] {
+        assert_eq!(schemas[variant]["additionalProperties"], false, "{variant}");
+        assert_eq!(schemas[variant]["properties"]["priority"]["maximum"], 9, "{variant}");
+    }
     assert_eq!(schemas["NewApiKey"]["additionalProperties"], false);
-    let node_types: Vec<&str> =
-        schemas["Node"]["properties"]["type"]["enum"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
-    assert_eq!(node_types, flow_like_shared::workflow::NodeKind::TYPES);
+    // One branch per node type, each a complete object told apart by `type`, in graph nodes and inner nodes.
+    for union in ["Node", "InnerNode"] {
+        let mapping = schemas[union]["discriminator"]["mapping"].as_object().unwrap();
+        let node_types: Vec<&str> = mapping.keys().map(String::as_str).collect();
+        let mut expected = flow_like_shared::workflow::NodeKind::TYPES.to_vec();
+        expected.sort_unstable();
+        assert_eq!(node_types, expected, "{union}");
+        for (name, reference) in mapping {
+            let component = reference.as_str().unwrap().trim_start_matches("#/components/schemas/");
+            assert_eq!(schemas[component]["properties"]["type"]["const"], name.as_str(), "{component}");
+            assert_eq!(schemas[component]["additionalProperties"], false, "{component}");
+            assert_eq!(schemas[component]["properties"]["inputs"].is_object(), union == "Node", "{component}");
+        }
+    }
     let statuses = &doc["paths"]["/api/v1/executions"]["get"]["parameters"];
     let status = statuses.as_array().unwrap().iter().find(|p| p["name"] == "status").unwrap();
     let documented: Vec<&str> =

@@ -294,7 +294,7 @@ async fn the_result_is_served_once_finished() {
     let cancelled = submit(&api, &key, 5).await;
     set_status(&api, cancelled, "cancelled", None).await;
     let body =
-        assert_problem(api.get(&format!("/api/v1/executions/{cancelled}/result"), &key).await.unwrap(), 404).await;
+        assert_problem(api.get(&format!("/api/v1/executions/{cancelled}/result"), &key).await.unwrap(), 409).await;
     assert!(body["title"].as_str().unwrap().contains("without a result"), "{body}");
 }
 

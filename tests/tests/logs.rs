@@ -25,6 +25,7 @@ async fn execution_logs_carry_the_id_and_never_a_secret_input_or_an_api_key() ->
         .envs(configs.env())
         .envs([("FLOWLIKE_ADMIN_TOKEN", ADMIN_TOKEN), ("RUST_LOG", "info"), ("LOG_FORMAT", "json")])
         .env("API_LISTEN", format!("127.0.0.1:{port}"))
+        .env("API_METRICS_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(api_log)
         .kill_on_drop(true)

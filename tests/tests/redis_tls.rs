@@ -152,7 +152,11 @@ async fn an_untrusted_redis_certificate_stops_every_binary_at_start_naming_redis
         ),
     ];
     let binaries: [BinaryRun; 3] = [
-        ("flow-like-api", &["serve"], vec![("API_LISTEN", "127.0.0.1:0".into())]),
+        (
+            "flow-like-api",
+            &["serve"],
+            vec![("API_LISTEN", "127.0.0.1:0".into()), ("API_METRICS_LISTEN", "127.0.0.1:0".into())],
+        ),
         ("flow-like-dispatcher", &["run"], vec![("DISPATCHER_METRICS_LISTEN", "127.0.0.1:0".into())]),
         (
             "flow-like-executor",

@@ -43,6 +43,7 @@ async fn binaries_use_the_sdk_default_credential_chain_when_no_static_keys_are_s
         .envs(env_without_keys(&configs))
         .envs(sdk_credentials(&configs))
         .env("API_LISTEN", format!("127.0.0.1:{port}"))
+        .env("API_METRICS_LISTEN", "127.0.0.1:0")
         .env("FLOWLIKE_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
@@ -83,7 +84,11 @@ async fn binaries_use_the_sdk_default_credential_chain_when_no_static_keys_are_s
 async fn half_set_static_keys_stop_every_binary_naming_the_missing_setting() -> anyhow::Result<()> {
     let configs = TestServices::get().await?.fresh_configs().await?;
     let binaries: [BinaryRun; 3] = [
-        ("flow-like-api", &["serve"], vec![("API_LISTEN", "127.0.0.1:0".into())]),
+        (
+            "flow-like-api",
+            &["serve"],
+            vec![("API_LISTEN", "127.0.0.1:0".into()), ("API_METRICS_LISTEN", "127.0.0.1:0".into())],
+        ),
         ("flow-like-dispatcher", &["run"], vec![("DISPATCHER_METRICS_LISTEN", "127.0.0.1:0".into())]),
         (
             "flow-like-executor",

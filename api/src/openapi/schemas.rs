@@ -14,47 +14,68 @@ pub const WORKFLOW_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9._-]{0,127}$";
 /// A tenant's name.
 pub const TENANT_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9-]{0,62}$";
 /// A Redis stream entry id (event ids, dead-letter entry ids, dead-letter cursors).
-pub const ENTRY_ID_PATTERN: &str = "^[0-9]{1,20}-[0-9]{1,20}$";
+pub const ENTRY_ID_PATTERN: &str = "^[0-9]{1,19}-[0-9]{1,19}$";
 
 /// Characters no object key, URL or similar may contain: controls (Rust's `char::is_control`).
 const CONTROL: &str = r"\x00-\x1f\x7f-\x9f";
 
 /// Every schema component this module defines, by name.
-pub fn components() -> Vec<(&'static str, Value)> {
-    let mut all = vec![
-        ("SubmitExecution", submit_execution()),
-        ("WorkflowRef", workflow_ref()),
-        ("NewApiKey", new_api_key()),
-        ("LimitsBody", limits_body()),
-    ];
+pub fn components() -> Vec<(String, Value)> {
+    let mut all = submit_execution();
+    all.extend([
+        ("WorkflowRef".to_string(), workflow_ref()),
+        ("NewApiKey".to_string(), new_api_key()),
+        ("LimitsBody".to_string(), limits_body()),
+    ]);
     all.extend(workflow_components());
     all
 }
 
-fn submit_execution() -> Value {
-    json!({
-        "description": "Body of `POST /api/v1/executions`: exactly one of `workflow` (an inline document) and `workflow_ref` (a registered one).",
-        "type": "object",
-        "additionalProperties": false,
-        "properties": {
-            "workflow": {"$ref": "#/components/schemas/Workflow"},
-            "workflow_ref": {"$ref": "#/components/schemas/WorkflowRef"},
-            "input": {"description": "The execution's input: any JSON value (absent is null). Strings cannot contain NUL (\\u0000)."},
-            "priority": {"type": "integer", "minimum": 0, "maximum": MAX_PRIORITY, "default": 5,
-                         "description": "0 (lowest) to 9 (highest); orders work within a tenant."},
-            "labels": {
-                "type": "object",
-                "maxProperties": 32,
-                "propertyNames": {"minLength": 1, "maxLength": 256},
-                "additionalProperties": {"type": "string", "maxLength": 256},
-                "description": "At most 32 labels; keys 1-256 bytes, values at most 256 bytes (lengths are checked in UTF-8 bytes)."
-            }
-        },
-        "oneOf": [
-            {"required": ["workflow"], "not": {"required": ["workflow_ref"]}},
-            {"required": ["workflow_ref"], "not": {"required": ["workflow"]}}
-        ]
-    })
+/// Body of `POST /api/v1/executions`: a `oneOf` of two complete objects (an inline document, or a registered
+/// one by reference) so that client generators give each its own type.
+fn submit_execution() -> Vec<(String, Value)> {
+    let common = json!({
+        "input": {"description": "The execution's input: any JSON value (absent is null). Strings cannot contain NUL (\\u0000)."},
+        "priority": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_PRIORITY, "default": 5,
+                     "description": "0 (lowest) to 9 (highest); orders work within a tenant. Absent or null: 5."},
+        "labels": {
+            "type": ["object", "null"],
+            "maxProperties": 32,
+            "propertyNames": {"minLength": 1, "maxLength": 256},
+            "additionalProperties": {"type": "string", "maxLength": 256},
+            "description": "At most 32 labels; keys 1-256 bytes, values at most 256 bytes (lengths are checked in UTF-8 bytes)."
+        }
+    });
+    // In every body a JSON null counts as absent, so the other variant's field may be null.
+    let variant = |field: &str, target: &str, other: &str, description: &str| {
+        let mut properties = common.clone();
+        properties[field] = schema_ref(target);
+        properties[other] = json!({"type": "null", "description": "Null counts as absent."});
+        json!({"description": description, "type": "object", "additionalProperties": false,
+               "required": [field], "properties": properties})
+    };
+    vec![
+        (
+            "SubmitExecution".to_string(),
+            json!({
+                "description": "Body of `POST /api/v1/executions`: exactly one of `workflow` (an inline document) and `workflow_ref` (a registered one).",
+                "oneOf": [schema_ref("SubmitInlineWorkflow"), schema_ref("SubmitRegisteredWorkflow")]
+            }),
+        ),
+        (
+            "SubmitInlineWorkflow".to_string(),
+            variant("workflow", "Workflow", "workflow_ref", "Runs the workflow document given inline."),
+        ),
+        (
+            "SubmitRegisteredWorkflow".to_string(),
+            variant(
+                "workflow_ref",
+                "WorkflowRef",
+                "workflow",
+                "Runs a workflow registered with `PUT /api/v1/workflows/{name}`.",
+            ),
+        ),
+    ]
 }
 
 fn workflow_ref() -> Value {
@@ -65,7 +86,8 @@ fn workflow_ref() -> Value {
         "required": ["name"],
         "properties": {
             "name": {"type": "string", "pattern": WORKFLOW_NAME_PATTERN},
-            "version": {"type": "integer", "minimum": 1, "maximum": i32::MAX}
+            "version": {"type": ["integer", "null"], "minimum": 1, "maximum": i32::MAX,
+                        "description": "A registered version; absent or null: the latest."}
         }
     })
 }
@@ -75,7 +97,8 @@ fn new_api_key() -> Value {
         "type": "object",
         "additionalProperties": false,
         "properties": {
-            "admin": {"type": "boolean", "default": false, "description": "An admin key may also call the admin endpoints."}
+            "admin": {"type": ["boolean", "null"], "default": false,
+                      "description": "An admin key may also call the admin endpoints. Absent or null: false."}
         }
     })
 }
@@ -109,8 +132,8 @@ fn jq(description: &str) -> Value {
            "description": format!("A jq expression: {description}")})
 }
 
-/// (type, params schema) for each node type.
-fn node_types() -> Vec<(&'static str, Value)> {
+/// (type, component stem, params schema) for each node type.
+fn node_types() -> Vec<(&'static str, &'static str, Value)> {
     let limits = Limits::default();
     let segment = format!(r"(?:\.?[^./\\{CONTROL}])+\.?");
     let object_key = json!({
@@ -122,10 +145,12 @@ fn node_types() -> Vec<(&'static str, Value)> {
     vec![
         (
             "transform",
+            "Transform",
             object(&["expr"], json!({"expr": jq("on the node's view; its first output is the node's output.")})),
         ),
         (
             "http.request",
+            "HttpRequest",
             json!({
                 "type": "object", "additionalProperties": false, "required": ["url"],
                 "properties": {
@@ -141,9 +166,10 @@ fn node_types() -> Vec<(&'static str, Value)> {
                 "not": {"required": ["body", "body_expr"]}
             }),
         ),
-        ("object.get", object(&["key"], json!({"key": object_key}))),
+        ("object.get", "ObjectGet", object(&["key"], json!({"key": object_key}))),
         (
             "object.put",
+            "ObjectPut",
             object(
                 &["key", "value"],
                 json!({"key": object_key, "value": jq("on the node's view whose output is stored.")}),
@@ -151,6 +177,7 @@ fn node_types() -> Vec<(&'static str, Value)> {
         ),
         (
             "map",
+            "Map",
             object(
                 &["over", "node"],
                 json!({
@@ -161,9 +188,10 @@ fn node_types() -> Vec<(&'static str, Value)> {
                 }),
             ),
         ),
-        ("sleep", object(&["ms"], json!({"ms": positive("How long to sleep, in milliseconds.")}))),
+        ("sleep", "Sleep", object(&["ms"], json!({"ms": positive("How long to sleep, in milliseconds.")}))),
         (
             "log",
+            "Log",
             object(
                 &["message"],
                 json!({
@@ -172,43 +200,63 @@ fn node_types() -> Vec<(&'static str, Value)> {
                 }),
             ),
         ),
-        ("fail", object(&["message"], json!({"message": {"type": "string"}}))),
+        ("fail", "Fail", object(&["message"], json!({"message": {"type": "string"}}))),
     ]
 }
 
-/// The node schema shared by graph nodes (`with_inputs`) and a map's inner node: the common fields, and per
-/// type its params (one `oneOf` branch per type, told apart by `type`).
-fn node(description: &str, with_inputs: bool) -> Value {
-    let types = node_types();
-    let names: Vec<&str> = types.iter().map(|(name, _)| *name).collect();
-    let mut properties = json!({
-        "type": {"type": "string", "enum": names},
-        "params": {"type": "object", "description": "The type's parameters (see the branches of oneOf)."},
-        "when": jq("condition on the node's view; the node (and what depends on it) is skipped when it yields false or null."),
-        "retry": schema_ref("RetryPolicy"),
-        "timeout_ms": positive("Bound on each attempt, in milliseconds.")
-    });
-    if with_inputs {
-        properties["inputs"] = json!({
-            "type": "array", "uniqueItems": true, "items": schema_ref("NodeId"),
-            "description": "Ids of the nodes this one waits for (existing, not itself); their outputs appear in its view under their ids."
-        });
+/// The node schemas: `Node` (a graph node) and `InnerNode` (a map's inner node, which has no `inputs`) are each a
+/// `oneOf` of one complete object schema per type, told apart by the `type` discriminator, so that client
+/// generators get one class per node type. Returns the two unions and their branches, by component name.
+fn node_components() -> Vec<(String, Value)> {
+    let mut components = Vec::new();
+    for (union, prefix, description, with_inputs) in [
+        ("Node", "", "One node of the graph.", true),
+        ("InnerNode", "Inner", "A map's inner node: a node without inputs (its view is given by the map).", false),
+    ] {
+        let mut branches = Vec::new();
+        let mut mapping = serde_json::Map::new();
+        for (name, stem, params) in node_types() {
+            let component = format!("{prefix}{stem}Node");
+            let mut properties = json!({
+                "type": {"type": "string", "const": name},
+                "params": params,
+                "when": jq("condition on the node's view; the node (and what depends on it) is skipped when it yields false or null."),
+                "retry": schema_ref("RetryPolicy"),
+                "timeout_ms": positive("Bound on each attempt, in milliseconds.")
+            });
+            if with_inputs {
+                properties["inputs"] = json!({
+                    "type": "array", "uniqueItems": true, "items": schema_ref("NodeId"),
+                    "description": "Ids of the nodes this one waits for (existing, not itself); their outputs appear in its view under their ids."
+                });
+            }
+            let reference = format!("#/components/schemas/{component}");
+            branches.push(json!({"$ref": reference}));
+            mapping.insert(name.to_string(), Value::String(reference));
+            components.push((
+                component,
+                json!({
+                    "description": format!("{description} Type `{name}`."),
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["type", "params"],
+                    "properties": properties
+                }),
+            ));
+        }
+        components.push((
+            union.to_string(),
+            json!({
+                "description": description,
+                "oneOf": branches,
+                "discriminator": {"propertyName": "type", "mapping": mapping}
+            }),
+        ));
     }
-    let branches: Vec<Value> = types
-        .into_iter()
-        .map(|(name, params)| json!({"properties": {"type": {"const": name}, "params": params}}))
-        .collect();
-    json!({
-        "description": description,
-        "type": "object",
-        "additionalProperties": false,
-        "required": ["type", "params"],
-        "properties": properties,
-        "oneOf": branches
-    })
+    components
 }
 
-fn workflow_components() -> Vec<(&'static str, Value)> {
+fn workflow_components() -> Vec<(String, Value)> {
     let limits = Limits::default();
     let node_id = json!({
         "description": "A node id: letters, digits, `_` and `-`, starting with a letter or `_`; `input` is reserved.",
@@ -251,13 +299,10 @@ fn workflow_components() -> Vec<(&'static str, Value)> {
             "backoff_ms": {"type": "integer", "minimum": 0, "default": 0}
         }
     });
-    vec![
-        ("Workflow", workflow),
-        ("NodeId", node_id),
-        ("Node", node("One node of the graph.", true)),
-        ("InnerNode", node("A map's inner node: a node without inputs (its view is given by the map).", false)),
-        ("RetryPolicy", retry),
-    ]
+    let mut components =
+        vec![("Workflow".to_string(), workflow), ("NodeId".to_string(), node_id), ("RetryPolicy".to_string(), retry)];
+    components.extend(node_components());
+    components
 }
 
 /// A Kubernetes quantity as `flow_like_shared::quantity` reads it: a decimal number with an optional suffix

@@ -28,6 +28,7 @@ const MAX_PAGE: usize = 500;
 /// Paging of the dead-letter list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct DeadLetterParams {
     /// Page size, 1-500 (default 50).
     pub limit: Option<usize>,
@@ -99,7 +100,7 @@ pub async fn list(
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::Malformed(format!("limit must be between 1 and {MAX_PAGE}")));
     }
-    let cursor = params.cursor.filter(|c| !c.is_empty());
+    let cursor = params.cursor;
     if cursor.as_deref().is_some_and(|c| !is_entry_id(c)) {
         return Err(ApiError::Malformed("cursor is not one this API issued".into()));
     }

@@ -69,6 +69,7 @@ impl EventStreams {
 /// Where to resume.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct EventParams {
     /// Resume strictly after this event id (the `Last-Event-ID` header wins when both are given).
     pub last_event_id: Option<String>,
@@ -99,17 +100,21 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     let id = super::path(id, "execution")?;
     let params = super::query(params)?;
+    // Both are checked, whichever wins: a malformed value is refused even when the other one is fine.
+    let entry_id = |value: Option<String>, what: &str| match value {
+        Some(value) if !super::is_entry_id(&value) => {
+            Err(ApiError::Malformed(format!("{what} must be an event id such as 1700000000000-0")))
+        }
+        value => Ok(value),
+    };
     let header = headers
         .get("last-event-id")
         .map(|v| v.to_str().map(str::to_string).map_err(|_| ApiError::Malformed("Last-Event-ID is not text".into())))
         .transpose()?;
-    let after = match header.or(params.last_event_id).filter(|s| !s.is_empty()) {
-        Some(after) if super::is_entry_id(&after) => after,
-        Some(_) => {
-            return Err(ApiError::Malformed("Last-Event-ID must be an event id such as 1700000000000-0".into()));
-        }
-        None => "0-0".to_string(),
-    };
+    // An empty header is a client that has no id yet: the same as none (the document says so).
+    let header = entry_id(header.filter(|h| !h.is_empty()), "Last-Event-ID")?;
+    let query = entry_id(params.last_event_id, "last_event_id")?;
+    let after = header.or(query).unwrap_or_else(|| "0-0".to_string());
     let record = executions::get(&state.db, &caller.tenant, id).await?.ok_or(ApiError::NotFound("execution"))?;
     let Ok(permit) = state.event_streams.slots.clone().try_acquire_owned() else {
         return Ok(problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "too many event streams are open"));

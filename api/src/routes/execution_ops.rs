@@ -42,8 +42,8 @@ pub fn problem(status: StatusCode, slug: &str, title: impl Into<String>) -> Resp
     params(("id" = Uuid, Path, description = "Execution id")),
     responses(
         (status = 200, description = "The result document: `output` and per-node status, timings and attempts", content_type = "application/json", body = Object),
-        (status = 404, description = "No such execution for this tenant, or it finished without a result (e.g. cancelled while queued)", body = crate::error::Problem),
-        (status = 409, description = "Not finished yet; the title names the status", body = crate::error::Problem),
+        (status = 404, description = "No such execution for this tenant, or its result document is gone from storage", body = crate::error::Problem),
+        (status = 409, description = "Not finished yet, or finished without a result (e.g. cancelled while queued); the title names the status", body = crate::error::Problem),
         (status = 503, description = "A backing service is down; retry after Retry-After", body = crate::error::Problem),
     ),
     security(("api_key" = []))
@@ -59,12 +59,9 @@ pub async fn result(
     if !record.status.is_terminal() {
         return Err(ApiError::Conflict(format!("execution is {status}: it has no result yet")));
     }
+    // The execution exists; its state has no result (e.g. cancelled while queued): a conflict, like "not yet".
     let Some(key) = record.result_key else {
-        return Ok(problem(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("execution finished ({status}) without a result document"),
-        ));
+        return Err(ApiError::Conflict(format!("execution finished ({status}) without a result document")));
     };
     let Some(body) = state.storage.get(&state.storage.content_bucket, &key).await? else {
         tracing::warn!(execution_id = %id, key, "the record names a result document that storage does not have");

@@ -468,6 +468,7 @@ pub async fn get(
 /// Filters of the list endpoint.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// queued, dispatched, running, succeeded, failed, timed_out or cancelled.
     pub status: Option<String>,

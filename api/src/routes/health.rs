@@ -1,4 +1,4 @@
-//! Unauthenticated endpoints: liveness, readiness (PostgreSQL, Redis and S3 each answer), Prometheus metrics.
+//! Unauthenticated endpoints: liveness, readiness (PostgreSQL, Redis and S3 each answer), Prometheus metrics (served on the metrics listener).
 
 use crate::state::AppState;
 use axum::Json;
@@ -58,8 +58,8 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     response
 }
 
-/// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "health", responses((status = 200, description = "OpenMetrics text exposition", content_type = "application/openmetrics-text", body = String)))]
+/// Prometheus metrics in the OpenMetrics text format, on the metrics listener (`API_METRICS_LISTEN`), not in the
+/// public API or its document.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
 }

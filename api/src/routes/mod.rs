@@ -84,7 +84,10 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for PathParams<T> {
 /// A Redis stream entry id as the API takes one (event ids, dead-letter entries and cursors): `ms` or `ms-seq`,
 /// each at most 19 digits, so that every id the document's pattern allows also fits a u64.
 pub fn is_entry_id(id: &str) -> bool {
-    flow_like_shared::queue_ops::is_entry_id(id) && id.split('-').all(|part| part.len() <= 19)
+    // Exactly `ENTRY_ID_PATTERN`: both parts present, at most 19 digits each (always a u64).
+    id.split_once('-').is_some_and(|(ms, seq)| {
+        [ms, seq].iter().all(|part| (1..=19).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit()))
+    })
 }
 
 fn nul_problem(parameter: &str, place: &str) -> ApiError {
