@@ -116,7 +116,8 @@ impl Metrics {
         self.admitted.get()
     }
 
-    fn encode(&self) -> String {
+    /// The OpenMetrics text `/metrics` serves.
+    pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out

@@ -96,8 +96,27 @@ def test_ingress_tls_and_cert_manager(rendered):
     assert ing["spec"]["tls"] == [{"secretName": "flow-like-tls", "hosts": ["flow.example.org"]}]
     assert ing["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt-prod"
     backend = ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
-    services = {o["metadata"]["name"] for _, o in rendered["ingress-tls"] if o["kind"] == "Service"}
+    services = {o["metadata"]["name"]: o for _, o in rendered["ingress-tls"] if o["kind"] == "Service"}
     assert backend["name"] in services
+
+
+def test_api_metrics_are_never_routed_by_the_ingress(rendered):
+    objects = rendered["ingress-tls"]
+    services = {o["metadata"]["name"]: o for _, o in objects if o["kind"] == "Service"}
+    (metrics,) = [s for name, s in services.items() if name.endswith("-api-metrics")]
+    assert [(p["name"], p["port"], p["targetPort"]) for p in metrics["spec"]["ports"]] == [("metrics", 9090, "metrics")]
+    (api,) = [d for _, d in objects if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-api")]
+    (container,) = api["spec"]["template"]["spec"]["containers"]
+    assert {"name": "API_METRICS_LISTEN", "value": "0.0.0.0:9090"} in container["env"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080, "metrics": 9090}
+    (ing,) = [o for _, o in objects if o["kind"] == "Ingress"]
+    for rule in ing["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]
+            assert backend["name"] != metrics["metadata"]["name"]
+            routed = [p for p in services[backend["name"]]["spec"]["ports"]
+                      if backend["port"].get("name") == p["name"] or backend["port"].get("number") == p["port"]]
+            assert [p["targetPort"] for p in routed] == ["http"], backend
 
 
 def test_migrations_mode(rendered):

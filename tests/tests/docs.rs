@@ -170,3 +170,26 @@ async fn every_key_the_api_and_reconciler_write_is_documented() {
         );
     }
 }
+
+/// Every metric family the API and the dispatcher expose is listed in docs/metrics.md, with a HELP line.
+#[tokio::test]
+async fn every_metric_is_documented() {
+    let doc = std::fs::read_to_string(repo().join("docs/metrics.md")).unwrap();
+    let api = TestApi::start().await.unwrap();
+    let key = api.tenant_key("acme").await.unwrap();
+    api.post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow()})).await.unwrap();
+    let api_metrics = api.http.get(format!("{}/metrics", api.metrics_base)).send().await.unwrap();
+    let api_metrics = api_metrics.text().await.unwrap();
+    let dispatcher_metrics = flow_like_dispatcher::health::Metrics::default().encode();
+    for (server, text) in [("API", &api_metrics), ("dispatcher", &dispatcher_metrics)] {
+        let families: Vec<(&str, &str)> =
+            text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split_once(' ')).collect();
+        assert!(families.len() >= 3, "{server} exposes almost nothing:\n{text}");
+        for (family, kind) in families {
+            assert!(family.starts_with("flowlike_"), "{server}: {family} has no flowlike_ prefix");
+            assert!(text.contains(&format!("# HELP {family} ")), "{server}: {family} has no HELP");
+            let name = if kind == "counter" { format!("{family}_total") } else { family.to_string() };
+            assert!(doc.contains(&format!("`{name}`")), "docs/metrics.md does not list the {server}'s {name} ({kind})");
+        }
+    }
+}
