@@ -120,6 +120,10 @@ pub struct DispatcherConfig {
     /// Address of the health and Prometheus metrics endpoint (`/healthz`, `/readyz`, `/metrics`).
     #[arg(long = "metrics-listen", env = "DISPATCHER_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     pub metrics_listen: SocketAddr,
+    /// Tenants that get a `tenant` label of their own in the queue gauges (those with the most waiting work);
+    /// the rest are added up under `tenant="other"`. Bounds the gauges' cardinality.
+    #[arg(long = "metrics-max-tenants", env = "DISPATCHER_METRICS_MAX_TENANTS", default_value_t = 100)]
+    pub metrics_max_tenants: usize,
     /// Process runner: path of the `flow-like-executor` binary; defaults to the one beside this binary.
     #[arg(long = "executor-path", env = "DISPATCHER_EXECUTOR_PATH")]
     pub executor_path: Option<PathBuf>,

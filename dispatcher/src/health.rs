@@ -1,5 +1,6 @@
 //! The dispatcher's health and metrics endpoint: `/healthz` (the process runs), `/readyz` (PostgreSQL and
-//! Redis answer) and `/metrics` (Prometheus, prefixed `flowlike_dispatcher`).
+//! Redis answer) and `/metrics` (Prometheus, prefixed `flowlike_dispatcher`; the queue gauges are read from Redis
+//! on each scrape, see `crate::queue_metrics`).
 
 use crate::reconciler::ReconcileReport;
 use axum::Router;
@@ -28,6 +29,8 @@ pub struct Metrics {
     pruned_executions: Counter,
     pruned_objects: Counter,
     pruned_dead_letters: Counter,
+    /// Read from Redis on every scrape.
+    pub queue: crate::queue_metrics::QueueGauges,
 }
 
 impl Default for Metrics {
@@ -58,6 +61,8 @@ impl Default for Metrics {
         let pruned_objects =
             counter(&mut registry, "pruned_objects", "Objects of finished executions deleted from S3 (retention)");
         let pruned_dead_letters = counter(&mut registry, "pruned_dead_letters", "Dead letters deleted (retention)");
+        let queue = crate::queue_metrics::QueueGauges::default();
+        queue.register(&mut registry);
         Self {
             registry: Arc::new(registry),
             reconcile_passes,
@@ -71,6 +76,7 @@ impl Default for Metrics {
             pruned_executions,
             pruned_objects,
             pruned_dead_letters,
+            queue,
         }
     }
 }
@@ -128,7 +134,10 @@ impl Metrics {
 pub struct HealthState {
     pub db: PgPool,
     pub redis: ConnectionManager,
+    pub keys: flow_like_shared::keys::Keys,
     pub metrics: Metrics,
+    /// `DISPATCHER_METRICS_MAX_TENANTS`: tenants with a label of their own in the queue gauges.
+    pub metrics_max_tenants: usize,
 }
 
 pub fn app(state: HealthState) -> Router {
@@ -151,5 +160,16 @@ async fn readyz(State(state): State<HealthState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<HealthState>) -> impl IntoResponse {
+    let mut redis = state.redis.clone();
+    let refreshed = tokio::time::timeout(
+        Duration::from_secs(5),
+        state.metrics.queue.refresh(&mut redis, &state.keys, state.metrics_max_tenants),
+    )
+    .await;
+    match refreshed {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "queue gauges not read from Redis"),
+        Err(_) => tracing::warn!("queue gauges not read from Redis within 5 s"),
+    }
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
 }

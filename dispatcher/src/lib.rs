@@ -11,6 +11,7 @@ pub mod health;
 pub mod kubernetes;
 pub mod outbox;
 pub mod pruner;
+pub mod queue_metrics;
 pub mod reconciler;
 pub mod runner;
 pub mod status_pipeline;
@@ -198,7 +199,13 @@ pub async fn run_with_runner(
     let listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
         .map_err(|source| RunError::Bind { addr: config.metrics_listen, source })?;
-    let health_state = health::HealthState { db: db.clone(), redis: redis.clone(), metrics: metrics.clone() };
+    let health_state = health::HealthState {
+        db: db.clone(),
+        redis: redis.clone(),
+        keys: keys.clone(),
+        metrics: metrics.clone(),
+        metrics_max_tenants: config.metrics_max_tenants,
+    };
     let background = CancellationToken::new();
     let health_stop = background.clone();
     tokio::spawn(async move {

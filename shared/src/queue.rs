@@ -303,6 +303,44 @@ pub async fn tenant_queue(conn: &mut ConnectionManager, keys: &Keys, tenant: &st
     Ok(out)
 }
 
+/// When the oldest execution still waiting in one of `tenant`'s lanes was queued (ms since the epoch): the first
+/// entry after each lane's last delivery to the dispatch group. `None` when nothing waits.
+pub async fn oldest_waiting_ms(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    tenant: &str,
+) -> Result<Option<i64>, QueueError> {
+    let priorities: Vec<u8> = redis::cmd("ZRANGE").arg(keys.lanes(tenant)).arg(0).arg(-1).query_async(conn).await?;
+    if priorities.is_empty() {
+        return Ok(None);
+    }
+    let lanes: Vec<String> = priorities.iter().map(|p| keys.lane(tenant, *p)).collect();
+    let mut pipe = redis::pipe();
+    for lane in &lanes {
+        pipe.cmd("XINFO").arg("GROUPS").arg(lane);
+    }
+    let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
+    let mut pipe = redis::pipe();
+    for (lane, groups) in lanes.iter().zip(&replies) {
+        let groups: Vec<HashMap<String, redis::Value>> = redis::from_redis_value_ref(groups).unwrap_or_default();
+        let delivered = groups
+            .iter()
+            .find(|g| matches!(g.get("name"), Some(redis::Value::BulkString(n)) if n == DISPATCH_GROUP.as_bytes()))
+            .and_then(|g| match g.get("last-delivered-id") {
+                Some(redis::Value::BulkString(id)) => String::from_utf8(id.clone()).ok(),
+                _ => None,
+            });
+        let start = delivered.map_or_else(|| "-".to_string(), |id| format!("({id}"));
+        pipe.cmd("XRANGE").arg(lane).arg(start).arg("+").arg("COUNT").arg(1);
+    }
+    let firsts: Vec<redis::streams::StreamRangeReply> = pipe.query_async(conn).await?;
+    Ok(firsts
+        .iter()
+        .filter_map(|reply| reply.ids.first())
+        .filter_map(|entry| entry.id.split_once('-').and_then(|(ms, _)| ms.parse::<i64>().ok()))
+        .min())
+}
+
 /// Overall numbers: running executions and live dispatchers (heartbeat within `alive_within`).
 pub async fn global_running(
     conn: &mut ConnectionManager,
