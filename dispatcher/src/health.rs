@@ -130,6 +130,9 @@ impl Metrics {
     }
 }
 
+/// Scrapes within this long of the last one reuse its queue gauges.
+const QUEUE_GAUGES_FRESH: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 pub struct HealthState {
     pub db: PgPool,
@@ -163,7 +166,12 @@ async fn metrics(State(state): State<HealthState>) -> impl IntoResponse {
     let mut redis = state.redis.clone();
     let refreshed = tokio::time::timeout(
         Duration::from_secs(5),
-        state.metrics.queue.refresh(&mut redis, &state.keys, state.metrics_max_tenants),
+        state.metrics.queue.refresh_unless_fresh(
+            &mut redis,
+            &state.keys,
+            state.metrics_max_tenants,
+            QUEUE_GAUGES_FRESH,
+        ),
     )
     .await;
     match refreshed {

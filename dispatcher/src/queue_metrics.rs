@@ -15,7 +15,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use redis::aio::ConnectionManager;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// A dispatcher is alive while its heartbeat is this recent (as the API's queue view counts them).
 const ALIVE_WITHIN: Duration = Duration::from_secs(15);
@@ -46,6 +47,9 @@ pub struct QueueGauges {
     global_limit: Gauge,
     dead_letters: Gauge,
     dispatchers_alive: Gauge,
+    /// When the gauges were last read, so that frequent scrapes (several Prometheus replicas, a load generator
+    /// polling counters) do not turn into Redis load.
+    last_read: Arc<Mutex<Option<Instant>>>,
 }
 
 /// One tenant's numbers, before the top-N cut.
@@ -84,6 +88,24 @@ impl QueueGauges {
             "Dispatchers with a heartbeat in the last 15 s",
             self.dispatchers_alive.clone(),
         );
+    }
+
+    /// Reads the queue unless it was read less than `fresh` ago.
+    pub async fn refresh_unless_fresh(
+        &self,
+        conn: &mut ConnectionManager,
+        keys: &Keys,
+        max_tenants: usize,
+        fresh: Duration,
+    ) -> Result<(), QueueError> {
+        {
+            let mut last = self.last_read.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if last.is_some_and(|at| at.elapsed() < fresh) {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
+        self.refresh(conn, keys, max_tenants).await
     }
 
     /// Reads the queue from Redis and sets every gauge. On an error the per-tenant gauges are cleared, so that a
