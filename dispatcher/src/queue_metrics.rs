@@ -134,8 +134,7 @@ impl QueueGauges {
         let tenants: Vec<String> = redis::cmd("ZRANGE").arg(keys.tenants()).arg(0).arg(-1).query_async(conn).await?;
         let mut numbers = Vec::with_capacity(tenants.len());
         for tenant in tenants {
-            let queue = queue::tenant_queue(conn, keys, &tenant).await?;
-            let oldest_ms = if queue.waiting > 0 { queue::oldest_waiting_ms(conn, keys, &tenant).await? } else { None };
+            let (queue, oldest_ms) = queue::tenant_backlog(conn, keys, &tenant).await?;
             let limit = limits::effective(conn, keys, &tenant).await?.tenant;
             numbers.push(TenantNumbers { tenant, queue, oldest_ms, limit });
         }

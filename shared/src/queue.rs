@@ -262,13 +262,22 @@ pub struct TenantQueue {
     pub waiting_by_priority: BTreeMap<u8, u64>,
 }
 
-/// Counts one tenant's waiting (group lag over its lanes) and running executions.
-pub async fn tenant_queue(conn: &mut ConnectionManager, keys: &Keys, tenant: &str) -> Result<TenantQueue, QueueError> {
+/// One lane of a tenant as the dispatch group sees it.
+struct Lane {
+    priority: u8,
+    key: String,
+    /// Entries not yet delivered to the group.
+    lag: u64,
+    /// The group's last delivered entry; the waiting entries come after it.
+    last_delivered: Option<String>,
+}
+
+/// Reads a tenant's lanes (one XINFO GROUPS and XLEN per lane, pipelined) and its running count.
+async fn lanes(conn: &mut ConnectionManager, keys: &Keys, tenant: &str) -> Result<(Vec<Lane>, u64), QueueError> {
     let (priorities, running): (Vec<u8>, u64) =
         redis::pipe().zrange(keys.lanes(tenant), 0, -1).zcard(keys.active_tenant(tenant)).query_async(conn).await?;
-    let mut out = TenantQueue { running, ..TenantQueue::default() };
     if priorities.is_empty() {
-        return Ok(out);
+        return Ok((Vec::new(), running));
     }
     let mut pipe = redis::pipe();
     for priority in &priorities {
@@ -280,6 +289,7 @@ pub async fn tenant_queue(conn: &mut ConnectionManager, keys: &Keys, tenant: &st
         Some(redis::Value::Int(n)) => u64::try_from(*n).ok(),
         _ => None,
     };
+    let mut lanes = Vec::with_capacity(priorities.len());
     for (priority, reply) in priorities.iter().zip(replies.chunks(2)) {
         let [groups, length] = reply else { continue };
         let groups: Vec<HashMap<String, redis::Value>> = redis::from_redis_value_ref(groups)
@@ -295,50 +305,55 @@ pub async fn tenant_queue(conn: &mut ConnectionManager, keys: &Keys, tenant: &st
             Some(g) => int(g.get("lag")).unwrap_or_else(|| length.saturating_sub(int(g.get("pending")).unwrap_or(0))),
             None => length,
         };
-        if lag > 0 {
-            out.waiting_by_priority.insert(*priority, lag);
-            out.waiting += lag;
-        }
+        let last_delivered = group.and_then(|g| match g.get("last-delivered-id") {
+            Some(redis::Value::BulkString(id)) => String::from_utf8(id.clone()).ok(),
+            _ => None,
+        });
+        lanes.push(Lane { priority: *priority, key: keys.lane(tenant, *priority), lag, last_delivered });
     }
-    Ok(out)
+    Ok((lanes, running))
 }
 
-/// When the oldest execution still waiting in one of `tenant`'s lanes was queued (ms since the epoch): the first
-/// entry after each lane's last delivery to the dispatch group. `None` when nothing waits.
-pub async fn oldest_waiting_ms(
+fn tenant_queue_of(lanes: &[Lane], running: u64) -> TenantQueue {
+    let mut out = TenantQueue { running, ..TenantQueue::default() };
+    for lane in lanes.iter().filter(|lane| lane.lag > 0) {
+        out.waiting_by_priority.insert(lane.priority, lane.lag);
+        out.waiting += lane.lag;
+    }
+    out
+}
+
+/// Counts one tenant's waiting (group lag over its lanes) and running executions.
+pub async fn tenant_queue(conn: &mut ConnectionManager, keys: &Keys, tenant: &str) -> Result<TenantQueue, QueueError> {
+    let (lanes, running) = lanes(conn, keys, tenant).await?;
+    Ok(tenant_queue_of(&lanes, running))
+}
+
+/// [`tenant_queue`], and when the oldest execution still waiting was queued (ms since the epoch; `None` when
+/// nothing waits): the first entry after each waiting lane's last delivery, one XRANGE per such lane, pipelined.
+pub async fn tenant_backlog(
     conn: &mut ConnectionManager,
     keys: &Keys,
     tenant: &str,
-) -> Result<Option<i64>, QueueError> {
-    let priorities: Vec<u8> = redis::cmd("ZRANGE").arg(keys.lanes(tenant)).arg(0).arg(-1).query_async(conn).await?;
-    if priorities.is_empty() {
-        return Ok(None);
+) -> Result<(TenantQueue, Option<i64>), QueueError> {
+    let (lanes, running) = lanes(conn, keys, tenant).await?;
+    let queue = tenant_queue_of(&lanes, running);
+    let waiting: Vec<&Lane> = lanes.iter().filter(|lane| lane.lag > 0).collect();
+    if waiting.is_empty() {
+        return Ok((queue, None));
     }
-    let lanes: Vec<String> = priorities.iter().map(|p| keys.lane(tenant, *p)).collect();
     let mut pipe = redis::pipe();
-    for lane in &lanes {
-        pipe.cmd("XINFO").arg("GROUPS").arg(lane);
-    }
-    let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
-    let mut pipe = redis::pipe();
-    for (lane, groups) in lanes.iter().zip(&replies) {
-        let groups: Vec<HashMap<String, redis::Value>> = redis::from_redis_value_ref(groups).unwrap_or_default();
-        let delivered = groups
-            .iter()
-            .find(|g| matches!(g.get("name"), Some(redis::Value::BulkString(n)) if n == DISPATCH_GROUP.as_bytes()))
-            .and_then(|g| match g.get("last-delivered-id") {
-                Some(redis::Value::BulkString(id)) => String::from_utf8(id.clone()).ok(),
-                _ => None,
-            });
-        let start = delivered.map_or_else(|| "-".to_string(), |id| format!("({id}"));
-        pipe.cmd("XRANGE").arg(lane).arg(start).arg("+").arg("COUNT").arg(1);
+    for lane in &waiting {
+        let start = lane.last_delivered.as_ref().map_or_else(|| "-".to_string(), |id| format!("({id}"));
+        pipe.cmd("XRANGE").arg(&lane.key).arg(start).arg("+").arg("COUNT").arg(1);
     }
     let firsts: Vec<redis::streams::StreamRangeReply> = pipe.query_async(conn).await?;
-    Ok(firsts
+    let oldest = firsts
         .iter()
         .filter_map(|reply| reply.ids.first())
         .filter_map(|entry| entry.id.split_once('-').and_then(|(ms, _)| ms.parse::<i64>().ok()))
-        .min())
+        .min();
+    Ok((queue, oldest))
 }
 
 /// Overall numbers: running executions and live dispatchers (heartbeat within `alive_within`).
