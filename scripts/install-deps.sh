@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the local stack need, skipping whatever is already there:
 #   Debian packages: redis-server, postgresql (initdb, pg_ctl, postgres), postgresql-contrib (pgbench),
-#                    docker-compose (only to validate docker-compose.yml);
+#                    docker-compose (only to validate docker-compose.yml), prometheus (for promtool: the
+#                    metrics lint and the alert-rule tests; its service is not started);
 #   cargo:           s3s-fs 0.14.1 (S3 over a directory, with real SigV4 checks);
 #   pip:             helm-python-sdk, kubernetes-validate, pytest, pyyaml (chart checks).
 # The distro's PostgreSQL and Redis services are not started: tests and scripts/stack.sh run their own.
@@ -9,7 +10,7 @@
 set -euo pipefail
 
 S3S_FS_VERSION=0.14.1
-APT_PACKAGES=(redis-server postgresql postgresql-contrib docker-compose)
+APT_PACKAGES=(redis-server postgresql postgresql-contrib docker-compose prometheus)
 # pip package name -> module it provides
 PIP_PACKAGES=(helm-python-sdk:helm_python kubernetes-validate:kubernetes_validate pytest:pytest pyyaml:yaml)
 

@@ -1,7 +1,7 @@
 //! The API's settings: flags with environment fallbacks (see docs/configuration.md).
 
 use clap::{Args, Parser, Subcommand};
-use flow_like_shared::config::{DatabaseConfig, RedisConfig, S3Config, TelemetryConfig};
+use flow_like_shared::config::{DatabaseConfig, RedisConfig, S3Config, TelemetryConfig, TraceConfig};
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone, Parser)]
@@ -61,4 +61,6 @@ pub struct ApiConfig {
     pub redis: RedisConfig,
     #[command(flatten)]
     pub s3: S3Config,
+    #[command(flatten)]
+    pub trace: TraceConfig,
 }

@@ -42,6 +42,8 @@ pub enum RunError {
     },
     #[error("serving HTTP failed")]
     Serve(#[source] std::io::Error),
+    #[error("the trace settings are invalid")]
+    Trace(#[from] flow_like_shared::trace::TraceSetupError),
 }
 
 /// Builds the shared state from settings; connections are lazy, so this works while services are down.
@@ -65,6 +67,7 @@ pub async fn state(config: &ApiConfig) -> Result<AppState, RunError> {
         metrics: metrics::Metrics::default(),
         event_streams: routes::execution_events::EventStreams::new(&config.redis)?,
         submitter,
+        tracer: flow_like_shared::trace::Tracer::from_config(&config.trace, "flow-like-api")?,
     })))
 }
 

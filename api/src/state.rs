@@ -25,6 +25,8 @@ pub struct Inner {
     pub event_streams: crate::routes::execution_events::EventStreams,
     /// The batcher of submissions without an Idempotency-Key.
     pub submitter: Submitter,
+    /// Where the submit spans go (nowhere unless OTEL_EXPORTER_OTLP_ENDPOINT is set).
+    pub tracer: flow_like_shared::trace::Tracer,
 }
 
 /// The request-handling settings, separate from connection settings so tests can build them directly.

@@ -167,7 +167,7 @@ async fn write_batch(backends: &Backends, jobs: Vec<Job>) {
                     priority,
                     attempt: 1,
                     queued_at_ms: queued_at.timestamp_millis(),
-                    body: QueueBody { workflow_version: row.workflow_version, labels },
+                    body: QueueBody { workflow_version: row.workflow_version, labels, traceparent: row.traceparent },
                 });
                 waiting.push((queued_at, reply));
             }

@@ -1,7 +1,7 @@
 //! The dispatcher's settings: flags with environment fallbacks (see docs/configuration.md).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use flow_like_shared::config::{DatabaseConfig, RedisConfig, S3Config, TelemetryConfig};
+use flow_like_shared::config::{DatabaseConfig, RedisConfig, S3Config, TelemetryConfig, TraceConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -137,6 +137,8 @@ pub struct DispatcherConfig {
     pub redis: RedisConfig,
     #[command(flatten)]
     pub s3: S3Config,
+    #[command(flatten)]
+    pub trace: TraceConfig,
 }
 
 /// How long finished work is kept, and how the pruner (every dispatcher runs one; they share the work through

@@ -9,6 +9,7 @@
 
 use crate::health::Metrics;
 use crate::kubernetes::manifest::ResourceOverrides;
+use crate::metrics::DeadLetterReason;
 use crate::outbox::Outbox;
 use crate::runner::{Attempt, AttemptEnd, Runner, Started};
 use flow_like_shared::keys::Keys;
@@ -19,12 +20,13 @@ use flow_like_shared::record::dispatch::{self, DispatchRow};
 use flow_like_shared::spec::AttemptSpec;
 use flow_like_shared::status::{AttemptManifest, FinishedOutcome, StatusEvent};
 use flow_like_shared::storage::{Storage, layout};
+use flow_like_shared::trace::{Span, SpanContext, SpanKind, Tracer};
 use futures::StreamExt;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -69,6 +71,8 @@ struct Inner {
     storage: Storage,
     runner: Arc<dyn Runner>,
     metrics: Metrics,
+    /// Where the `queued` and `attempt` spans go (nowhere unless traces are on).
+    tracer: Tracer,
     /// Status events and lease releases, coalesced across attempts.
     outbox: Outbox,
     /// Bounds concurrent spec writes ([`SPEC_WRITE_CONCURRENCY`]).
@@ -93,6 +97,20 @@ struct Claim {
     takeover: bool,
 }
 
+impl Claim {
+    /// This claim's dead letter, with the message's `fields` and `reason`.
+    fn dead_letter<'a>(&'a self, fields: &'a [(String, Vec<u8>)], reason: &'a str) -> DeadLetter<'a> {
+        DeadLetter {
+            execution_id: Some(self.message.execution_id),
+            lane: &self.lane,
+            entry_id: &self.entry_id,
+            fields,
+            reason,
+            deliveries: self.deliveries,
+        }
+    }
+}
+
 impl Dispatcher {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -104,8 +122,9 @@ impl Dispatcher {
         storage: Storage,
         runner: Arc<dyn Runner>,
         metrics: Metrics,
+        tracer: Tracer,
     ) -> Self {
-        let outbox = Outbox::start(redis.clone(), keys.clone(), settings.id.clone());
+        let outbox = Outbox::start(redis.clone(), keys.clone(), settings.id.clone(), metrics.clone());
         Self {
             inner: Arc::new(Inner {
                 outbox,
@@ -118,6 +137,7 @@ impl Dispatcher {
                 storage,
                 runner,
                 metrics,
+                tracer,
                 held: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
                 hand_back: CancellationToken::new(),
@@ -169,6 +189,7 @@ impl Inner {
             let room = self.settings.max_in_flight.saturating_sub(self.held.lock().expect("held lock").len());
             let mut stop = AdmitStop::Idle;
             if room > 0 {
+                let step = Instant::now();
                 match leases::admit(
                     &mut redis,
                     &self.keys,
@@ -181,8 +202,8 @@ impl Inner {
                     Ok((why, admitted)) => {
                         failures = 0;
                         stop = why;
+                        self.metrics.admission(admitted.len() as u64, step.elapsed());
                         if !admitted.is_empty() {
-                            self.metrics.admitted(admitted.len() as u64);
                             self.start_admitted(admitted, &shutdown).await;
                         }
                     }
@@ -226,22 +247,33 @@ impl Inner {
         let mut claims = Vec::with_capacity(admitted.len());
         for entry in admitted {
             match entry.message() {
-                Ok(message) => claims.push(Claim {
-                    message,
-                    lane: entry.lane,
-                    entry_id: entry.entry_id,
-                    fields: entry.fields,
-                    claimed_at_ms: now,
-                    deliveries: 1,
-                    takeover: false,
-                }),
+                Ok(message) => {
+                    self.metrics.queue_waited(queue_wait(&message, &entry.entry_id, now));
+                    claims.push(Claim {
+                        message,
+                        lane: entry.lane,
+                        entry_id: entry.entry_id,
+                        fields: entry.fields,
+                        claimed_at_ms: now,
+                        deliveries: 1,
+                        takeover: false,
+                    });
+                }
                 Err(err) => {
                     let id = leases::field_map(&entry.fields).get("id").and_then(|v| match v {
                         redis::Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse::<Uuid>().ok(),
                         _ => None,
                     });
                     let reason = format!("malformed queue entry: {err}");
-                    self.dead_letter_raw(id, &entry.lane, &entry.entry_id, &entry.fields, &reason, 1).await;
+                    let dead = DeadLetter {
+                        execution_id: id,
+                        lane: &entry.lane,
+                        entry_id: &entry.entry_id,
+                        fields: &entry.fields,
+                        reason: &reason,
+                        deliveries: 1,
+                    };
+                    self.dead_letter_raw(dead, DeadLetterReason::Malformed).await;
                 }
             }
         }
@@ -283,32 +315,77 @@ impl Inner {
         });
     }
 
+    /// Runs one claimed attempt, inside its `attempt` span when traces are on.
     async fn run_attempt(self: &Arc<Self>, claim: Claim, row: Option<DispatchRow>, cancel: CancellationToken) {
+        let span = self.tracer.is_enabled().then(|| self.attempt_span(&claim));
+        let end = self.run_traced(claim, row, cancel, span.as_ref().map(|s| s.context)).await;
+        if let Some(mut span) = span {
+            span.attr("flowlike.end", end);
+            self.tracer.end(span);
+        }
+    }
+
+    /// Records the attempt's `queued` span (its wait for admission) and starts its `attempt` span, both under the
+    /// execution's submit span (or in a trace of its own when the execution was submitted without traces).
+    fn attempt_span(&self, claim: &Claim) -> Span {
+        let message = &claim.message;
+        let parent = message.body.traceparent.as_deref().and_then(SpanContext::parse);
+        let context = parent.map_or_else(|| SpanContext::root(message.execution_id), |p| p.child());
+        let at = |ms: i64| UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+        let claimed = at(claim.claimed_at_ms);
+        if !claim.takeover {
+            let waited = queue_wait(message, &claim.entry_id, claim.claimed_at_ms);
+            let mut queued = Span::starting_at("queued", SpanKind::Internal, context.child(), parent, claimed - waited);
+            queued.int("flowlike.attempt", i64::from(message.attempt)).attr("flowlike.tenant", message.tenant.as_str());
+            queued.end = Some(claimed);
+            self.tracer.record(queued);
+        }
+        let mut span =
+            Span::starting_at(format!("attempt {}", message.attempt), SpanKind::Consumer, context, parent, claimed);
+        span.attr("flowlike.execution_id", message.execution_id.to_string())
+            .int("flowlike.attempt", i64::from(message.attempt))
+            .attr("flowlike.tenant", message.tenant.as_str())
+            .attr("flowlike.workflow", message.workflow.as_str())
+            .attr("flowlike.runner", self.runner.name())
+            .attr("flowlike.dispatcher", self.settings.id.as_str())
+            .flag("flowlike.takeover", claim.takeover);
+        span
+    }
+
+    /// How the attempt went, for its span: `released` (nothing to run), `finished` (from the manifest),
+    /// `failed_to_start`, `handed_back`, or what `conclude` decided.
+    async fn run_traced(
+        self: &Arc<Self>,
+        claim: Claim,
+        row: Option<DispatchRow>,
+        cancel: CancellationToken,
+        trace: Option<SpanContext>,
+    ) -> &'static str {
         let message = &claim.message;
         let id = message.execution_id;
         let Some(row) = row else {
             // Withdrawn by the API after a failed enqueue, or the record was deleted: nothing to run.
             tracing::warn!(execution_id = %id, "claimed an execution PostgreSQL does not have; dropping it");
             self.release(id).await;
-            return;
+            return "released";
         };
         if row.status().is_terminal() {
             tracing::info!(execution_id = %id, status = row.status().as_str(), "claimed an execution that already ended");
             self.release(id).await;
-            return;
+            return "released";
         }
         if claim.takeover
             && let Some(manifest) = Box::pin(self.manifest(id, message.attempt)).await
         {
             tracing::info!(execution_id = %id, attempt = message.attempt, "taken-over attempt had finished");
             Box::pin(self.finish_from_manifest(message, manifest)).await;
-            return;
+            return "finished";
         }
         if self.runner.needs_spec()
             && let Err(reason) = Box::pin(self.write_spec(&row)).await
         {
             self.infra_failure(&claim, reason).await;
-            return;
+            return "failed_to_start";
         }
         let attempt = Attempt {
             execution_id: id,
@@ -318,6 +395,7 @@ impl Inner {
             deadline_ms: row.deadline_ms(),
             resources: row.resources().map(|(cpu, memory)| ResourceOverrides { cpu, memory }),
             takeover: claim.takeover,
+            trace,
         };
         // The workflow document and input are in the spec now; the attempt may run for hours without them.
         drop(row);
@@ -338,14 +416,14 @@ impl Inner {
             (end, ()) = async { tokio::join!(run, announce) } => end,
             () = self.hand_back.cancelled() => {
                 self.hand_back_lease(id).await;
-                return;
+                return "handed_back";
             }
         };
-        Box::pin(self.conclude(&claim, end)).await;
+        Box::pin(self.conclude(&claim, end)).await
     }
 
-    /// Acts on how an attempt ended.
-    async fn conclude(&self, claim: &Claim, end: AttemptEnd) {
+    /// Acts on how an attempt ended, and says which way it went.
+    async fn conclude(&self, claim: &Claim, end: AttemptEnd) -> &'static str {
         let message = &claim.message;
         let id = message.execution_id;
         match end {
@@ -353,25 +431,29 @@ impl Inner {
                 tracing::debug!(execution_id = %id, exit_code, "attempt ended; the executor reported it");
                 self.metrics.finished();
                 self.release(id).await;
+                "reported"
             }
             AttemptEnd::Concluded { outcome, error } => {
                 self.publish_finished(message, outcome, error, None).await;
                 self.metrics.finished();
                 self.release(id).await;
+                "concluded"
             }
             AttemptEnd::Fail { reason } => {
                 tracing::warn!(execution_id = %id, %reason, "attempt cannot run");
                 self.publish_finished(message, FinishedOutcome::Failed, Some(reason), None).await;
                 self.metrics.finished();
                 self.release(id).await;
+                "failed"
             }
             AttemptEnd::Retry { reason } => {
                 // The executor may have finished and only its report been lost: the manifest decides.
                 if let Some(manifest) = Box::pin(self.manifest(id, message.attempt)).await {
                     Box::pin(self.finish_from_manifest(message, manifest)).await;
-                    return;
+                    return "finished";
                 }
                 self.infra_failure(claim, reason).await;
+                "retried"
             }
         }
     }
@@ -385,7 +467,7 @@ impl Inner {
             let reason = format!("attempt {} of {} failed: {reason}", message.attempt, self.settings.max_attempts);
             tracing::warn!(execution_id = %id, %reason, "dead-lettering");
             let fields = message.to_fields().map(owned_fields).unwrap_or_else(|_| claim.fields.clone());
-            self.dead_letter_raw(Some(id), &claim.lane, &claim.entry_id, &fields, &reason, claim.deliveries).await;
+            self.dead_letter_raw(claim.dead_letter(&fields, &reason), DeadLetterReason::AttemptsExhausted).await;
             return;
         }
         let delay = jittered(backoff(self.settings.retry_backoff, self.settings.retry_backoff_max, message.attempt));
@@ -406,20 +488,12 @@ impl Inner {
         }
     }
 
-    async fn dead_letter_raw(
-        &self,
-        id: Option<Uuid>,
-        lane: &str,
-        entry_id: &str,
-        fields: &[(String, Vec<u8>)],
-        reason: &str,
-        deliveries: u32,
-    ) {
-        let dead = DeadLetter { execution_id: id, lane, entry_id, fields, reason, deliveries };
+    async fn dead_letter_raw(&self, dead: DeadLetter<'_>, why: DeadLetterReason) {
+        let DeadLetter { execution_id: id, fields, reason, .. } = dead;
         let mut redis = self.redis.clone();
         match leases::dead_letter(&mut redis, &self.keys, &self.settings.id, &dead).await {
             Ok(entry) => {
-                self.metrics.dead_lettered();
+                self.metrics.dead_lettered(why);
                 tracing::warn!(execution_id = ?id, dead_letter = %entry, %reason, "message dead-lettered");
             }
             Err(err) => tracing::error!(execution_id = ?id, cause = %err, "dead-lettering failed"),
@@ -437,6 +511,7 @@ impl Inner {
                 error: Some(format!("dead-lettered: {reason}")),
                 result_key: None,
                 duration_ms: 0,
+                nodes: Vec::new(),
             };
             self.publish(id, attempt, event).await;
         }
@@ -457,7 +532,7 @@ impl Inner {
         error: Option<String>,
         result_key: Option<String>,
     ) {
-        let event = StatusEvent::Finished { outcome, error, result_key, duration_ms: 0 };
+        let event = StatusEvent::Finished { outcome, error, result_key, duration_ms: 0, nodes: Vec::new() };
         self.publish(message.execution_id, message.attempt, event).await;
     }
 
@@ -662,7 +737,7 @@ impl Inner {
                     lease.deliveries, lease.previous_holder
                 );
                 let fields = claim.message.to_fields().map(owned_fields).unwrap_or_default();
-                self.dead_letter_raw(Some(id), &claim.lane, &claim.entry_id, &fields, &reason, lease.deliveries).await;
+                self.dead_letter_raw(claim.dead_letter(&fields, &reason), DeadLetterReason::DeliveriesExhausted).await;
                 continue;
             }
             self.spawn_attempt(claim, row);
@@ -679,6 +754,17 @@ impl Inner {
             sleep_or_cancel(Duration::from_millis(250), &shutdown).await;
         }
     }
+}
+
+/// How long a claimed attempt waited: a first attempt since its submission, a retry since its lane entry was
+/// written (when its backoff ended and it became claimable again).
+fn queue_wait(message: &QueueMessage, entry_id: &str, claimed_at_ms: i64) -> Duration {
+    let since = if message.attempt <= 1 {
+        message.queued_at_ms
+    } else {
+        entry_id.split_once('-').and_then(|(ms, _)| ms.parse().ok()).unwrap_or(message.queued_at_ms)
+    };
+    Duration::from_millis(u64::try_from(claimed_at_ms.saturating_sub(since)).unwrap_or(0))
 }
 
 fn owned_fields(fields: Vec<(&'static str, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {

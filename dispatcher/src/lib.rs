@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod events;
 pub mod health;
 pub mod kubernetes;
+pub mod metrics;
 pub mod outbox;
 pub mod pruner;
 pub mod queue_metrics;
@@ -49,6 +50,8 @@ pub enum RunError {
     Manifest(#[from] kubernetes::ManifestError),
     #[error("the {0} runner cannot start: {1}")]
     Runner(&'static str, String),
+    #[error("the trace settings are invalid")]
+    Trace(#[from] flow_like_shared::trace::TraceSetupError),
 }
 
 /// This replica's name: the configured one, or the host name plus a random suffix.
@@ -73,7 +76,7 @@ pub async fn build_runner(config: &DispatcherConfig) -> Result<Arc<dyn Runner>, 
             Arc::new(runner::process::ProcessRunner::new(path, process_env(config)))
         }
         RunnerKind::Kubernetes => {
-            let env = ExecutorEnv::from_configs(&config.redis, &config.s3, &telemetry_from_env());
+            let env = executor_env(config);
             let runner = kubernetes::KubeRunner::connect(&config.kubernetes, env)
                 .await
                 .map_err(|err| RunError::Runner("kubernetes", err.to_string()))?;
@@ -129,14 +132,15 @@ fn telemetry_from_env() -> flow_like_shared::config::TelemetryConfig {
     }
 }
 
+/// What an executor is told about the dispatcher's settings: the non-secret ones, and where traces go.
+fn executor_env(config: &DispatcherConfig) -> ExecutorEnv {
+    ExecutorEnv::from_configs(&config.redis, &config.s3, &telemetry_from_env()).with_traces(&config.trace)
+}
+
 /// The environment of a local executor process: what a Job's env and `envFrom` secret would give it.
 fn process_env(config: &DispatcherConfig) -> Vec<(String, String)> {
-    let telemetry = telemetry_from_env();
-    let mut env: Vec<(String, String)> = ExecutorEnv::from_configs(&config.redis, &config.s3, &telemetry)
-        .pairs()
-        .into_iter()
-        .map(|(name, value)| (name.to_owned(), value))
-        .collect();
+    let mut env: Vec<(String, String)> =
+        executor_env(config).pairs().into_iter().map(|(name, value)| (name.to_owned(), value)).collect();
     env.push(("REDIS_URL".into(), config.redis.url.clone()));
     env.push(("S3_ACCESS_KEY_ID".into(), config.s3.access_key_id.clone()));
     env.push(("S3_SECRET_ACCESS_KEY".into(), config.s3.secret_access_key.clone()));
@@ -151,7 +155,7 @@ fn process_env(config: &DispatcherConfig) -> Vec<(String, String)> {
 /// Runs until `shutdown` is cancelled, then drains (see `dispatch::Dispatcher::run`).
 pub async fn run(config: DispatcherConfig, shutdown: CancellationToken) -> Result<(), RunError> {
     if config.runner == RunnerKind::Kubernetes {
-        let env = ExecutorEnv::from_configs(&config.redis, &config.s3, &telemetry_from_env());
+        let env = executor_env(&config);
         let runner = Arc::new(
             kubernetes::KubeRunner::connect(&config.kubernetes, env)
                 .await
@@ -185,6 +189,8 @@ pub async fn run_with_runner(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     config.redis.check().await?;
+    let tracer = flow_like_shared::trace::Tracer::from_config(&config.trace, "flow-like-dispatcher")?;
+    runner.use_tracer(&tracer);
     let id = dispatcher_id(config.id.as_deref());
     let db = record::connect_lazy(&config.database)?;
     let redis = queue::connect_lazy(&config.redis)?;
@@ -195,7 +201,7 @@ pub async fn run_with_runner(
     let storage = Storage::connect(&config.s3).await?;
     let defaults =
         DefaultLimits { global: config.global_limit, tenant: config.tenant_limit, workflow: config.workflow_limit };
-    let metrics = health::Metrics::default();
+    let metrics = health::Metrics::new(runner.as_ref());
     let listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
         .map_err(|source| RunError::Bind { addr: config.metrics_listen, source })?;
@@ -271,12 +277,14 @@ pub async fn run_with_runner(
         retry_backoff_max: Duration::from_millis(config.retry_backoff_max_ms),
         drain_timeout: Duration::from_secs(config.drain_timeout_secs),
     };
-    let dispatcher = dispatch::Dispatcher::new(settings, keys, redis, redis_client, db, storage, runner, metrics);
+    let dispatcher =
+        dispatch::Dispatcher::new(settings, keys, redis, redis_client, db, storage, runner, metrics, tracer.clone());
     dispatcher.run(shutdown).await;
     // Give the status pipeline a moment to apply what the last attempts reported.
     tokio::time::sleep(Duration::from_millis(200)).await;
     background.cancel();
     let _ = pipeline.await;
+    tracer.flush(Duration::from_secs(2)).await;
     tracing::info!("dispatcher stopped");
     Ok(())
 }
@@ -294,6 +302,7 @@ pub fn job_manifest_yaml(args: &JobManifestArgs) -> Result<String, RunError> {
         workflow: args.workflow.clone(),
         deadline_ms: args.deadline_ms,
         resources,
+        traceparent: None,
     };
     Ok(kubernetes::render_job_manifest_yaml(&spec, &settings)?)
 }

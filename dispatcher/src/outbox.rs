@@ -37,11 +37,12 @@ pub struct Outbox {
 impl Outbox {
     /// Starts the two workers (events, releases) on the current runtime. `owner` is this dispatcher's id: only
     /// its own leases are released.
-    pub fn start(redis: ConnectionManager, keys: Keys, owner: String) -> Self {
+    pub fn start(redis: ConnectionManager, keys: Keys, owner: String, metrics: crate::health::Metrics) -> Self {
         let (events, events_rx) = mpsc::unbounded_channel::<Pending<Event>>();
         let (releases, releases_rx) = mpsc::unbounded_channel::<Pending<Uuid>>();
         let (conn, k) = (redis.clone(), keys.clone());
         tokio::spawn(worker(events_rx, "publishing status events", move |batch: Arc<[Event]>| {
+            metrics.outbox_batch(batch.len());
             let (mut conn, keys) = (conn.clone(), k.clone());
             async move { crate::events::publish_many(&mut conn, &keys, &batch).await }
         }));

@@ -110,6 +110,7 @@ impl Reconciler {
                         .then(|| format!("attempt {attempt} ended {}", manifest.outcome)),
                     result_key: manifest.result_key,
                     duration_ms: 0,
+                    nodes: Vec::new(),
                 },
                 None => StatusEvent::Retrying {
                     error: format!("attempt {attempt} lost: no dispatcher holds it and it left no manifest"),

@@ -5,7 +5,7 @@
 
 use flow_like_shared::keys::{Keys, STATUS_GROUP};
 use flow_like_shared::record::transitions::{self, Transition};
-use flow_like_shared::status::StatusEntry;
+use flow_like_shared::status::{NodeRun, StatusEntry, StatusEvent};
 use redis::Value;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
@@ -111,9 +111,21 @@ impl StatusPipeline {
         }
         let mut batch = Vec::with_capacity(entries.len());
         let mut finished = Vec::new();
+        let mut written_ms = Vec::with_capacity(entries.len());
+        let mut node_runs: HashMap<uuid::Uuid, (u32, Vec<NodeRun>)> = HashMap::new();
         for (entry_id, fields) in &entries {
             match StatusEntry::from_fields(fields) {
                 Ok(entry) => {
+                    written_ms.push(entry.at_ms);
+                    if let StatusEvent::Finished { nodes, .. } = &entry.event
+                        && !nodes.is_empty()
+                    {
+                        // The last attempt's, should a batch hold two.
+                        let known = node_runs.get(&entry.execution).is_some_and(|(a, _)| *a > entry.attempt);
+                        if !known {
+                            node_runs.insert(entry.execution, (entry.attempt, nodes.clone()));
+                        }
+                    }
                     if let Some(transition) = Transition::from_entry(&entry) {
                         if matches!(transition.change, transitions::Change::Finished { .. }) {
                             finished.push(entry.execution);
@@ -124,7 +136,16 @@ impl StatusPipeline {
                 Err(err) => tracing::warn!(entry = %entry_id, cause = %err, "skipping a malformed status entry"),
             }
         }
-        transitions::apply(&self.db, &batch).await?;
+        let applied = transitions::apply(&self.db, &batch).await?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let lags = written_ms.iter().map(|at| Duration::from_millis(u64::try_from(now_ms - at).unwrap_or(0)));
+        self.metrics.status_batch(&applied, lags);
+        // Node runs count once: with the event that ended the execution, not with replays of it.
+        for finished in &applied.finished {
+            if let Some((_, nodes)) = node_runs.get(&finished.execution) {
+                self.metrics.node_runs(nodes);
+            }
+        }
         let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
         let mut pipe = redis::pipe();
         pipe.cmd("XACK").arg(self.keys.status()).arg(STATUS_GROUP).arg(&ids).ignore();
@@ -133,7 +154,6 @@ impl StatusPipeline {
             pipe.expire(self.keys.progress(&execution.to_string()), self.progress_retention.as_secs() as i64).ignore();
         }
         pipe.query_async::<()>(&mut self.redis).await?;
-        self.metrics.status_applied(batch.len() as u64);
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! the executor never touches PostgreSQL: what it needs is in the meta bucket and the environment.
 
 use clap::Parser;
-use flow_like_shared::config::{RedisConfig, S3Config, TelemetryConfig};
+use flow_like_shared::config::{RedisConfig, S3Config, TelemetryConfig, TraceConfig};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -32,4 +32,9 @@ pub struct ExecutorConfig {
     pub s3: S3Config,
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
+    #[command(flatten)]
+    pub trace: TraceConfig,
+    /// W3C trace context of the dispatcher's attempt span (set by the runner when traces are on).
+    #[arg(long = "traceparent", env = "TRACEPARENT")]
+    pub traceparent: Option<String>,
 }

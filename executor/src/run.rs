@@ -3,24 +3,27 @@
 //! attempt with exit code 1 and no `finished` event, so the runner retries it; workflow verdicts are final.
 
 use crate::config::ExecutorConfig;
-use crate::engine::{ChannelReporter, Engine, EngineError, EngineSettings, Outcome, RunReport};
+use crate::engine::{ChannelReporter, Engine, EngineError, EngineSettings, NodeStatus, Outcome, RunReport};
 use crate::progress::{LogBook, LogLine, spawn_forwarder, to_json_lines};
 use crate::spec::{self, SpecError};
 use crate::status::{self, PublishError, StatusPublisher};
 use crate::store::TenantObjectStore;
 use bytes::Bytes;
 use flow_like_shared::keys::Keys;
-use flow_like_shared::status::{AttemptManifest, FinishedOutcome, StatusEvent, exit_code};
+use flow_like_shared::status::{AttemptManifest, FinishedOutcome, NodePhase, NodeRun, StatusEvent, exit_code};
 use flow_like_shared::storage::{Storage, StorageError, layout};
-use flow_like_shared::workflow::{Limits, LogLevel};
+use flow_like_shared::trace::{Span, SpanContext, SpanKind, Tracer};
+use flow_like_shared::workflow::{Limits, LogLevel, Workflow};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
 /// How long the finish waits for queued progress events before writing the logs without them being sent.
 const PROGRESS_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the exit waits for the spans to reach the OTLP endpoint.
+const TRACE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttemptError {
@@ -55,29 +58,101 @@ pub async fn run(config: ExecutorConfig, process_start: Instant, cancel: Cancell
     // Every line of the attempt, the outcome line included, carries its identity.
     let span = tracing::info_span!("attempt", execution_id = %config.execution_id, attempt = config.attempt);
     async {
-        match run_attempt(&config, process_start, &cancel).await {
+        let trace = RunTrace::new(&config, process_start);
+        let result = run_attempt(&config, process_start, &cancel, trace.as_ref()).await;
+        let (code, failure) = match result {
             Ok(outcome) => {
                 tracing::info!(outcome = %outcome, "attempt finished");
-                outcome.exit_code()
+                (outcome.exit_code(), (outcome != FinishedOutcome::Succeeded).then(|| outcome.to_string()))
             }
             Err(err) if cancel.is_cancelled() => {
                 tracing::warn!(cause = %error_chain(&err), "attempt cancelled with incomplete reporting");
-                exit_code::CANCELLED
+                (exit_code::CANCELLED, Some("cancelled".to_owned()))
             }
             Err(err) => {
                 tracing::error!(cause = %error_chain(&err), "attempt failed on infrastructure");
-                exit_code::INFRA_FAILURE
+                (exit_code::INFRA_FAILURE, Some(error_chain(&err)))
             }
+        };
+        if let Some(trace) = trace {
+            trace.finish(code, failure).await;
         }
+        code
     }
     .instrument(span)
     .await
+}
+
+/// The attempt's `run` span and its node spans, when traces are on (docs/tracing.md): under the dispatcher's
+/// `attempt` span its runner passed as `TRACEPARENT`, else in the trace named by the execution id.
+struct RunTrace {
+    tracer: Tracer,
+    span: Span,
+}
+
+impl RunTrace {
+    fn new(config: &ExecutorConfig, process_start: Instant) -> Option<Self> {
+        let tracer = match Tracer::from_config(&config.trace, "flow-like-executor") {
+            Ok(tracer) if tracer.is_enabled() => tracer,
+            Ok(_) => return None,
+            Err(err) => {
+                // Traces are an aid: a bad setting costs them, not the attempt.
+                tracing::warn!(cause = %error_chain(&err), "traces are off");
+                return None;
+            }
+        };
+        let parent = config.traceparent.as_deref().and_then(SpanContext::parse);
+        let context = match parent {
+            Some(parent) => parent.child(),
+            None => SpanContext::root(config.execution_id.parse().ok()?),
+        };
+        let started = SystemTime::now().checked_sub(process_start.elapsed()).unwrap_or_else(SystemTime::now);
+        let mut span = Span::starting_at("run", SpanKind::Internal, context, parent, started);
+        span.attr("flowlike.execution_id", config.execution_id.as_str())
+            .int("flowlike.attempt", i64::from(config.attempt))
+            .attr("flowlike.tenant", config.tenant.as_str());
+        Some(Self { tracer, span })
+    }
+
+    /// One span per node that ran, under the `run` span, from the engine's report.
+    fn nodes(&self, report: &RunReport, workflow: &Workflow) {
+        for (name, node) in &report.nodes {
+            let (Some(started), Some(finished)) = (node.started_at, node.finished_at) else { continue };
+            let mut span = Span::starting_at(
+                format!("node {name}"),
+                SpanKind::Internal,
+                self.span.context.child(),
+                Some(self.span.context),
+                started.into(),
+            );
+            span.end = Some(finished.into());
+            span.attr("flowlike.node", name.as_str())
+                .attr("flowlike.node_type", workflow.nodes.get(name).map_or("unknown", |n| n.kind.type_name()))
+                .attr("flowlike.node_status", format!("{:?}", node.status).to_lowercase())
+                .int("flowlike.node_attempts", i64::from(node.attempts));
+            if let Some(error) = &node.error {
+                span.fail(error.as_str());
+            }
+            self.tracer.record(span);
+        }
+    }
+
+    /// Ends the `run` span and sends every span before the process exits.
+    async fn finish(mut self, exit_code: i32, failure: Option<String>) {
+        self.span.int("process.exit.code", i64::from(exit_code));
+        if let Some(failure) = failure {
+            self.span.fail(failure);
+        }
+        self.tracer.end(self.span);
+        self.tracer.flush(TRACE_FLUSH_TIMEOUT).await;
+    }
 }
 
 async fn run_attempt(
     config: &ExecutorConfig,
     process_start: Instant,
     cancel: &CancellationToken,
+    trace: Option<&RunTrace>,
 ) -> Result<FinishedOutcome, AttemptError> {
     let execution: Uuid =
         config.execution_id.parse().map_err(|_| AttemptError::ExecutionId(config.execution_id.clone()))?;
@@ -107,12 +182,12 @@ async fn run_attempt(
         loaded = spec::load(&attempt.storage, execution, &config.tenant) => Some(loaded),
     };
     let loaded = match loaded {
-        None => return attempt.finish(FinishedOutcome::Cancelled, None, None).await,
+        None => return attempt.finish(FinishedOutcome::Cancelled, None, None, None).await,
         Some(Ok(loaded)) => loaded,
         Some(Err(err)) if err.is_permanent() => {
             let message = error_chain(&err);
             attempt.log(LogLevel::Error, message.clone()).await;
-            return attempt.finish(FinishedOutcome::Failed, Some(message), None).await;
+            return attempt.finish(FinishedOutcome::Failed, Some(message), None, None).await;
         }
         Some(Err(err)) => {
             attempt.log(LogLevel::Error, error_chain(&err)).await;
@@ -137,8 +212,34 @@ async fn run_attempt(
     if tokio::time::timeout(PROGRESS_DRAIN_TIMEOUT, forwarder).await.is_err() {
         tracing::warn!("progress events still queued; finishing without them");
     }
+    if let Some(trace) = trace {
+        trace.nodes(&report, loaded.workflow.workflow());
+    }
     let (outcome, error) = verdict(&report.outcome);
-    attempt.finish(outcome, error, Some(&report)).await
+    attempt.finish(outcome, error, Some(&report), Some(loaded.workflow.workflow())).await
+}
+
+/// How each node ended, with its type from the document, for the `finished` event (the dispatcher's node
+/// metrics). Only the workflow's own nodes: a `map`'s inner node is counted in its `map`.
+fn node_runs(report: &RunReport, workflow: &Workflow) -> Vec<NodeRun> {
+    report
+        .nodes
+        .iter()
+        .filter_map(|(name, node)| {
+            let node_type = workflow.nodes.get(name)?.kind.type_name().to_owned();
+            let phase = match node.status {
+                NodeStatus::Succeeded => NodePhase::Succeeded,
+                NodeStatus::Failed => NodePhase::Failed,
+                NodeStatus::Skipped | NodeStatus::NotStarted => NodePhase::Skipped,
+                NodeStatus::Cancelled | NodeStatus::Running => NodePhase::Cancelled,
+            };
+            let duration_ms = match (node.started_at, node.finished_at) {
+                (Some(start), Some(end)) => Some((end - start).num_milliseconds().max(0) as u64),
+                _ => None,
+            };
+            Some(NodeRun { node_type, phase, attempts: node.attempts, duration_ms })
+        })
+        .collect()
 }
 
 /// The finished outcome and its error message for an engine outcome.
@@ -177,6 +278,7 @@ impl AttemptRun {
         outcome: FinishedOutcome,
         error: Option<String>,
         report: Option<&RunReport>,
+        workflow: Option<&Workflow>,
     ) -> Result<FinishedOutcome, AttemptError> {
         let bucket = &self.storage.content_bucket;
         let result_key = match report {
@@ -211,6 +313,7 @@ impl AttemptRun {
                 error,
                 result_key,
                 duration_ms: self.run_start.elapsed().as_millis() as u64,
+                nodes: report.zip(workflow).map(|(r, w)| node_runs(r, w)).unwrap_or_default(),
             })
             .await?;
         Ok(outcome)

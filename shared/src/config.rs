@@ -74,3 +74,37 @@ pub struct TelemetryConfig {
     #[arg(long = "log-format", env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
+
+/// Traces over OTLP/HTTP (JSON), with the standard OpenTelemetry variables; off unless an endpoint is set.
+#[derive(Debug, Clone, Args)]
+pub struct TraceConfig {
+    /// OTLP/HTTP endpoint that receives traces at `/v1/traces` (for example `http://otel-collector:4318`).
+    /// Unset: no traces are recorded.
+    #[arg(long = "otlp-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Full URL for traces; overrides OTEL_EXPORTER_OTLP_ENDPOINT.
+    #[arg(long = "otlp-traces-endpoint", env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+    pub otlp_traces_endpoint: Option<String>,
+    /// Headers sent with every export, `key=value` pairs separated by commas (values may be %-escaped).
+    #[arg(long = "otlp-headers", env = "OTEL_EXPORTER_OTLP_HEADERS", hide_env_values = true)]
+    pub otlp_headers: Option<String>,
+    /// OTLP protocol: only `http/json` is supported (the OpenTelemetry Collector's OTLP/HTTP receiver accepts it).
+    #[arg(long = "otlp-protocol", env = "OTEL_EXPORTER_OTLP_PROTOCOL", default_value = "http/json")]
+    pub otlp_protocol: String,
+    /// The `service.name` of exported spans. Default: the binary's name (`flow-like-api`, ...).
+    #[arg(long = "otel-service-name", env = "OTEL_SERVICE_NAME")]
+    pub service_name: Option<String>,
+}
+
+impl Default for TraceConfig {
+    /// No traces.
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            otlp_traces_endpoint: None,
+            otlp_headers: None,
+            otlp_protocol: "http/json".into(),
+            service_name: None,
+        }
+    }
+}

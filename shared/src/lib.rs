@@ -17,4 +17,5 @@ pub mod spec;
 pub mod status;
 pub mod storage;
 pub mod telemetry;
+pub mod trace;
 pub mod workflow;

@@ -56,6 +56,9 @@ pub fn connect_lazy(config: &RedisConfig) -> Result<ConnectionManager, RedisSetu
 pub struct QueueBody {
     pub workflow_version: Option<i32>,
     pub labels: BTreeMap<String, String>,
+    /// The W3C trace context of the execution's submit span, when traces are on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// One queued execution attempt as it sits on a lane.
@@ -232,7 +235,11 @@ mod tests {
             priority: 7,
             attempt: 2,
             queued_at_ms: 1_700_000_000_000,
-            body: QueueBody { workflow_version: Some(3), labels: BTreeMap::from([("team".into(), "x".into())]) },
+            body: QueueBody {
+                workflow_version: Some(3),
+                labels: BTreeMap::from([("team".into(), "x".into())]),
+                traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            },
         };
         let fields: HashMap<String, redis::Value> = message
             .to_fields()

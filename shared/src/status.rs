@@ -169,7 +169,25 @@ pub enum StatusEvent {
         result_key: Option<String>,
         /// The run's wall time.
         duration_ms: u64,
+        /// How each node of the workflow ended in this run (the executor's; empty in the dispatcher's own
+        /// `finished` events and from older executors). The dispatcher counts them in its node metrics.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        nodes: Vec<NodeRun>,
     },
+}
+
+/// One node's end in a run, as the `finished` event summarises it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRun {
+    /// The node's `type` (`transform`, `http.request`, ...).
+    #[serde(rename = "type")]
+    pub node_type: String,
+    /// `succeeded`, `failed`, `skipped` or `cancelled` (a node still running when the run ended).
+    pub phase: NodePhase,
+    /// Attempts made, retries included (0 when it never started).
+    pub attempts: u32,
+    /// From its first attempt's start to its end; absent when it never started.
+    pub duration_ms: Option<u64>,
 }
 
 impl StatusEvent {
@@ -321,6 +339,15 @@ mod tests {
                 error: Some("deadline".into()),
                 result_key: Some("executions/x/attempts/1/result.json".into()),
                 duration_ms: 1500,
+                nodes: vec![
+                    NodeRun {
+                        node_type: "transform".into(),
+                        phase: NodePhase::Succeeded,
+                        attempts: 1,
+                        duration_ms: Some(2),
+                    },
+                    NodeRun { node_type: "fail".into(), phase: NodePhase::Skipped, attempts: 0, duration_ms: None },
+                ],
             },
         ]
     }
@@ -344,6 +371,7 @@ mod tests {
             error: None,
             result_key: None,
             duration_ms: 3,
+            nodes: Vec::new(),
         };
         let fields: HashMap<_, _> = event.to_fields(execution, 4, 9, 1234).unwrap().into_iter().collect();
         assert_eq!(fields["execution"], execution.to_string().into_bytes());

@@ -145,6 +145,25 @@ CONVENTIONS = {
     "networkPolicy": {"enabled": True, "api": {"ingressFrom": [{"namespaceSelector": {"matchLabels": {"name": "ingress"}}}]}},
 }
 
+# The Prometheus Operator's objects and the Grafana dashboard, beside an Ingress (which must not route metrics).
+MONITORING = {
+    "s3": S3,
+    "ingress": INGRESS_TLS["ingress"],
+    "monitoring": {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"},
+                           "alertLabels": {"team": "platform"}},
+        "grafanaDashboard": {"enabled": True, "folder": "Flow-Like"},
+    },
+}
+
+# Traces to an in-cluster collector, with NetworkPolicies that must let the pods reach it.
+TRACING = {
+    "s3": S3,
+    "tracing": {"otlpEndpoint": "http://otel-collector.observability:4318"},
+    "networkPolicy": {"enabled": True, "otlp": {"cidrs": ["10.96.0.0/12"], "ports": [4318]}},
+}
+
 EVERYTHING = {
     **KATA,
     "ingress": INGRESS_TLS["ingress"],
@@ -168,4 +187,6 @@ CASES = {
     "internal-existing-secrets": INTERNAL_EXISTING_SECRETS,
     "values-passwords": VALUES_PASSWORDS,
     "conventions": CONVENTIONS,
+    "monitoring": MONITORING,
+    "tracing": TRACING,
 }

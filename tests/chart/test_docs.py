@@ -12,7 +12,8 @@ from conftest import CHART
 OPAQUE = {"podSecurityContext", "securityContext", "resources", "nodeSelector", "tolerations", "affinity",
           "annotations", "podAnnotations", "podLabels", "overhead", "scheduling", "podSelectorLabels",
           "topologySpreadConstraints", "extraEnv", "extraEnvFrom", "extraVolumes", "extraVolumeMounts",
-          "imagePullSecrets", "ingressFrom", "metricsFrom", "extraEgress", "accessModes", "cidrs", "ports"}
+          "imagePullSecrets", "ingressFrom", "metricsFrom", "extraEgress", "accessModes", "cidrs", "ports",
+          "labels", "alertLabels"}
 
 
 def leaves(prefix, value):

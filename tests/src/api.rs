@@ -45,6 +45,7 @@ pub fn api_config(configs: &ServiceConfigs) -> ApiConfig {
         database: configs.database.clone(),
         redis: configs.redis.clone(),
         s3: configs.s3.clone(),
+        trace: Default::default(),
     }
 }
 

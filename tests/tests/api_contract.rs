@@ -338,7 +338,7 @@ async fn dead_letter(api: &TestApi, id: Uuid, tenant: &str) -> String {
         priority: 5,
         attempt: 1,
         queued_at_ms: chrono::Utc::now().timestamp_millis(),
-        body: QueueBody { workflow_version: None, labels: BTreeMap::new() },
+        body: QueueBody { workflow_version: None, labels: BTreeMap::new(), traceparent: None },
     };
     let mut fields = message.to_fields().unwrap();
     fields.push(("reason", b"attempt 1 of 1 failed: the executor exited with code 101".to_vec()));

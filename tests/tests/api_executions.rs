@@ -43,7 +43,7 @@ async fn xadd_event(api: &TestApi, id: Uuid, attempt: u32, seq: u64, event: Stat
 }
 
 fn finished(outcome: FinishedOutcome) -> StatusEvent {
-    StatusEvent::Finished { outcome, error: None, result_key: None, duration_ms: 42 }
+    StatusEvent::Finished { outcome, error: None, result_key: None, duration_ms: 42, nodes: Vec::new() }
 }
 
 #[derive(Debug, Clone)]
@@ -588,7 +588,7 @@ async fn dead_letter(api: &TestApi, id: Uuid, attempts: i32, reason: &str) -> St
         priority: 5,
         attempt: u32::try_from(attempts).unwrap(),
         queued_at_ms: 1_700_000_000_000,
-        body: QueueBody { workflow_version: None, labels: BTreeMap::new() },
+        body: QueueBody { workflow_version: None, labels: BTreeMap::new(), traceparent: None },
     };
     let mut fields = message.to_fields().unwrap();
     fields.push(("reason", reason.as_bytes().to_vec()));

@@ -180,7 +180,7 @@ async fn every_metric_is_documented() {
     api.post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow()})).await.unwrap();
     let api_metrics = api.http.get(format!("{}/metrics", api.metrics_base)).send().await.unwrap();
     let api_metrics = api_metrics.text().await.unwrap();
-    let dispatcher_metrics = flow_like_dispatcher::health::Metrics::default().encode();
+    let dispatcher_metrics = flow_like_dispatcher::health::Metrics::every_family().encode();
     for (server, text) in [("API", &api_metrics), ("dispatcher", &dispatcher_metrics)] {
         let families: Vec<(&str, &str)> =
             text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split_once(' ')).collect();

@@ -27,6 +27,7 @@ fn input(attempt: u32) -> JobSpecInput {
         workflow: "order-report".into(),
         deadline_ms: None,
         resources: None,
+        traceparent: None,
     }
 }
 

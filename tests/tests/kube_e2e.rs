@@ -442,6 +442,7 @@ async fn the_sweep_deletes_a_job_no_attempt_owns() -> anyhow::Result<()> {
         workflow: "sleepy".into(),
         deadline_ms: None,
         resources: None,
+        traceparent: None,
     };
     let orphan_job = job_name(orphan, 1);
     let jobs: Api<Job> = Api::namespaced(world.sim.client(), NAMESPACE);

@@ -180,6 +180,7 @@ impl Fixture {
             workflow: "report".into(),
             deadline_ms: None,
             resources: None,
+            traceparent: None,
         };
         job_manifest(&input, &settings).unwrap()
     }
@@ -227,6 +228,7 @@ fn attempt(execution_id: Uuid, number: u32) -> Attempt {
         deadline_ms: None,
         resources: None,
         takeover: false,
+        trace: None,
     }
 }
 
@@ -245,6 +247,21 @@ async fn run(runner: &KubeRunner, attempt: &Attempt, cancel: CancellationToken) 
         .await
         .expect("the attempt did not end within 60 s");
     (end, rx.await.ok())
+}
+
+/// The sum of the runner's `flowlike_dispatcher_kube_{family}` samples whose labels contain each of `labels`,
+/// as the dispatcher's `/metrics` would show them.
+fn kube_metric(runner: &KubeRunner, family: &str, labels: &[&str]) -> f64 {
+    let text = flow_like_dispatcher::health::Metrics::new(runner).encode();
+    let family = format!("flowlike_dispatcher_kube_{family}");
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (name, rest) = series.split_once('{').unwrap_or((series, ""));
+            (name == family && labels.iter().all(|l| rest.contains(l))).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
 }
 
 fn retry_reason(end: &AttemptEnd) -> &str {
@@ -284,6 +301,16 @@ async fn success_is_reported_by_the_executor_and_the_job_is_labelled() {
     let manifest = fx.manifest(&attempt).await.expect("the executor wrote its manifest");
     assert_eq!(manifest.outcome, FinishedOutcome::Succeeded);
     assert_eq!(fx.pods_of(&name).len(), 1);
+    // What the dispatcher's /metrics shows for it.
+    assert_eq!(kube_metric(&runner, "jobs_total", &["action=\"created\""]), 1.0);
+    let create = ["verb=\"create\"", "resource=\"jobs\"", "code=\"201\""];
+    assert_eq!(kube_metric(&runner, "requests_total", &create), 1.0);
+    assert_eq!(kube_metric(&runner, "requests_total", &["verb=\"list\"", "code=\"200\""]), 2.0, "a list per watcher");
+    assert!(kube_metric(&runner, "requests_total", &["verb=\"watch\"", "resource=\"pods\""]) >= 1.0);
+    let created = ["verb=\"create\"", "resource=\"jobs\""];
+    assert_eq!(kube_metric(&runner, "request_duration_seconds_count", &created), 1.0);
+    assert_eq!(kube_metric(&runner, "job_outcomes_total", &["cause=\"succeeded\""]), 1.0);
+    assert_eq!(kube_metric(&runner, "job_outcomes_total", &[]), 1.0);
 }
 
 #[tokio::test]
@@ -304,6 +331,8 @@ async fn executor_verdicts_and_infrastructure_exits_are_classified() {
     let reason = retry_reason(&infra);
     assert!(reason.contains("exited with code 1 (infrastructure failure)"), "{reason}");
     assert!(reason.contains("BackoffLimitExceeded"), "{reason}");
+    assert_eq!(kube_metric(&runner, "job_outcomes_total", &["cause=\"workflow_failed\""]), 1.0);
+    assert_eq!(kube_metric(&runner, "job_outcomes_total", &["cause=\"executor_exit_1\""]), 1.0);
 }
 
 #[tokio::test]
@@ -328,6 +357,9 @@ async fn an_existing_job_is_adopted_not_created_again() {
     let (again, _) = run(&runner, &attempt, CancellationToken::new()).await;
     assert_eq!(again, AttemptEnd::Reported { exit_code: 0 });
     assert_eq!(fx.pods_of(&name).len(), 1);
+    assert_eq!(kube_metric(&runner, "jobs_total", &["action=\"adopted\""]), 2.0);
+    assert_eq!(kube_metric(&runner, "jobs_total", &["action=\"created\""]), 0.0);
+    assert_eq!(kube_metric(&runner, "requests_total", &["verb=\"create\"", "code=\"409\""]), 2.0);
 }
 
 #[tokio::test]
@@ -367,6 +399,8 @@ async fn a_storm_of_429_with_retry_after_still_creates_the_job_once() {
     // Each 429 asked for one second: the runner waited that long before each retry.
     assert!(started_after >= Duration::from_secs(3), "created after {started_after:?}");
     assert!(runner.api_stats().retries() >= 3);
+    assert_eq!(kube_metric(&runner, "requests_total", &["verb=\"create\"", "code=\"429\""]), 3.0);
+    assert_eq!(kube_metric(&runner, "requests_total", &["verb=\"create\"", "code=\"201\""]), 1.0);
 }
 
 #[tokio::test]
@@ -507,6 +541,8 @@ async fn an_evicted_pod_ends_the_attempt_as_a_retry_and_its_job_is_deleted() {
     // The Job controller's replacement pod does not run the same attempt again: the Job and pods are gone.
     assert!(fx.job(&name).is_none());
     assert!(fx.pods_of(&name).is_empty());
+    assert_eq!(kube_metric(&runner, "job_outcomes_total", &["cause=\"evicted\""]), 1.0);
+    assert_eq!(kube_metric(&runner, "jobs_total", &["action=\"deleted\""]), 1.0);
 }
 
 #[tokio::test]
@@ -518,6 +554,7 @@ async fn an_oom_killed_executor_is_retried() {
     let (end, _) = run(&runner, &attempt, CancellationToken::new()).await;
     let reason = retry_reason(&end);
     assert!(reason.contains("ran out of memory (OOMKilled, exit code 137, memory limit 512Mi)"), "{reason}");
+    assert_eq!(kube_metric(&runner, "job_outcomes_total", &["cause=\"oom_killed\""]), 1.0);
 }
 
 #[tokio::test]
@@ -535,6 +572,7 @@ async fn an_image_that_cannot_be_pulled_is_retried_after_the_start_timeout() {
     assert!(started.is_some(), "the Job was created");
     let name = job_name(attempt.execution_id, 1);
     assert!(fx.job(&name).is_none(), "the stuck Job was deleted");
+    assert_eq!(kube_metric(&runner, "job_outcomes_total", &["cause=\"image_pull\""]), 1.0);
 }
 
 #[tokio::test]
@@ -551,6 +589,7 @@ async fn a_job_past_its_deadline_is_concluded_as_timed_out() {
         other => panic!("expected timed_out, got {other:?}"),
     }
     assert!(begun.elapsed() < Duration::from_secs(15));
+    assert_eq!(kube_metric(&runner, "job_outcomes_total", &["cause=\"deadline_exceeded\""]), 1.0);
 }
 
 #[tokio::test]
@@ -608,6 +647,8 @@ async fn watchers_survive_forced_410_and_relist() {
     assert_eq!(end, AttemptEnd::Reported { exit_code: 0 });
     assert!(fx.sim.watches_expired() >= 4, "both watches were expired twice: {}", fx.sim.watches_expired());
     assert!(runner.watch_stats().errors() >= 4);
+    assert!(kube_metric(&runner, "watch_restarts_total", &["resource=\"jobs\"", "reason=\"expired\""]) >= 2.0);
+    assert!(kube_metric(&runner, "watch_restarts_total", &["resource=\"pods\"", "reason=\"expired\""]) >= 2.0);
 }
 
 #[tokio::test]
@@ -664,6 +705,11 @@ async fn the_rate_limit_bounds_requests_per_second() {
         .unwrap();
     assert!(most_in_a_second <= 5 + 2 + 1, "{most_in_a_second} requests within one second");
     assert_eq!(runner.api_stats().requests(), 16);
+    // The requests past the burst waited for the limit, about 2.4 s in all at 5/s.
+    assert!(kube_metric(&runner, "ratelimit_waits_total", &[]) >= 10.0);
+    let waited = kube_metric(&runner, "ratelimit_wait_seconds_total", &[]);
+    assert!(waited >= 1.0, "waited {waited} s for the rate limit");
+    assert_eq!(kube_metric(&runner, "requests_total", &["verb=\"delete\"", "code=\"404\""]), 12.0);
 }
 
 /// With `KUBE_MAX_CONCURRENT_REQUESTS=3`, twelve attempts starting at once never have more than three Job creates

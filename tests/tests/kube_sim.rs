@@ -31,6 +31,7 @@ fn job(script: &str, adjust: impl FnOnce(&mut JobSettings)) -> Job {
         workflow: "wf".into(),
         deadline_ms: None,
         resources: None,
+        traceparent: None,
     };
     let mut job = job_manifest(&spec, &settings).unwrap();
     let pod = job.spec.as_mut().unwrap().template.spec.as_mut().unwrap();

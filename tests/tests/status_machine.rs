@@ -29,6 +29,7 @@ async fn database_with(ids: &[Uuid]) -> anyhow::Result<PgPool> {
             input_key: None,
             priority: 5,
             labels: serde_json::json!({}),
+            traceparent: None,
         };
         executions::insert(&pool, &new, None).await?;
     }
@@ -45,6 +46,7 @@ fn history(id: Uuid, variant: usize) -> Vec<Transition> {
     let t = |attempt, ms, change| Transition { execution: id, attempt, at: at(ms), change };
     let dispatched = |ms: i64| Change::Dispatched {
         dispatcher: "d1".into(),
+        runner: "process".into(),
         runner_ref: Some("pid 1".into()),
         claimed_at: at(ms - 5),
     };
@@ -108,10 +110,19 @@ async fn shuffled_and_duplicated_replays_reach_the_same_state() -> anyhow::Resul
     let events: Vec<Transition> = ids.iter().enumerate().flat_map(|(i, id)| history(*id, i)).collect();
 
     let in_order = database_with(&ids).await?;
+    let mut finished_in_order = Vec::new();
     for event in &events {
-        transitions::apply(&in_order, std::slice::from_ref(event)).await?;
+        let applied = transitions::apply(&in_order, std::slice::from_ref(event)).await?;
+        finished_in_order.extend(applied.finished);
     }
     let expected = state(&in_order).await?;
+    // Each execution is reported finished once, so the latency histograms time it once.
+    assert_eq!(finished_in_order.len(), ids.len());
+    let finished_times = |mut finished: Vec<transitions::ExecutionFinished>| {
+        finished.sort_by_key(|f| f.execution);
+        finished
+    };
+    let finished_in_order = finished_times(finished_in_order);
     // Sanity: the histories ended where they should.
     let statuses: Vec<&str> = expected.0.iter().map(|row| row.1.as_str()).collect();
     assert_eq!(statuses.iter().filter(|s| **s == "succeeded").count(), 10);
@@ -130,19 +141,31 @@ async fn shuffled_and_duplicated_replays_reach_the_same_state() -> anyhow::Resul
         replay.shuffle(&mut rng);
         let shuffled = database_with(&ids).await?;
         let mut rest = &replay[..];
+        let (mut finished, mut counted) = (Vec::new(), 0);
         while !rest.is_empty() {
             let n = rng.random_range(1..=rest.len().min(25));
-            transitions::apply(&shuffled, &rest[..n]).await?;
+            let applied = transitions::apply(&shuffled, &rest[..n]).await?;
+            counted += applied.advanced + applied.duplicate + applied.stale;
+            finished.extend(applied.finished);
             rest = &rest[n..];
         }
         assert_eq!(state(&shuffled).await?, expected, "seed {seed}");
+        assert_eq!(counted, replay.len() as u64, "every event is counted once, seed {seed}");
+        // When each execution ended is exact whatever the order; its runner and run time are what PostgreSQL
+        // knew when the end was applied (an attempt's dispatched or started event may come after its end).
+        let ends = |f: Vec<transitions::ExecutionFinished>| {
+            finished_times(f).into_iter().map(|f| (f.execution, f.status, f.end_to_end)).collect::<Vec<_>>()
+        };
+        assert_eq!(ends(finished), ends(finished_in_order.clone()), "seed {seed}");
     }
 
     // A finished execution never goes back: replaying its early events changes nothing.
     let before = state(&in_order).await?;
     let early: Vec<Transition> =
         events.iter().filter(|e| !matches!(e.change, Change::Finished { .. })).cloned().collect();
-    transitions::apply(&in_order, &early).await?;
+    let applied = transitions::apply(&in_order, &early).await?;
     assert_eq!(state(&in_order).await?, before);
+    assert_eq!((applied.advanced, applied.stale), (0, early.len() as u64));
+    assert!(applied.started.is_empty() && applied.finished.is_empty(), "{applied:?}");
     Ok(())
 }

@@ -174,6 +174,8 @@ pub async fn redrive(
         body: QueueBody {
             workflow_version: record.workflow_version,
             labels: serde_json::from_value(record.labels.clone()).unwrap_or_default(),
+            // A redriven attempt is not joined to the execution's trace (docs/tracing.md).
+            traceparent: None,
         },
     };
     // The record says queued now; the reconciler enqueues it if this fails, so the client may just look later.

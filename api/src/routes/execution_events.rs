@@ -131,6 +131,7 @@ pub async fn events(
         terminal: record.status.is_terminal(),
         ended: false,
         _permit: permit,
+        _open: state.metrics.stream_opened(),
     };
     let stream = futures::stream::unfold(follow, |mut follow| async move {
         let event = follow.next().await?;
@@ -144,6 +145,8 @@ pub async fn events(
 
 /// One client's position in one progress stream.
 struct Follow {
+    /// Counts this stream in `flowlike_api_sse_streams_open` while it lives.
+    _open: crate::metrics::OpenStream,
     conn: MultiplexedConnection,
     db: PgPool,
     tenant: String,
@@ -279,6 +282,7 @@ mod tests {
             error: Some("deadline".into()),
             result_key: Some("executions/x/attempts/2/result.json".into()),
             duration_ms: 12,
+            nodes: Vec::new(),
         }));
         assert_eq!(
             data,

@@ -18,6 +18,7 @@ use flow_like_shared::ids::valid_workflow_name;
 use flow_like_shared::queue::{self, DEFAULT_PRIORITY, MAX_PRIORITY, QueueBody, QueueMessage};
 use flow_like_shared::record::executions::{self, ExecutionFilter, ExecutionRecord, IdempotentInsert, NewExecution};
 use flow_like_shared::record::workflows;
+use flow_like_shared::trace::{Span, SpanContext, SpanKind};
 use flow_like_shared::workflow;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -276,15 +277,27 @@ pub async fn submit(
     headers: HeaderMap,
     body: JsonBody<SubmitExecution>,
 ) -> Result<Response, ApiError> {
-    let result = submit_inner(&state, &caller, &headers, body).await;
-    state.metrics.submission(match &result {
-        Ok((_, replayed)) if *replayed => "replayed",
-        Ok(_) => "accepted",
-        Err(ApiError::DatabaseUnavailable(_) | ApiError::QueueUnavailable(_) | ApiError::StorageUnavailable(_)) => {
-            "unavailable"
+    let id = Uuid::now_v7();
+    let span = state.tracer.is_enabled().then(|| submit_span(id, &headers));
+    let result = submit_inner(&state, &caller, &headers, body, id, span.as_ref().map(|s| s.context)).await;
+    if let Some(mut span) = span {
+        span.attr("flowlike.tenant", caller.tenant.as_str());
+        match &result {
+            Ok((accepted, replayed)) => {
+                span.attr("flowlike.execution_id", accepted.id.to_string())
+                    .attr("flowlike.workflow", accepted.workflow.as_str())
+                    .flag("flowlike.replayed", *replayed);
+            }
+            Err(err) => {
+                span.fail(err.to_string());
+            }
         }
-        Err(_) => "refused",
-    });
+        state.tracer.end(span);
+    }
+    // Refusals (extractor rejections included) are counted by the metrics layer, by problem type.
+    if let Ok((_, replayed)) = &result {
+        state.metrics.submission(if *replayed { "replayed" } else { "accepted" });
+    }
     let (accepted, replayed) = result?;
     // Ids and names only: never the input, labels or the workflow document, which may hold secrets.
     if replayed {
@@ -303,11 +316,21 @@ pub async fn submit(
     Ok(response)
 }
 
+/// The root of the execution's trace: a child of the client's `traceparent` when it sent one, else a new trace
+/// whose id is the execution id.
+fn submit_span(id: Uuid, headers: &HeaderMap) -> Span {
+    let parent = headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(SpanContext::parse);
+    let context = parent.map_or_else(|| SpanContext::root(id), |p| p.child());
+    Span::start("submit", SpanKind::Server, context, parent)
+}
+
 async fn submit_inner(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
     body: JsonBody<SubmitExecution>,
+    id: Uuid,
+    trace: Option<SpanContext>,
 ) -> Result<(Accepted, bool), ApiError> {
     let idempotency = idempotency_key(headers)?;
     let JsonBody { value: mut request, raw } = body;
@@ -318,7 +341,7 @@ async fn submit_inner(
     let request_sha256: Option<[u8; 32]> =
         idempotency.map(|_| Sha256::digest(serde_json::to_vec(&raw).unwrap_or_default()).into());
 
-    let id = Uuid::now_v7();
+    let traceparent = trace.map(|context| context.traceparent());
     let input_bytes = serde_json::to_vec(&request.input).unwrap_or_default();
     let (input, input_key) = if input_bytes.len() > state.settings.inline_input_max_bytes {
         (None, Some(state.storage.put_input(id, Bytes::from(input_bytes)).await?))
@@ -336,6 +359,7 @@ async fn submit_inner(
         input_key: input_key.clone(),
         priority: i16::from(priority),
         labels,
+        traceparent: traceparent.clone(),
     };
     let Some(idempotency) = idempotency.zip(request_sha256.as_ref()) else {
         // The common path: committed and queued as part of a batch with other submissions.
@@ -390,7 +414,7 @@ async fn submit_inner(
         priority,
         attempt: 1,
         queued_at_ms: queued_at.timestamp_millis(),
-        body: QueueBody { workflow_version: resolved.version, labels: request.labels },
+        body: QueueBody { workflow_version: resolved.version, labels: request.labels, traceparent },
     };
     let mut redis = state.redis.clone();
     if let Err(err) = queue::enqueue(&mut redis, &state.keys, &message).await {

@@ -58,8 +58,10 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     response
 }
 
-/// Prometheus metrics in the OpenMetrics text format, on the metrics listener (`API_METRICS_LISTEN`), not in the
-/// public API or its document.
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
+/// Prometheus metrics (OpenMetrics, or the text format 0.0.4 for scrapers that do not ask for OpenMetrics), on
+/// the metrics listener (`API_METRICS_LISTEN`), not in the public API or its document.
+pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = flow_like_shared::telemetry::metrics_response(accept, state.metrics.encode());
+    ([(header::CONTENT_TYPE, content_type)], body)
 }

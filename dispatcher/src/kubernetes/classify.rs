@@ -298,6 +298,41 @@ pub fn api_failure(what: &str, err: &kube::Error) -> AttemptEnd {
     }
 }
 
+/// How an attempt ended, as one of a fixed set of causes: the `cause` label of
+/// `flowlike_dispatcher_kube_job_outcomes_total`. Read from the ending this module decided (the retry reasons
+/// are the sentences built above, so the two stay side by side).
+pub fn cause(end: &AttemptEnd) -> &'static str {
+    match end {
+        AttemptEnd::Reported { exit_code: 0 } => "succeeded",
+        AttemptEnd::Reported { exit_code: WORKFLOW_FAILED_EXIT_CODE } => "workflow_failed",
+        AttemptEnd::Reported { exit_code: CANCELLED_EXIT_CODE } => "cancelled",
+        AttemptEnd::Reported { .. } => "exit_other",
+        AttemptEnd::Concluded { outcome: FinishedOutcome::TimedOut, .. } => "deadline_exceeded",
+        AttemptEnd::Concluded { outcome: FinishedOutcome::Cancelled, .. } => "cancelled",
+        AttemptEnd::Concluded { .. } => "concluded_other",
+        AttemptEnd::Fail { .. } => "refused_by_api",
+        AttemptEnd::Retry { reason } => retry_cause(reason),
+    }
+}
+
+fn retry_cause(reason: &str) -> &'static str {
+    const CAUSES: &[(&str, &str)] = &[
+        (" was evicted (", "evicted"),
+        ("(OOMKilled", "oom_killed"),
+        ("(exit code 137, SIGKILL", "killed"),
+        ("exited with code 1 (infrastructure failure)", "executor_exit_1"),
+        ("the executor exited with code ", "executor_exit_other"),
+        ("the executor image cannot be pulled", "image_pull"),
+        ("the executor container cannot be created", "create_container"),
+        (" never started: ", "never_started"),
+        ("Job vanished: ", "job_deleted"),
+        ("Kubernetes did not accept ", "api_unavailable"),
+        ("the Kubernetes API could not be reached", "api_unavailable"),
+        (" exists but is not this attempt's ", "name_conflict"),
+    ];
+    CAUSES.iter().find(|(needle, _)| reason.contains(needle)).map_or("other", |(_, cause)| cause)
+}
+
 #[cfg(test)]
 #[path = "classify_tests.rs"]
 mod tests;

@@ -253,3 +253,35 @@ fn a_slim_pod_gives_the_same_state_as_the_full_one() {
     assert_eq!(state.terminated.as_ref().map(|t| t.exit_code), Some(137));
     assert!(state.disruption.is_some(), "{state:?}");
 }
+
+/// Every ending this module decides maps to its own cause label (and an unknown sentence to `other`).
+#[test]
+fn endings_have_bounded_causes() {
+    let backoff = failed("BackoffLimitExceeded", "Job has reached the specified backoff limit");
+    let cases = [
+        (finished(&job(json!([{"type": "Complete", "status": "True"}])), &[]), "succeeded"),
+        (finished(&backoff, &[terminated(0, 3, "Error", None)]), "workflow_failed"),
+        (finished(&backoff, &[terminated(0, 4, "Error", None)]), "cancelled"),
+        (finished(&failed("DeadlineExceeded", "too long"), &[]), "deadline_exceeded"),
+        (finished(&backoff, &[terminated(0, 137, "OOMKilled", None)]), "oom_killed"),
+        (finished(&backoff, &[terminated(0, 137, "Error", None)]), "killed"),
+        (finished(&backoff, &[terminated(0, 1, "Error", Some("boom"))]), "executor_exit_1"),
+        (finished(&backoff, &[terminated(0, 2, "Error", None)]), "executor_exit_other"),
+        (finished(&backoff, &[waiting(0, "ErrImagePull")]), "never_started"),
+        (eviction(&[evicted(0)]), "evicted"),
+        (finished(&backoff, &[evicted(0)]), "evicted"),
+    ];
+    for (end, expected) in cases {
+        let end = end.expect("an ending");
+        assert_eq!(cause(&end), expected, "{end:?}");
+    }
+    let stuck = start_failure(&[waiting(0, "ImagePullBackOff")]).unwrap();
+    assert_eq!(cause(&AttemptEnd::Retry { reason: format!("{stuck} for 300 s; the Job was deleted") }), "image_pull");
+    let stuck = start_failure(&[waiting(0, "CreateContainerConfigError")]).unwrap();
+    assert_eq!(cause(&AttemptEnd::Retry { reason: stuck }), "create_container");
+    assert_eq!(cause(&api_failure("the Job", &api_error(403, "Forbidden", "no"))), "refused_by_api");
+    assert_eq!(cause(&api_failure("the Job", &api_error(503, "ServiceUnavailable", "busy"))), "api_unavailable");
+    let unreachable = kube::Error::Service("connection refused".into());
+    assert_eq!(cause(&api_failure("the Job", &unreachable)), "api_unavailable");
+    assert_eq!(cause(&AttemptEnd::Retry { reason: "something new".into() }), "other");
+}

@@ -7,6 +7,7 @@
 //! Retrying a create is safe because Job names are deterministic: if the first request was applied after all,
 //! the retry gets `409 AlreadyExists` and the runner adopts the Job.
 
+use super::metrics::KubeMetrics;
 use super::ratelimit::TokenBucket;
 use http::{Request, Response, StatusCode};
 use kube::client::Body;
@@ -78,6 +79,7 @@ pub fn gated_client(
     max_concurrent: usize,
     policy: RetryPolicy,
     stats: Arc<ApiStats>,
+    metrics: KubeMetrics,
 ) -> kube::Client {
     let namespace = inner.default_namespace().to_owned();
     let slots = Arc::new(Semaphore::new(max_concurrent.max(1)));
@@ -88,6 +90,7 @@ pub fn gated_client(
             slots: slots.clone(),
             policy: policy.clone(),
             stats: stats.clone(),
+            metrics: metrics.clone(),
         };
         async move { gate.send(request).await }
     });
@@ -100,6 +103,7 @@ struct Gate {
     slots: Arc<Semaphore>,
     policy: RetryPolicy,
     stats: Arc<ApiStats>,
+    metrics: KubeMetrics,
 }
 
 impl Gate {
@@ -112,12 +116,20 @@ impl Gate {
             let replay = copy_request(&request);
             // Held while this try is in flight, not while backing off.
             let _slot = if is_watch(&request) { None } else { self.slots.acquire().await.ok() };
-            self.limiter.acquire().await;
+            self.metrics.rate_limited(self.limiter.acquire().await);
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             if retry > 0 {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
             }
+            let (method, uri) = (request.method().clone(), request.uri().clone());
+            let sent = Instant::now();
             let result = self.inner.send(request).await;
+            let code = match &result {
+                Ok(response) => Some(response.status().as_u16()),
+                Err(kube::Error::Api(status)) => Some(status.code),
+                Err(_) => None,
+            };
+            self.metrics.request(&method, uri.path(), uri.query(), code, sent.elapsed());
             let server_hint = match &result {
                 Ok(response) if is_retryable(response.status()) => retry_after(response),
                 Ok(_) => return result,

@@ -63,6 +63,8 @@ pub struct JobSpecInput {
     /// The workflow's own deadline; the Job gets it (rounded up to seconds) plus [`DEADLINE_GRACE_SECS`].
     pub deadline_ms: Option<u64>,
     pub resources: Option<ResourceOverrides>,
+    /// The dispatcher's `attempt` span (W3C `traceparent`), given to the executor as `TRACEPARENT`.
+    pub traceparent: Option<String>,
 }
 
 /// Why no Job could be built for an attempt. Each variant is the execution's fault, not the operator's: the
@@ -138,6 +140,9 @@ pub fn job_manifest(spec: &JobSpecInput, settings: &JobSettings) -> Result<Job, 
         env_var("EXECUTION_TENANT", spec.tenant.clone()),
     ];
     env.extend(settings.executor_env.pairs().into_iter().map(|(k, v)| env_var(k, v)));
+    if let Some(traceparent) = &spec.traceparent {
+        env.push(env_var("TRACEPARENT", traceparent.clone()));
+    }
     // An extra entry replaces a shared setting of the same name (the operator's explicit choice), never the
     // attempt's identity (refused when the settings were read).
     for extra in &extras.env {

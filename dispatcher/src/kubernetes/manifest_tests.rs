@@ -25,6 +25,7 @@ fn input() -> JobSpecInput {
         workflow: "order-report".into(),
         deadline_ms: None,
         resources: None,
+        traceparent: None,
     }
 }
 

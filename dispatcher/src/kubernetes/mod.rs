@@ -5,6 +5,7 @@
 pub mod classify;
 pub mod client;
 pub mod manifest;
+pub mod metrics;
 pub mod ratelimit;
 pub mod runner;
 pub mod settings;

@@ -30,12 +30,13 @@ impl TokenBucket {
     }
 
     /// Waits for one token. Callers are served in the order they asked: each one is promised the next token
-    /// and sleeps until it is due, so waiting never spins.
-    pub async fn acquire(&self) {
+    /// and sleeps until it is due, so waiting never spins. Returns how long it waited.
+    pub async fn acquire(&self) -> Duration {
         let wait = self.reserve();
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+        wait
     }
 
     /// Takes the next token, possibly on credit, and says how long until it is due.

@@ -10,12 +10,14 @@ use super::JobSpecInput;
 use super::classify::{self, JobState};
 use super::client::{ApiStats, RetryPolicy, gated_client};
 use super::manifest::{LABEL_ATTEMPT, LABEL_EXECUTION, LABEL_INSTANCE, job_manifest, job_name};
+use super::metrics::KubeMetrics;
 use super::ratelimit::TokenBucket;
 use super::settings::{ExecutorEnv, JobSettings, SettingsError};
 use super::watch::{SlimJob, SlimPod, Subscription, SweptJob, Tracker, WatchStats, spawn_watchers};
 use crate::config::KubernetesConfig;
 use crate::runner::{Attempt, AttemptEnd, Runner, Started};
 use flow_like_shared::status::FinishedOutcome;
+use flow_like_shared::trace::{Span, SpanKind, Tracer};
 use futures::future::BoxFuture;
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt as _;
@@ -83,6 +85,9 @@ pub struct KubeRunner {
     tuning: RunnerTuning,
     start_timeout: Duration,
     stats: Arc<ApiStats>,
+    metrics: KubeMetrics,
+    /// Set once by the dispatcher that runs this runner (`Runner::use_tracer`).
+    tracer: std::sync::OnceLock<Tracer>,
     _watchers: DropGuard,
 }
 
@@ -119,8 +124,10 @@ impl KubeRunner {
         let stats = Arc::new(ApiStats::default());
         let limiter = Arc::new(TokenBucket::new(config.qps, config.burst));
         let max_concurrent = usize::try_from(config.max_concurrent_requests).unwrap_or(usize::MAX);
-        let client = gated_client(client, limiter, max_concurrent, tuning.retry.clone(), stats.clone());
-        let tracker = Arc::new(Tracker::default());
+        let metrics = KubeMetrics::default();
+        let client =
+            gated_client(client, limiter, max_concurrent, tuning.retry.clone(), stats.clone(), metrics.clone());
+        let tracker = Arc::new(Tracker::with_metrics(metrics.clone()));
         let shutdown = CancellationToken::new();
         spawn_watchers(&client, &namespace, &tracker, tuning.watch_timeout_secs, &shutdown);
         Ok(Self {
@@ -133,6 +140,8 @@ impl KubeRunner {
             tuning,
             start_timeout: Duration::from_secs(config.start_timeout_secs),
             stats,
+            metrics,
+            tracer: std::sync::OnceLock::new(),
             _watchers: shutdown.drop_guard(),
         })
     }
@@ -189,7 +198,10 @@ impl KubeRunner {
         // SIGTERM and their grace period. (The batch/v1 REST default, Orphan, would leave the pods running;
         // Foreground would keep the Job, and its deterministic name, until every pod has stopped.)
         match self.jobs.delete(name, &DeleteParams::background()).await {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                self.metrics.job("deleted");
+                Ok(true)
+            }
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
             Err(err) => Err(err),
         }
@@ -219,6 +231,7 @@ impl KubeRunner {
             workflow: attempt.workflow.clone(),
             deadline_ms: attempt.deadline_ms,
             resources: attempt.resources.clone(),
+            traceparent: attempt.trace.map(|t| t.traceparent()),
         };
         let job = match job_manifest(&input, &self.settings) {
             Ok(job) => job,
@@ -239,10 +252,13 @@ impl KubeRunner {
         // The attempt may run for hours: keep none of the manifest while following it.
         drop(job);
         if let Err(end) = placed {
+            self.metrics.outcome(classify::cause(&end));
             return end;
         }
         let _ = started.send(Started { runner_ref: Some(name.clone()) });
-        self.follow(&name, &mut subscription, &cancel).await
+        let end = self.follow(&name, &mut subscription, &cancel).await;
+        self.metrics.outcome(classify::cause(&end));
+        end
     }
 
     /// `Api::create`, with the answer read as a [`SlimJob`].
@@ -256,8 +272,26 @@ impl KubeRunner {
     }
 
     async fn create_or_adopt(&self, name: &str, job: &Job, attempt: &Attempt) -> Result<(), AttemptEnd> {
+        let tracer = self.tracer.get().filter(|t| t.is_enabled());
+        let span = attempt.trace.filter(|_| tracer.is_some()).map(|parent| {
+            let mut span = Span::start("kubernetes.create_job", SpanKind::Client, parent.child(), Some(parent));
+            span.attr("k8s.job.name", name).attr("k8s.namespace.name", self.namespace.as_str());
+            span
+        });
+        let placed = self.create_or_adopt_untraced(name, job, attempt).await;
+        if let (Some(mut span), Some(tracer)) = (span, tracer) {
+            if let Err(end) = &placed {
+                span.fail(format!("{end:?}"));
+            }
+            tracer.end(span);
+        }
+        placed
+    }
+
+    async fn create_or_adopt_untraced(&self, name: &str, job: &Job, attempt: &Attempt) -> Result<(), AttemptEnd> {
         match self.create(job).await {
             Ok(created) => {
+                self.metrics.job("created");
                 self.tracker.offer_job(name, created);
                 Ok(())
             }
@@ -287,6 +321,7 @@ impl KubeRunner {
             });
         }
         tracing::info!(job = name, takeover = attempt.takeover, "the attempt's Job exists already; adopting it");
+        self.metrics.job("adopted");
         self.tracker.offer_job(name, existing);
         // Its pod may have been stuck or evicted before this runner subscribed, with no event to come.
         self.list_pods(name).await;
@@ -414,6 +449,14 @@ async fn sleep_until(at: Option<Instant>) {
 impl Runner for KubeRunner {
     fn name(&self) -> &'static str {
         "kubernetes"
+    }
+
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.metrics.register(registry);
+    }
+
+    fn use_tracer(&self, tracer: &Tracer) {
+        let _ = self.tracer.set(tracer.clone());
     }
 
     fn run<'a>(

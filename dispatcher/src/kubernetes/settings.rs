@@ -34,6 +34,9 @@ pub struct ExecutorEnv {
     pub log_format: String,
     /// The dispatcher's own REDIS_CA_FILE: the chart mounts the same bundle at the same path in executor pods.
     pub redis_ca_file: Option<String>,
+    /// The dispatcher's OTLP endpoints (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT).
+    pub otlp_endpoint: Option<String>,
+    pub otlp_traces_endpoint: Option<String>,
 }
 
 impl Default for ExecutorEnv {
@@ -49,6 +52,8 @@ impl Default for ExecutorEnv {
             rust_log: "info".into(),
             log_format: "text".into(),
             redis_ca_file: None,
+            otlp_endpoint: None,
+            otlp_traces_endpoint: None,
         }
     }
 }
@@ -69,7 +74,18 @@ impl ExecutorEnv {
                 LogFormat::Json => "json".into(),
             },
             redis_ca_file: redis.ca_file.as_ref().map(|path| path.display().to_string()),
+            otlp_endpoint: None,
+            otlp_traces_endpoint: None,
         }
+    }
+
+    /// Passes the dispatcher's OTLP endpoints on (its headers may hold credentials and are not: give executors
+    /// theirs with EXECUTOR_EXTRA_ENV_FROM).
+    pub fn with_traces(mut self, trace: &flow_like_shared::config::TraceConfig) -> Self {
+        let set = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
+        self.otlp_endpoint = set(&trace.otlp_endpoint);
+        self.otlp_traces_endpoint = set(&trace.otlp_traces_endpoint);
+        self
     }
 
     /// `(name, value)` pairs in the order they appear in the container env.
@@ -86,6 +102,12 @@ impl ExecutorEnv {
         ];
         if let Some(path) = &self.redis_ca_file {
             pairs.push(("REDIS_CA_FILE", path.clone()));
+        }
+        if let Some(endpoint) = &self.otlp_endpoint {
+            pairs.push(("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()));
+        }
+        if let Some(endpoint) = &self.otlp_traces_endpoint {
+            pairs.push(("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint.clone()));
         }
         pairs
     }

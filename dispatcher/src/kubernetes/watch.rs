@@ -234,6 +234,7 @@ pub struct Tracker {
     /// (Jobs listed, pods listed) at least once.
     synced: watch::Sender<(bool, bool)>,
     stats: WatchStats,
+    metrics: super::metrics::KubeMetrics,
 }
 
 impl Default for Tracker {
@@ -245,7 +246,15 @@ impl Default for Tracker {
             pod_order: AtomicU64::new(0),
             synced: watch::Sender::new((false, false)),
             stats: WatchStats::default(),
+            metrics: super::metrics::KubeMetrics::default(),
         }
+    }
+}
+
+impl Tracker {
+    /// A tracker counting watch restarts in `metrics`.
+    pub fn with_metrics(metrics: super::metrics::KubeMetrics) -> Self {
+        Self { metrics, ..Self::default() }
     }
 }
 
@@ -479,10 +488,12 @@ fn spawn_watcher<K: Send + 'static>(
                 Some(Ok(event)) => apply(event),
                 Some(Err(watcher::Error::WatchError(status))) if status.code == 410 => {
                     tracker.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracker.metrics.watch_restart(resource, "expired");
                     tracing::info!(resource, "watch expired (410 Gone); relisting");
                 }
                 Some(Err(err)) => {
                     tracker.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracker.metrics.watch_restart(resource, "error");
                     tracing::warn!(resource, cause = %err, "watch failed; retrying with backoff");
                 }
                 None => return,

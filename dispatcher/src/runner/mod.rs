@@ -29,6 +29,9 @@ pub struct Attempt {
     /// True when this dispatcher took the attempt over from one that stopped heartbeating: the attempt may
     /// already be running (a Job with its deterministic name exists), and a runner that can should adopt it.
     pub takeover: bool,
+    /// The dispatcher's `attempt` span, when traces are on: the runner's own spans go under it, and the
+    /// executor gets it as `TRACEPARENT`.
+    pub trace: Option<flow_like_shared::trace::SpanContext>,
 }
 
 /// How an attempt ended, as far as the runner can tell.
@@ -66,6 +69,14 @@ pub trait Runner: Send + Sync + 'static {
     fn needs_spec(&self) -> bool {
         true
     }
+
+    /// Adds the runner's own metric families to the dispatcher's registry (the Kubernetes runner's API and Job
+    /// metrics); none by default.
+    fn register_metrics(&self, _registry: &mut prometheus_client::registry::Registry) {}
+
+    /// Hands the runner the dispatcher's tracer, for spans of its own under each attempt's (the Kubernetes
+    /// runner's `kubernetes.create_job`); ignored by default.
+    fn use_tracer(&self, _tracer: &flow_like_shared::trace::Tracer) {}
 
     /// Starts `attempt`, sends where it runs on `started` as soon as it is running (at most once; not at all
     /// when it could not start), and resolves when it has ended. When `cancel` fires the runner stops the

@@ -45,6 +45,7 @@ impl ProcessRunner {
             .env("EXECUTION_ID", attempt.execution_id.to_string())
             .env("EXECUTION_ATTEMPT", attempt.attempt.to_string())
             .env("EXECUTION_TENANT", &attempt.tenant)
+            .envs(attempt.trace.map(|t| ("TRACEPARENT", t.traceparent())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

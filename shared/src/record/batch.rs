@@ -26,6 +26,7 @@ pub async fn insert_many(pool: &PgPool, rows: &[NewExecution]) -> Result<Vec<Dat
     let mut input_keys = Vec::with_capacity(n);
     let mut priorities = Vec::with_capacity(n);
     let mut labels = Vec::with_capacity(n);
+    let mut traceparents = Vec::with_capacity(n);
     for row in rows {
         ids.push(row.id);
         tenants.push(row.tenant.as_str());
@@ -36,14 +37,18 @@ pub async fn insert_many(pool: &PgPool, rows: &[NewExecution]) -> Result<Vec<Dat
         input_keys.push(row.input_key.as_deref());
         priorities.push(row.priority);
         labels.push(Json(&row.labels));
+        traceparents.push(row.traceparent.as_deref());
     }
     let returned: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(
         "INSERT INTO executions
-            (id, tenant, workflow_name, workflow_version, workflow, input, input_key, priority, labels, status)
-         SELECT id, tenant, workflow_name, workflow_version, workflow, input, input_key, priority, labels, 'queued'
+            (id, tenant, workflow_name, workflow_version, workflow, input, input_key, priority, labels, traceparent,
+             status)
+         SELECT id, tenant, workflow_name, workflow_version, workflow, input, input_key, priority, labels, traceparent,
+                'queued'
          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::jsonb[], $6::jsonb[], $7::text[],
-                     $8::int2[], $9::jsonb[])
-              AS t (id, tenant, workflow_name, workflow_version, workflow, input, input_key, priority, labels)
+                     $8::int2[], $9::jsonb[], $10::text[])
+              AS t (id, tenant, workflow_name, workflow_version, workflow, input, input_key, priority, labels,
+                    traceparent)
          RETURNING id, queued_at",
     )
     .bind(&ids)
@@ -55,6 +60,7 @@ pub async fn insert_many(pool: &PgPool, rows: &[NewExecution]) -> Result<Vec<Dat
     .bind(&input_keys)
     .bind(&priorities)
     .bind(&labels)
+    .bind(&traceparents)
     .fetch_all(pool)
     .await?;
     // RETURNING's order is not promised to follow the input's: match by id.

@@ -20,6 +20,7 @@ pub struct DispatchRow {
     pub labels: serde_json::Value,
     pub priority: i16,
     pub queued_at: chrono::DateTime<chrono::Utc>,
+    pub traceparent: Option<String>,
 }
 
 impl DispatchRow {
@@ -38,6 +39,7 @@ impl DispatchRow {
             priority: self.priority,
             attempts: self.attempts,
             queued_at: self.queued_at,
+            traceparent: self.traceparent.clone(),
         };
         columns.queue_message(attempt)
     }
@@ -60,7 +62,7 @@ impl DispatchRow {
 pub async fn rows(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<DispatchRow>, RecordError> {
     Ok(sqlx::query_as(
         "SELECT id, tenant, workflow_name, workflow, input, input_key, status, attempts, workflow_version, labels,
-                priority, queued_at
+                priority, queued_at, traceparent
          FROM executions WHERE id = ANY($1)",
     )
     .bind(ids)
@@ -78,7 +80,8 @@ pub async fn stale_in_flight(
     limit: i64,
 ) -> Result<Vec<InFlight>, RecordError> {
     Ok(sqlx::query_as(
-        "SELECT id, tenant, workflow_name, workflow_version, labels, priority, attempts, queued_at FROM executions
+        "SELECT id, tenant, workflow_name, workflow_version, labels, priority, attempts, queued_at, traceparent
+         FROM executions
          WHERE status IN ('dispatched', 'running') AND updated_at < now() - make_interval(secs => $1)
          ORDER BY updated_at LIMIT $2",
     )

@@ -59,6 +59,8 @@ pub struct NewExecution {
     pub input_key: Option<String>,
     pub priority: i16,
     pub labels: serde_json::Value,
+    /// The submit span's W3C trace context (traces on).
+    pub traceparent: Option<String>,
 }
 
 /// The outcome of an insert with an idempotency key.
@@ -117,8 +119,9 @@ pub async fn insert(
 async fn insert_row<'e>(db: impl sqlx::PgExecutor<'e>, new: &NewExecution) -> Result<DateTime<Utc>, RecordError> {
     let (queued_at,): (DateTime<Utc>,) = sqlx::query_as(
         "INSERT INTO executions
-            (id, tenant, workflow_name, workflow_version, workflow, input, input_key, priority, labels, status)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued')
+            (id, tenant, workflow_name, workflow_version, workflow, input, input_key, priority, labels, traceparent,
+             status)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued')
          RETURNING queued_at",
     )
     .bind(new.id)
@@ -130,6 +133,7 @@ async fn insert_row<'e>(db: impl sqlx::PgExecutor<'e>, new: &NewExecution) -> Re
     .bind(&new.input_key)
     .bind(new.priority)
     .bind(&new.labels)
+    .bind(&new.traceparent)
     .fetch_one(db)
     .await?;
     Ok(queued_at)
@@ -266,6 +270,7 @@ pub struct WaitingExecution {
     pub priority: i16,
     pub attempts: i32,
     pub queued_at: DateTime<Utc>,
+    pub traceparent: Option<String>,
 }
 
 impl WaitingExecution {
@@ -287,6 +292,7 @@ impl WaitingExecution {
             body: QueueBody {
                 workflow_version: self.workflow_version,
                 labels: serde_json::from_value(self.labels.clone()).unwrap_or_default(),
+                traceparent: self.traceparent.clone(),
             },
         }
     }
@@ -300,7 +306,8 @@ pub async fn waiting(
     limit: i64,
 ) -> Result<Vec<WaitingExecution>, RecordError> {
     let rows = sqlx::query_as(
-        "SELECT id, tenant, workflow_name, workflow_version, labels, priority, attempts, queued_at FROM executions
+        "SELECT id, tenant, workflow_name, workflow_version, labels, priority, attempts, queued_at, traceparent
+         FROM executions
          WHERE status = 'queued' AND queued_at < now() - make_interval(secs => $1)
            AND ($2::uuid IS NULL OR id > $2)
          ORDER BY id LIMIT $3",

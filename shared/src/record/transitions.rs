@@ -33,6 +33,8 @@ pub struct Transition {
 pub enum Change {
     Dispatched {
         dispatcher: String,
+        /// The runner kind (`process`, `kubernetes`, `noop`).
+        runner: String,
         runner_ref: Option<String>,
         claimed_at: DateTime<Utc>,
     },
@@ -53,8 +55,9 @@ impl Transition {
     /// The transition an event causes; progress and log events change no state.
     pub fn from_entry(entry: &StatusEntry) -> Option<Self> {
         let change = match &entry.event {
-            StatusEvent::Dispatched { dispatcher, runner_ref, claimed_at_ms, .. } => Change::Dispatched {
+            StatusEvent::Dispatched { dispatcher, runner, runner_ref, claimed_at_ms } => Change::Dispatched {
                 dispatcher: dispatcher.clone(),
+                runner: runner.clone(),
                 runner_ref: runner_ref.clone(),
                 claimed_at: from_ms(*claimed_at_ms),
             },
@@ -120,6 +123,7 @@ struct AttemptFold {
     rank: i32,
     status: &'static str,
     dispatcher: Option<String>,
+    runner: Option<String>,
     runner_ref: Option<String>,
     error: Option<String>,
     created_at: Option<DateTime<Utc>>,
@@ -136,10 +140,48 @@ macro_rules! advance {
     };
 }
 
+/// What one batch did, for the dispatcher's metrics. Counted against the state the rows had before the batch,
+/// so a replayed or duplicated event is never counted (or timed) twice.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Applied {
+    /// Transitions that moved their execution forward.
+    pub advanced: u64,
+    /// Transitions whose target the execution had already reached (the same event again).
+    pub duplicate: u64,
+    /// Transitions behind the execution's state (it had moved past them, or ended, or no longer exists).
+    pub stale: u64,
+    /// Attempts this batch first saw running: the time from their `dispatched` to their `started` event.
+    pub started: Vec<AttemptStarted>,
+    /// Executions this batch ended.
+    pub finished: Vec<ExecutionFinished>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptStarted {
+    pub runner: Option<String>,
+    pub dispatch_to_start: std::time::Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionFinished {
+    pub execution: Uuid,
+    /// The runner of the last attempt (none when the execution ended without being dispatched).
+    pub runner: Option<String>,
+    pub status: String,
+    /// Queued (first submission) to finished.
+    pub end_to_end: std::time::Duration,
+    /// The last attempt's start to its end, when it started.
+    pub run: Option<std::time::Duration>,
+}
+
+fn between(from: DateTime<Utc>, to: DateTime<Utc>) -> std::time::Duration {
+    (to - from).to_std().unwrap_or_default()
+}
+
 /// Applies a batch of transitions in one transaction. Idempotent and order-independent (see the module doc).
-pub async fn apply(pool: &PgPool, batch: &[Transition]) -> Result<(), RecordError> {
+pub async fn apply(pool: &PgPool, batch: &[Transition]) -> Result<Applied, RecordError> {
     if batch.is_empty() {
-        return Ok(());
+        return Ok(Applied::default());
     }
     let mut executions: BTreeMap<Uuid, ExecutionFold> = BTreeMap::new();
     let mut attempts: BTreeMap<(Uuid, u32), AttemptFold> = BTreeMap::new();
@@ -162,10 +204,11 @@ pub async fn apply(pool: &PgPool, batch: &[Transition]) -> Result<(), RecordErro
             row.status = attempt_status;
         }
         match &t.change {
-            Change::Dispatched { dispatcher, runner_ref, claimed_at } => {
+            Change::Dispatched { dispatcher, runner, runner_ref, claimed_at } => {
                 fold.claimed_at = earliest(fold.claimed_at, Some(*claimed_at));
                 fold.dispatched_at = earliest(fold.dispatched_at, Some(t.at));
                 row.dispatcher.get_or_insert_with(|| dispatcher.clone());
+                row.runner.get_or_insert_with(|| runner.clone());
                 if row.runner_ref.is_none() {
                     row.runner_ref.clone_from(runner_ref);
                 }
@@ -207,12 +250,17 @@ pub async fn apply(pool: &PgPool, batch: &[Transition]) -> Result<(), RecordErro
     }
 
     let mut tx = pool.begin().await?;
-    // Lock the rows in id order first: concurrent batches touching the same executions cannot deadlock.
-    sqlx::query("SELECT id FROM executions WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(concat!(
+    // Lock the rows in id order first: concurrent batches touching the same executions cannot deadlock. Their
+    // state before the batch tells which transitions move them.
+    let before: Vec<(Uuid, i32, i32)> = sqlx::query_as(
+        "SELECT id, attempts, flowlike_status_rank(status) FROM executions WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let before: BTreeMap<Uuid, (u32, i32)> =
+        before.into_iter().map(|(id, attempt, rank)| (id, (attempt.max(0) as u32, rank))).collect();
+    let after: Vec<ExecutionAfter> = sqlx::query_as(concat!(
         "UPDATE executions e SET
             status = CASE WHEN ",
         advance!(),
@@ -238,7 +286,8 @@ pub async fn apply(pool: &PgPool, batch: &[Transition]) -> Result<(), RecordErro
          FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
                      $8::timestamptz[], $9::timestamptz[], $10::timestamptz[])
               AS u(id, attempt, rank, status, error, result_key, finished_at, claimed_at, dispatched_at, started_at)
-         WHERE e.id = u.id"
+         WHERE e.id = u.id
+         RETURNING e.id, e.attempts, e.status, e.queued_at, e.finished_at"
     ))
     .bind(&ids)
     .bind(&e_attempt)
@@ -250,55 +299,141 @@ pub async fn apply(pool: &PgPool, batch: &[Transition]) -> Result<(), RecordErro
     .bind(&e_claimed)
     .bind(&e_dispatched)
     .bind(&e_started)
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
 
-    let (mut a_id, mut a_attempt, mut a_status, mut a_dispatcher, mut a_ref) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut a_id, mut a_attempt, mut a_status, mut a_dispatcher, mut a_runner, mut a_ref) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut a_error, mut a_created, mut a_started, mut a_finished) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for ((id, attempt), row) in &attempts {
         a_id.push(*id);
         a_attempt.push(*attempt as i32);
         a_status.push(row.status);
         a_dispatcher.push(row.dispatcher.clone());
+        a_runner.push(row.runner.clone());
         a_ref.push(row.runner_ref.clone());
         a_error.push(row.error.clone());
         a_created.push(row.created_at);
         a_started.push(row.started_at);
         a_finished.push(row.finished_at);
     }
-    sqlx::query(
+    let attempt_rows: Vec<AttemptTimes> = sqlx::query_as(
         "INSERT INTO attempts AS a
-            (execution_id, attempt, status, dispatcher, runner_ref, error, created_at, started_at, finished_at)
-         SELECT u.id, u.attempt, u.status, u.dispatcher, u.runner_ref, u.error, COALESCE(u.created_at, now()),
+            (execution_id, attempt, status, dispatcher, runner, runner_ref, error, created_at, started_at,
+             finished_at)
+         SELECT u.id, u.attempt, u.status, u.dispatcher, u.runner, u.runner_ref, u.error, COALESCE(u.created_at, now()),
                 u.started_at, u.finished_at
-         FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
-                     $8::timestamptz[], $9::timestamptz[])
-              AS u(id, attempt, status, dispatcher, runner_ref, error, created_at, started_at, finished_at)
+         FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::timestamptz[], $9::timestamptz[], $10::timestamptz[])
+              AS u(id, attempt, status, dispatcher, runner, runner_ref, error, created_at, started_at, finished_at)
          WHERE EXISTS (SELECT 1 FROM executions e WHERE e.id = u.id)
          ON CONFLICT (execution_id, attempt) DO UPDATE SET
             status = CASE WHEN flowlike_status_rank(EXCLUDED.status) > flowlike_status_rank(a.status)
                           THEN EXCLUDED.status ELSE a.status END,
             dispatcher = COALESCE(a.dispatcher, EXCLUDED.dispatcher),
+            runner = COALESCE(a.runner, EXCLUDED.runner),
             runner_ref = COALESCE(a.runner_ref, EXCLUDED.runner_ref),
             error = COALESCE(a.error, EXCLUDED.error),
             created_at = LEAST(a.created_at, EXCLUDED.created_at),
             started_at = LEAST(a.started_at, EXCLUDED.started_at),
-            finished_at = LEAST(a.finished_at, EXCLUDED.finished_at)",
+            finished_at = LEAST(a.finished_at, EXCLUDED.finished_at)
+         RETURNING a.execution_id, a.attempt, a.dispatcher IS NOT NULL AS dispatched, a.runner, a.created_at,
+                   a.started_at",
     )
     .bind(&a_id)
     .bind(&a_attempt)
     .bind(&a_status)
     .bind(&a_dispatcher)
+    .bind(&a_runner)
     .bind(&a_ref)
     .bind(&a_error)
     .bind(&a_created)
     .bind(&a_started)
     .bind(&a_finished)
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(report(batch, &before, &after, &attempt_rows))
+}
+
+/// An execution row as the batch left it: id, attempts, status, queued_at, finished_at.
+type ExecutionAfter = (Uuid, i32, String, DateTime<Utc>, Option<DateTime<Utc>>);
+
+/// An attempt row as the batch left it.
+#[derive(Debug, sqlx::FromRow)]
+struct AttemptTimes {
+    execution_id: Uuid,
+    attempt: i32,
+    /// Its `dispatched` event has been applied, so `created_at` is the dispatch time.
+    dispatched: bool,
+    runner: Option<String>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+}
+
+/// Compares the rows before and after the batch: see [`Applied`].
+fn report(
+    batch: &[Transition],
+    before: &BTreeMap<Uuid, (u32, i32)>,
+    after: &[ExecutionAfter],
+    attempts: &[AttemptTimes],
+) -> Applied {
+    let mut applied = Applied::default();
+    for t in batch {
+        let target = t.target();
+        match before.get(&t.execution) {
+            Some(&(attempt, rank)) if rank < RANK_TERMINAL && (target.0, target.1) > (attempt, rank) => {
+                applied.advanced += 1
+            }
+            Some(&(attempt, rank)) if (target.0, target.1) == (attempt, rank) => applied.duplicate += 1,
+            _ => applied.stale += 1,
+        }
+    }
+    let attempt_rows: BTreeMap<(Uuid, u32), &AttemptTimes> =
+        attempts.iter().map(|a| ((a.execution_id, a.attempt.max(0) as u32), a)).collect();
+    for (id, attempts_after, status, queued_at, finished_at) in after {
+        let Some(&(attempt_before, rank_before)) = before.get(id) else { continue };
+        let attempts_after = (*attempts_after).max(0) as u32;
+        let rank_after = status_rank(status);
+        if (attempts_after, rank_after) <= (attempt_before, rank_before) || rank_before == RANK_TERMINAL {
+            continue;
+        }
+        // Every attempt whose `running` state this batch crossed, and that shows its dispatch and start.
+        for number in attempt_before.max(1)..=attempts_after {
+            let crossed = (attempt_before, rank_before) < (number, RANK_RUNNING)
+                && (number, RANK_RUNNING) <= (attempts_after, rank_after);
+            if let Some(row) = attempt_rows.get(&(*id, number)).filter(|_| crossed)
+                && let (true, Some(started)) = (row.dispatched, row.started_at)
+            {
+                applied.started.push(AttemptStarted {
+                    runner: row.runner.clone(),
+                    dispatch_to_start: between(row.created_at, started),
+                });
+            }
+        }
+        if rank_after == RANK_TERMINAL
+            && let Some(finished) = finished_at
+        {
+            let last = attempt_rows.get(&(*id, attempts_after));
+            applied.finished.push(ExecutionFinished {
+                execution: *id,
+                runner: last.and_then(|a| a.runner.clone()),
+                status: status.clone(),
+                end_to_end: between(*queued_at, *finished),
+                run: last.and_then(|a| a.started_at).map(|started| between(started, *finished)),
+            });
+        }
+    }
+    applied
+}
+
+fn status_rank(status: &str) -> i32 {
+    match status {
+        "queued" => RANK_QUEUED,
+        "dispatched" => RANK_DISPATCHED,
+        "running" => RANK_RUNNING,
+        _ => RANK_TERMINAL,
+    }
 }
 
 fn target_rank_for_attempt(change: &Change) -> i32 {

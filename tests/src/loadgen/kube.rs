@@ -97,6 +97,7 @@ pub async fn run(options: &KubeJobsOptions) -> anyhow::Result<Value> {
                 deadline_ms: None,
                 resources: None,
                 takeover: false,
+                trace: None,
             };
             let (started_tx, started_rx) = oneshot::channel();
             let called = Instant::now();

@@ -251,6 +251,7 @@ async fn plain_loop(options: &KubeDispatchOptions, concurrency: usize) -> anyhow
                         workflow: "bench".into(),
                         deadline_ms: None,
                         resources: None,
+                        traceparent: None,
                     };
                     let job = job_manifest(&input, &settings)?;
                     if jobs.create(&params, &job).await.is_err() {

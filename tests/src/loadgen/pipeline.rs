@@ -110,6 +110,7 @@ pub async fn fill(
                 input_key: None,
                 priority: 5,
                 labels: json!({}),
+                traceparent: None,
             })
             .collect();
         let queued = batch::insert_many(db, &rows).await?;
@@ -123,7 +124,7 @@ pub async fn fill(
                 priority: 5,
                 attempt: 1,
                 queued_at_ms: queued_at.timestamp_millis(),
-                body: QueueBody { workflow_version: None, labels: BTreeMap::new() },
+                body: QueueBody { workflow_version: None, labels: BTreeMap::new(), traceparent: None },
             })
             .collect();
         for result in queue::enqueue_many(redis, keys, &messages).await? {
