@@ -14,12 +14,13 @@ const EXIT_MARGIN: Duration = Duration::from_millis(250);
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let process_start = Instant::now();
+    // First of all: from here on a SIGTERM (a cancel, an eviction) drains the attempt instead of killing it.
+    let cancel = CancellationToken::new();
+    tokio::spawn(telemetry::cancel_on_signal(cancel.clone()));
     telemetry::install_crypto_provider();
     let config = ExecutorConfig::parse();
     telemetry::init(&config.telemetry);
 
-    let cancel = CancellationToken::new();
-    tokio::spawn(telemetry::cancel_on_signal(cancel.clone()));
     let grace = Duration::from_secs(config.shutdown_grace_secs).saturating_sub(EXIT_MARGIN);
     tokio::spawn(exit_after_grace(cancel.clone(), grace));
 

@@ -13,29 +13,41 @@ pub fn init(config: &TelemetryConfig) {
     };
 }
 
-/// Cancels `token` on SIGTERM or Ctrl-C: the first phase of a graceful shutdown.
-pub async fn cancel_on_signal(token: tokio_util::sync::CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Cancels `token` on SIGTERM or Ctrl-C: the first phase of a graceful shutdown. The handlers are installed
+/// when this is called, not when the returned future is first polled: a spawned task may wait to be scheduled,
+/// and a SIGTERM in that window would kill the process with the default action instead of draining it (an
+/// executor cancelled right after it started would then report nothing). Call it inside the runtime, first.
+pub fn cancel_on_signal(token: tokio_util::sync::CancellationToken) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(cause = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    #[cfg(unix)]
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |signal: std::io::Result<tokio::signal::unix::Signal>, name: &'static str| async move {
+                match signal {
+                    Ok(mut signal) => {
+                        signal.recv().await;
+                    }
+                    Err(err) => {
+                        tracing::error!(cause = %err, "cannot listen for {name}");
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+            tokio::select! {
+                () = wait(terminate, "SIGTERM") => {},
+                () = wait(interrupt, "SIGINT") => {},
             }
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        () = terminate => {},
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown requested");
+        token.cancel();
     }
-    tracing::info!("shutdown requested");
-    token.cancel();
 }
 
 /// Installs aws-lc-rs as the process's TLS crypto provider. kube, reqwest, sqlx and the AWS SDK all use rustls;

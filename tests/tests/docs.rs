@@ -178,7 +178,9 @@ async fn every_metric_is_documented() {
     let api = TestApi::start().await.unwrap();
     let key = api.tenant_key("acme").await.unwrap();
     api.post_json("/api/v1/executions", &key, &json!({"workflow": sample_workflow()})).await.unwrap();
-    let api_metrics = api.http.get(format!("{}/metrics", api.metrics_base)).send().await.unwrap();
+    // In OpenMetrics, where a counter's family is named without `_total`.
+    let api_metrics = api.http.get(format!("{}/metrics", api.metrics_base));
+    let api_metrics = api_metrics.header("accept", "application/openmetrics-text; version=1.0.0").send().await.unwrap();
     let api_metrics = api_metrics.text().await.unwrap();
     let dispatcher_metrics = flow_like_dispatcher::health::Metrics::every_family().encode();
     for (server, text) in [("API", &api_metrics), ("dispatcher", &dispatcher_metrics)] {
