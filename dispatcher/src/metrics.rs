@@ -82,7 +82,6 @@ fn latency() -> Histogram {
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
-    runner: &'static str,
     reconcile_passes: Counter,
     reconcile_requeued: Counter,
     admitted: Counter,
@@ -95,7 +94,9 @@ pub struct Metrics {
     status_lag: Histogram,
     admission_seconds: Histogram,
     outbox_batch: Histogram,
-    queue_wait: Family<RunnerLabels, Histogram>,
+    /// This replica's own series of `queue_wait_seconds` (its runner), resolved once: admission observes it
+    /// without a label lookup.
+    queue_wait: Histogram,
     dispatch_to_start: Family<RunnerLabels, Histogram>,
     run_seconds: Family<RunnerOutcomeLabels, Histogram>,
     end_to_end: Family<RunnerOutcomeLabels, Histogram>,
@@ -191,6 +192,7 @@ impl Metrics {
             "Time an attempt waited in the queue: from submission (a retry: from its backoff ending) to its claim",
             queue_wait.clone(),
         );
+        let queue_wait = queue_wait.get_or_create(&RunnerLabels { runner: runner.to_owned() }).clone();
         let dispatch_to_start = Family::<RunnerLabels, Histogram>::new_with_constructor(latency);
         registry.register(
             "dispatch_to_start_seconds",
@@ -231,7 +233,6 @@ impl Metrics {
         extra(&mut registry);
         Self {
             registry: Arc::new(registry),
-            runner,
             reconcile_passes,
             reconcile_requeued,
             admitted,
@@ -276,7 +277,7 @@ impl Metrics {
 
     /// An attempt claimed after waiting `waited` in the queue.
     pub fn queue_waited(&self, waited: Duration) {
-        self.queue_wait.get_or_create(&RunnerLabels { runner: self.runner.to_owned() }).observe(waited.as_secs_f64());
+        self.queue_wait.observe(waited.as_secs_f64());
     }
 
     pub fn outbox_batch(&self, events: usize) {

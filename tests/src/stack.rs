@@ -197,6 +197,19 @@ impl DispatcherProcess {
 }
 
 /// Submits `workflow` with `input` and returns the execution id.
+/// The sum of the samples of `family` in a Prometheus text scrape whose labels contain each of `labels`
+/// (`key="value"`); 0 when there are none.
+pub fn metric_total(text: &str, family: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (name, rest) = series.split_once('{').unwrap_or((series, ""));
+            (name == family && labels.iter().all(|l| rest.contains(l))).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
 pub async fn submit(api: &TestApi, key: &str, body: &Value) -> anyhow::Result<Uuid> {
     let response = api.post_json("/api/v1/executions", key, body).await?;
     let status = response.status();

@@ -253,15 +253,7 @@ async fn run(runner: &KubeRunner, attempt: &Attempt, cancel: CancellationToken) 
 /// as the dispatcher's `/metrics` would show them.
 fn kube_metric(runner: &KubeRunner, family: &str, labels: &[&str]) -> f64 {
     let text = flow_like_dispatcher::health::Metrics::new(runner).encode();
-    let family = format!("flowlike_dispatcher_kube_{family}");
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (name, rest) = series.split_once('{').unwrap_or((series, ""));
-            (name == family && labels.iter().all(|l| rest.contains(l))).then(|| value.parse::<f64>().ok())?
-        })
-        .sum()
+    flow_like_tests::stack::metric_total(&text, &format!("flowlike_dispatcher_kube_{family}"), labels)
 }
 
 fn retry_reason(end: &AttemptEnd) -> &str {

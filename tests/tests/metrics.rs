@@ -91,17 +91,7 @@ async fn scrape_url(http: &reqwest::Client, url: &str) -> String {
     response.text().await.unwrap()
 }
 
-/// The sum of every sample of `family` whose labels contain each of `labels` (`key="value"`).
-fn total(text: &str, family: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (name, rest) = series.split_once('{').unwrap_or((series, ""));
-            (name == family && labels.iter().all(|l| rest.contains(l))).then(|| value.parse::<f64>().ok())?
-        })
-        .sum()
-}
+use flow_like_tests::stack::metric_total as total;
 
 /// Real work through the API and two dispatchers (real executors, then a runner whose attempts always fail on
 /// infrastructure) moves every family it should, and both servers' output passes `promtool check metrics`.
