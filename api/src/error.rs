@@ -4,13 +4,14 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use flow_like_shared::queue::QueueError;
+use flow_like_shared::protocol::QueueError;
 use flow_like_shared::record::RecordError;
 use flow_like_shared::storage::StorageError;
+use flow_like_shared::workflow;
 use serde::Serialize;
 
 /// Seconds a client should wait before retrying when a backing service is down.
-const RETRY_AFTER_SECS: &str = "5";
+pub const RETRY_AFTER_SECS: &str = "5";
 
 /// One bad part of a request, located by an RFC 6901 JSON Pointer into the request body.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -45,6 +46,14 @@ pub enum ApiError {
     StorageUnavailable(#[source] StorageError),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl InvalidPart {
+    /// A workflow document's validation errors, each pointer prefixed with where the document is in the request
+    /// body (`""` when the body is the document).
+    pub fn of_workflow(prefix: &str, errors: workflow::ValidationErrors) -> Vec<Self> {
+        errors.0.into_iter().map(|e| Self { pointer: format!("{prefix}{}", e.pointer), message: e.message }).collect()
+    }
 }
 
 impl ApiError {
@@ -135,28 +144,35 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %self, cause = %cause, "request failed");
             }
         }
-        let (title, errors) = match &self {
-            Self::Invalid { title, errors } => (title.clone(), errors.clone()),
-            other => (other.to_string(), Vec::new()),
-        };
-        let problem = Problem {
-            problem_type: format!("https://flow-like.dev/problems/{}", self.slug()),
-            title,
-            status: status.as_u16(),
-            detail: None,
-            errors,
-        };
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut response = (status, body).into_response();
-        response.extensions_mut().insert(crate::metrics::ProblemSlug(self.slug()));
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        let slug = self.slug();
+        match self {
+            Self::Invalid { title, errors } => problem(status, slug, title, errors),
+            other => problem(status, slug, other.to_string(), Vec::new()),
         }
-        if status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
     }
+}
+
+/// The one builder of a problem+json answer: the document, its content type, `Retry-After` on a 503,
+/// `WWW-Authenticate` on a 401, and the problem type for the metrics layer. [`ApiError`] answers through it;
+/// a handler calls it directly only for an answer with its own title that no `ApiError` variant has.
+pub fn problem(status: StatusCode, slug: &'static str, title: impl Into<String>, errors: Vec<InvalidPart>) -> Response {
+    let problem = Problem {
+        problem_type: format!("https://flow-like.dev/problems/{slug}"),
+        title: title.into(),
+        status: status.as_u16(),
+        detail: None,
+        errors,
+    };
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    let mut response = (status, body).into_response();
+    response.extensions_mut().insert(crate::metrics::ProblemSlug(slug));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
 }

@@ -5,21 +5,25 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod event_streams;
 pub mod metrics;
 pub mod openapi;
+pub mod params;
 pub mod routes;
+pub mod rules;
 pub mod state;
 pub mod submit;
+pub mod views;
 pub mod waiting;
 
 use crate::config::ApiConfig;
 use crate::state::{AppState, Inner, Settings};
 use axum::Router;
 use axum::routing::{delete, get, post, put};
-use flow_like_shared::keys::Keys;
+use flow_like_shared::protocol::keys::Keys;
 use flow_like_shared::storage::Storage;
 use flow_like_shared::workflow::Limits;
-use flow_like_shared::{queue, record};
+use flow_like_shared::{protocol, record};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -29,9 +33,9 @@ pub enum RunError {
     #[error("connecting to PostgreSQL failed")]
     Database(#[from] record::RecordError),
     #[error("connecting to Redis failed")]
-    Redis(#[from] queue::QueueError),
+    Redis(#[from] protocol::QueueError),
     #[error("the Redis settings are invalid")]
-    RedisSettings(#[from] flow_like_shared::redis_client::RedisSetupError),
+    RedisSettings(#[from] flow_like_shared::protocol::connection::RedisSetupError),
     #[error("S3 settings are invalid")]
     Storage(#[from] flow_like_shared::storage::StorageError),
     #[error("binding {addr} failed")]
@@ -49,7 +53,7 @@ pub enum RunError {
 /// Builds the shared state from settings; connections are lazy, so this works while services are down.
 pub async fn state(config: &ApiConfig) -> Result<AppState, RunError> {
     let db = record::connect_lazy(&config.database)?;
-    let redis = queue::connect_lazy(&config.redis)?;
+    let redis = protocol::connect_lazy(&config.redis)?;
     let keys = Keys::new(config.redis.prefix.clone());
     let submitter = submit::Submitter::new(db.clone(), redis.clone(), keys.clone());
     Ok(AppState(Arc::new(Inner {
@@ -65,7 +69,7 @@ pub async fn state(config: &ApiConfig) -> Result<AppState, RunError> {
         },
         key_cache: auth::KeyCache::new(Duration::from_secs(config.api_key_cache_secs)),
         metrics: metrics::Metrics::default(),
-        event_streams: routes::execution_events::EventStreams::new(&config.redis)?,
+        event_streams: event_streams::EventStreams::new(&config.redis)?,
         submitter,
         tracer: flow_like_shared::trace::Tracer::from_config(&config.trace, "flow-like-api")?,
     })))

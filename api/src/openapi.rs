@@ -214,12 +214,12 @@ fn refine_response_schemas(schemas: &mut Value) {
     }
     if let Some(priority) = schemas["ExecutionView"]["properties"].get_mut("priority") {
         priority["minimum"] = json!(0);
-        priority["maximum"] = json!(flow_like_shared::queue::MAX_PRIORITY);
+        priority["maximum"] = json!(flow_like_shared::protocol::MAX_PRIORITY);
     }
     schemas["ExecutionView"]["properties"]["labels"] =
         json!({"type": "object", "additionalProperties": {"type": "string"}});
     schemas["WorkflowVersionView"]["properties"]["document"] = json!({"$ref": "#/components/schemas/Workflow"});
-    // `flow_like_shared::queue::TenantQueue` and `flow_like_shared::limits::EffectiveLimits`, as serialized.
+    // `flow_like_shared::protocol::reads::TenantQueue` and `flow_like_shared::protocol::limits::EffectiveLimits`, as serialized.
     let count = json!({"type": "integer", "minimum": 0});
     schemas["QueueView"]["properties"]["queue"] = json!({
         "type": "object",

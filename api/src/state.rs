@@ -3,7 +3,7 @@
 use crate::auth::KeyCache;
 use crate::metrics::Metrics;
 use crate::submit::Submitter;
-use flow_like_shared::keys::Keys;
+use flow_like_shared::protocol::keys::Keys;
 use flow_like_shared::storage::Storage;
 use flow_like_shared::workflow::Limits;
 use redis::aio::ConnectionManager;
@@ -22,7 +22,7 @@ pub struct Inner {
     pub key_cache: KeyCache,
     pub metrics: Metrics,
     /// Dedicated Redis connections for Server-Sent Events (blocking reads).
-    pub event_streams: crate::routes::execution_events::EventStreams,
+    pub event_streams: crate::event_streams::EventStreams,
     /// The batcher of submissions without an Idempotency-Key.
     pub submitter: Submitter,
     /// Where the submit spans go (nowhere unless OTEL_EXPORTER_OTLP_ENDPOINT is set).

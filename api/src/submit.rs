@@ -1,70 +1,295 @@
-//! The submit path's batcher: group commit for submissions without an Idempotency-Key.
+//! The submit protocol of `POST /api/v1/executions`, in one place: the execution's trace, the Idempotency-Key,
+//! the workflow (inline or registered), where the input goes, the commit and the enqueue.
 //!
-//! Handlers hand their execution to [`Submitter::submit`] and wait for its outcome. One collector task takes
-//! whatever is waiting (at most [`MAX_BATCH`]) as soon as one of [`MAX_IN_FLIGHT`] batch slots is free, so a
-//! lone submission goes out at once and batches only grow while the previous ones are still being written
-//! (natural batching: no timer, no added idle latency). Each batch is
+//! A submission is committed to PostgreSQL first and answered 202 only after that commit; the queue entry
+//! follows. If the enqueue fails the execution is withdrawn and the client gets 503; if even the withdrawal
+//! fails, the execution stays committed and the reconciler queues it later, so accepted work is never lost.
 //!
-//! 1. one multi-row autocommit `INSERT` (all rows committed together, or none),
-//! 2. one Redis pipeline of the enqueue script, one call per committed row, each with its own outcome,
-//! 3. for the rows whose enqueue failed, one `DELETE` that withdraws them,
-//!
-//! and then every member is answered. The guarantees are those of a single submission: the answer is 202 only
-//! after the row is committed, and then its message is on the stream; a failed enqueue withdraws the row and the
-//! client gets 503; if the withdrawal fails too, the row stays and the reconciler queues it later (202). A batch
-//! insert refused for a reason other than the database being unavailable (one row PostgreSQL will not take
-//! spoils the statement) is retried row by row, so each member gets its own answer.
+//! Without an Idempotency-Key the commit and the enqueue are batched with other submissions ([`batcher`]).
+//! With one, the key and the row are inserted in one transaction, then the one message is enqueued: the same
+//! key with the same body (by SHA-256) replays the original execution, with a different body it is refused.
 
-use chrono::{DateTime, Utc};
-use flow_like_shared::keys::Keys;
-use flow_like_shared::queue::{self, QueueBody, QueueError, QueueMessage};
+pub mod batcher;
+
+pub use batcher::{Committed, Submission, SubmitError, Submitter};
+
+use crate::body::JsonBody;
+use crate::error::{ApiError, InvalidPart};
+use crate::rules::WORKFLOW_NAME_RULE;
+use crate::state::AppState;
+use crate::views::Accepted;
+use axum::http::HeaderMap;
+use bytes::Bytes;
+use flow_like_shared::ids::valid_workflow_name;
+use flow_like_shared::protocol::{self, DEFAULT_PRIORITY};
 use flow_like_shared::record::RecordError;
-use flow_like_shared::record::batch;
-use flow_like_shared::record::executions::NewExecution;
-use redis::aio::ConnectionManager;
-use sqlx::PgPool;
+use flow_like_shared::record::executions::{self, IdempotentInsert, NewExecution};
+use flow_like_shared::record::workflows;
+use flow_like_shared::trace::{Span, SpanContext, SpanKind};
+use flow_like_shared::workflow;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use uuid::Uuid;
 
-/// Most submissions in one batch (one INSERT statement, one Redis pipeline).
-pub const MAX_BATCH: usize = 128;
-/// Batches being written at once: two let one batch's INSERT overlap another's Redis pipeline, while keeping
-/// batches large (each extra slot splits the waiting submissions into more, smaller statements).
-pub const MAX_IN_FLIGHT: usize = 2;
-/// Submissions waiting for a batch; a full queue makes handlers wait (back pressure), it refuses nothing.
-const QUEUE_CAPACITY: usize = 16 * 1024;
+const MAX_LABELS: usize = 32;
+const MAX_LABEL_BYTES: usize = 256;
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+/// Name of an execution submitted with an inline workflow that has no `name`.
+const INLINE_WORKFLOW_NAME: &str = "inline";
+/// SQLSTATE `untranslatable_character`: jsonb refusing `\u0000`.
+const UNTRANSLATABLE_CHARACTER: &str = "22P05";
 
-/// One execution to commit and queue.
+/// A registered workflow, by name and optionally version (latest when absent).
+#[derive(Debug, Clone)]
+pub struct WorkflowRef {
+    pub name: String,
+    pub version: Option<i32>,
+}
+
+/// Body of `POST /api/v1/executions`: exactly one of `workflow` and `workflow_ref`. It is parsed beside its
+/// route (`crate::routes::executions`); its schema in the OpenAPI document is in `crate::openapi::schemas`.
 #[derive(Debug)]
-pub struct Submission {
-    pub row: NewExecution,
-    /// The queue priority (the row's `priority`, as the queue protocol spells it).
-    pub priority: u8,
-    /// The labels for the queue entry's body (the row carries them as JSON).
+pub struct SubmitExecution {
+    /// An inline workflow document.
+    pub workflow: Option<serde_json::Value>,
+    pub workflow_ref: Option<WorkflowRef>,
+    /// The execution's input: any JSON (absent is `null`).
+    pub input: serde_json::Value,
+    /// 0 (lowest) to 9 (highest); default 5. Orders work within a tenant.
+    pub priority: Option<u8>,
     pub labels: BTreeMap<String, String>,
 }
 
-/// A submission that was committed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Committed {
-    pub queued_at: DateTime<Utc>,
-    /// The enqueue failed and so did the withdrawal: the row stays and the reconciler queues it later.
-    pub deferred: bool,
+/// What a submission came to.
+#[derive(Debug)]
+pub struct Submitted {
+    pub accepted: Accepted,
+    /// The Idempotency-Key was seen before with the same body: `accepted` is the original execution.
+    pub replayed: bool,
 }
 
-/// Why a submission was not accepted. Nothing of it is left behind (except what the reconciler will finish).
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    #[error("the insert failed")]
-    Database(#[source] RecordError),
-    #[error("the enqueue failed; the execution was withdrawn")]
-    Queue(#[source] QueueError),
-    #[error("the submission batcher stopped")]
-    Stopped,
+/// Submits one execution for `tenant`: traced, counted and logged, whatever the outcome. The headers are read
+/// for `Idempotency-Key` and `traceparent`.
+pub async fn submit(
+    state: &AppState,
+    tenant: &str,
+    headers: &HeaderMap,
+    body: JsonBody<SubmitExecution>,
+) -> Result<Submitted, ApiError> {
+    let id = Uuid::now_v7();
+    let span = state.tracer.is_enabled().then(|| submit_span(id, headers));
+    let result = commit_and_queue(state, tenant, headers, body, id, span.as_ref().map(|s| s.context)).await;
+    if let Some(mut span) = span {
+        span.attr("flowlike.tenant", tenant);
+        match &result {
+            Ok(submitted) => {
+                span.attr("flowlike.execution_id", submitted.accepted.id.to_string())
+                    .attr("flowlike.workflow", submitted.accepted.workflow.as_str())
+                    .flag("flowlike.replayed", submitted.replayed);
+            }
+            Err(err) => {
+                span.fail(err.to_string());
+            }
+        }
+        state.tracer.end(span);
+    }
+    // Refusals (extractor rejections included) are counted by the metrics layer, by problem type.
+    let submitted = result?;
+    let Submitted { accepted, replayed } = &submitted;
+    state.metrics.submission(if *replayed { "replayed" } else { "accepted" });
+    // Ids and names only: never the input, labels or the workflow document, which may hold secrets.
+    if *replayed {
+        tracing::info!(tenant = %tenant, workflow = %accepted.workflow, execution_id = %accepted.id, "execution replayed for its Idempotency-Key");
+    } else {
+        tracing::info!(tenant = %tenant, workflow = %accepted.workflow, execution_id = %accepted.id, "execution accepted");
+    }
+    Ok(submitted)
 }
 
-impl From<SubmitError> for crate::error::ApiError {
+/// The root of the execution's trace: a child of the client's `traceparent` when it sent one, else a new trace
+/// whose id is the execution id.
+fn submit_span(id: Uuid, headers: &HeaderMap) -> Span {
+    let parent = headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(SpanContext::parse);
+    let context = parent.map_or_else(|| SpanContext::root(id), |p| p.child());
+    Span::start("submit", SpanKind::Server, context, parent)
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value.to_str().map_err(|_| ApiError::Malformed("Idempotency-Key must be visible ASCII".into()))?;
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(ApiError::Malformed(format!("Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY_BYTES} characters")));
+    }
+    Ok(Some(key))
+}
+
+async fn commit_and_queue(
+    state: &AppState,
+    tenant: &str,
+    headers: &HeaderMap,
+    body: JsonBody<SubmitExecution>,
+    id: Uuid,
+    trace: Option<SpanContext>,
+) -> Result<Submitted, ApiError> {
+    let idempotency = idempotency_key(headers)?;
+    let JsonBody { value: mut request, raw } = body;
+    let priority = request.priority.unwrap_or(DEFAULT_PRIORITY);
+    check_labels(&request.labels)?;
+    let resolved = resolve_workflow(state, tenant, &mut request).await?;
+    // Only an idempotent request needs its body's digest; the common submit path skips the re-serialization.
+    let request_sha256: Option<[u8; 32]> =
+        idempotency.map(|_| Sha256::digest(serde_json::to_vec(&raw).unwrap_or_default()).into());
+
+    let traceparent = trace.map(|context| context.traceparent());
+    let input_bytes = serde_json::to_vec(&request.input).unwrap_or_default();
+    let (input, input_key) = if input_bytes.len() > state.settings.inline_input_max_bytes {
+        (None, Some(state.storage.put_input(id, Bytes::from(input_bytes)).await?))
+    } else {
+        (Some(request.input), None)
+    };
+    let labels = serde_json::to_value(&request.labels).unwrap_or_default();
+    let new = NewExecution {
+        id,
+        tenant: tenant.to_string(),
+        workflow_name: resolved.name.clone(),
+        workflow_version: resolved.version,
+        workflow: resolved.document,
+        input,
+        input_key: input_key.clone(),
+        priority: i16::from(priority),
+        labels,
+        traceparent,
+    };
+    let accepted = |queued_at| Accepted::queued(id, resolved.name, resolved.version, priority, queued_at);
+    let Some(idempotency) = idempotency.zip(request_sha256.as_ref()) else {
+        // The common path: committed and queued as part of a batch with other submissions.
+        let submission = Submission { row: new, priority, labels: request.labels };
+        let queued_at = match state.submitter.submit(submission).await {
+            Ok(Committed { queued_at, deferred }) => {
+                if deferred {
+                    state.metrics.submission("enqueue_deferred");
+                }
+                queued_at
+            }
+            Err(err) => {
+                discard_input(state, input_key.as_deref()).await;
+                return Err(err.into());
+            }
+        };
+        return Ok(Submitted { accepted: accepted(queued_at), replayed: false });
+    };
+    // With an Idempotency-Key: the key and the row in one transaction, then a single enqueue.
+    let inserted = executions::insert(&state.db, &new, Some(idempotency)).await;
+    let queued_at = match inserted {
+        Ok(IdempotentInsert::Created { queued_at }) => queued_at,
+        Ok(IdempotentInsert::Existing(original)) => {
+            discard_input(state, input_key.as_deref()).await;
+            let record = executions::get(&state.db, tenant, original).await?.ok_or(ApiError::NotFound("execution"))?;
+            return Ok(Submitted { accepted: Accepted::from(&record), replayed: true });
+        }
+        Ok(IdempotentInsert::Conflict) => {
+            discard_input(state, input_key.as_deref()).await;
+            return Err(ApiError::invalid("", "this Idempotency-Key was already used with a different request body"));
+        }
+        Err(err) => {
+            discard_input(state, input_key.as_deref()).await;
+            return Err(insert_refused(err));
+        }
+    };
+
+    let message = batcher::first_attempt(new, priority, request.labels, queued_at);
+    let mut redis = state.redis.clone();
+    if let Err(err) = protocol::enqueue(&mut redis, &state.keys, &message).await {
+        // Committed but not queued: take it back so the client's retry does not run it twice.
+        match executions::withdraw(&state.db, id).await {
+            Ok(_) => {
+                discard_input(state, input_key.as_deref()).await;
+                return Err(err.into());
+            }
+            Err(withdraw_err) => {
+                // It stays committed; the reconciler will queue it. The client's 202 is true.
+                tracing::warn!(execution_id = %id, cause = %err, withdraw = %withdraw_err, "enqueue deferred to the reconciler");
+                state.metrics.submission("enqueue_deferred");
+            }
+        }
+    }
+    Ok(Submitted { accepted: accepted(queued_at), replayed: false })
+}
+
+fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if labels.len() > MAX_LABELS {
+        return Err(ApiError::invalid("/labels", format!("at most {MAX_LABELS} labels")));
+    }
+    for (key, value) in labels {
+        if key.is_empty() || key.len() > MAX_LABEL_BYTES || value.len() > MAX_LABEL_BYTES {
+            return Err(ApiError::invalid(
+                crate::body::pointer("/labels", key),
+                format!("label keys must be 1-{MAX_LABEL_BYTES} bytes and values at most {MAX_LABEL_BYTES} bytes"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the submit path resolved the request's workflow to.
+struct ResolvedWorkflow {
+    name: String,
+    version: Option<i32>,
+    document: serde_json::Value,
+}
+
+/// Takes the inline workflow out of the request (no copy of the document) or loads the referenced one.
+async fn resolve_workflow(
+    state: &AppState,
+    tenant: &str,
+    request: &mut SubmitExecution,
+) -> Result<ResolvedWorkflow, ApiError> {
+    match (request.workflow.take(), &request.workflow_ref) {
+        (Some(document), None) => {
+            let validated = workflow::validate(&document, &state.settings.workflow_limits)
+                .map_err(|errors| invalid_workflow(InvalidPart::of_workflow("/workflow", errors)))?;
+            let name = validated.workflow().name.clone().unwrap_or_else(|| INLINE_WORKFLOW_NAME.into());
+            if !valid_workflow_name(&name) {
+                return Err(ApiError::invalid("/workflow/name", WORKFLOW_NAME_RULE));
+            }
+            Ok(ResolvedWorkflow { name, version: None, document })
+        }
+        (None, Some(reference)) => {
+            let found = workflows::get(&state.db, tenant, &reference.name, reference.version).await?;
+            let found = found.ok_or_else(|| {
+                ApiError::invalid(
+                    "/workflow_ref",
+                    format!("no registered workflow {:?} with that version", reference.name),
+                )
+            })?;
+            Ok(ResolvedWorkflow { name: found.name, version: Some(found.version), document: found.document })
+        }
+        (Some(_), Some(_)) => Err(ApiError::invalid("/workflow_ref", "give either workflow or workflow_ref, not both")),
+        (None, None) => Err(ApiError::invalid("", "a workflow or a workflow_ref is required")),
+    }
+}
+
+/// The 422 of an invalid inline workflow, titled with its one problem or the number of them.
+fn invalid_workflow(errors: Vec<InvalidPart>) -> ApiError {
+    let title = match errors.as_slice() {
+        [one] => format!("invalid workflow: {}", one.message),
+        many => format!("invalid workflow: {} problems", many.len()),
+    };
+    ApiError::Invalid { title, errors }
+}
+
+/// The API error for a failed insert. PostgreSQL's jsonb cannot hold the NUL character (`\u0000`), which JSON
+/// allows: that is the client's input, refused with 422 rather than a 500.
+fn insert_refused(err: RecordError) -> ApiError {
+    match &err {
+        RecordError::Query(sqlx::Error::Database(db)) if db.code().as_deref() == Some(UNTRANSLATABLE_CHARACTER) => {
+            ApiError::invalid("", "JSON text stored with an execution cannot contain \\u0000")
+        }
+        _ => err.into(),
+    }
+}
+
+impl From<SubmitError> for ApiError {
     fn from(err: SubmitError) -> Self {
         match err {
             SubmitError::Database(err) => insert_refused(err),
@@ -74,185 +299,11 @@ impl From<SubmitError> for crate::error::ApiError {
     }
 }
 
-/// The API error for a failed insert. PostgreSQL's jsonb cannot hold the NUL character (`\u0000`), which JSON
-/// allows: that is the client's input, refused with 422 rather than a 500.
-pub fn insert_refused(err: RecordError) -> crate::error::ApiError {
-    match &err {
-        RecordError::Query(sqlx::Error::Database(db)) if db.code().as_deref() == Some(UNTRANSLATABLE_CHARACTER) => {
-            crate::error::ApiError::invalid("", "JSON text stored with an execution cannot contain \\u0000")
-        }
-        _ => err.into(),
+/// Best effort: an input object of a submission that was not accepted.
+async fn discard_input(state: &AppState, key: Option<&str>) {
+    if let Some(key) = key
+        && let Err(err) = state.storage.delete(&state.storage.meta_bucket, key).await
+    {
+        tracing::warn!(cause = %err, key, "could not delete the input of a refused submission");
     }
-}
-
-/// SQLSTATE `untranslatable_character`: jsonb refusing `\u0000`.
-const UNTRANSLATABLE_CHARACTER: &str = "22P05";
-
-struct Job {
-    submission: Submission,
-    reply: oneshot::Sender<Result<Committed, SubmitError>>,
-}
-
-struct Backends {
-    db: PgPool,
-    redis: ConnectionManager,
-    keys: Keys,
-}
-
-/// The handle handlers submit through. The batcher task starts with the first submission (inside the runtime)
-/// and ends when the last handle is dropped.
-pub struct Submitter {
-    backends: Arc<Backends>,
-    queue: OnceLock<mpsc::Sender<Job>>,
-}
-
-impl Submitter {
-    pub fn new(db: PgPool, redis: ConnectionManager, keys: Keys) -> Self {
-        Self { backends: Arc::new(Backends { db, redis, keys }), queue: OnceLock::new() }
-    }
-
-    /// Commits and queues one execution as part of the next batch; returns once that batch is done.
-    pub async fn submit(&self, submission: Submission) -> Result<Committed, SubmitError> {
-        let queue = self.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-            tokio::spawn(collect(rx, self.backends.clone()));
-            tx
-        });
-        let (reply, answer) = oneshot::channel();
-        queue.send(Job { submission, reply }).await.map_err(|_| SubmitError::Stopped)?;
-        // A dropped reply means the batch task panicked.
-        answer.await.unwrap_or(Err(SubmitError::Stopped))
-    }
-}
-
-/// Takes what is waiting whenever a batch slot is free and writes it as one batch.
-async fn collect(mut rx: mpsc::Receiver<Job>, backends: Arc<Backends>) {
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let mut jobs = Vec::with_capacity(MAX_BATCH);
-        if rx.recv_many(&mut jobs, MAX_BATCH).await == 0 {
-            return; // every Submitter is gone
-        }
-        let backends = backends.clone();
-        tokio::spawn(async move {
-            write_batch(&backends, jobs).await;
-            drop(slot);
-        });
-    }
-}
-
-/// Commits, queues and answers one batch.
-async fn write_batch(backends: &Backends, jobs: Vec<Job>) {
-    let n = jobs.len();
-    let mut rows = Vec::with_capacity(n);
-    let mut rest = Vec::with_capacity(n);
-    for Job { submission, reply } in jobs {
-        rows.push(submission.row);
-        rest.push((submission.priority, submission.labels, reply));
-    }
-
-    let inserted = insert(&backends.db, &rows).await;
-
-    // The committed rows become queue messages; the others are answered now.
-    let mut messages = Vec::with_capacity(n);
-    let mut waiting = Vec::with_capacity(n);
-    for ((row, (priority, labels, reply)), inserted) in rows.into_iter().zip(rest).zip(inserted) {
-        match inserted {
-            Ok(queued_at) => {
-                messages.push(QueueMessage {
-                    execution_id: row.id,
-                    tenant: row.tenant,
-                    workflow: row.workflow_name,
-                    priority,
-                    attempt: 1,
-                    queued_at_ms: queued_at.timestamp_millis(),
-                    body: QueueBody { workflow_version: row.workflow_version, labels, traceparent: row.traceparent },
-                });
-                waiting.push((queued_at, reply));
-            }
-            Err(err) => {
-                let _ = reply.send(Err(SubmitError::Database(err)));
-            }
-        }
-    }
-    if messages.is_empty() {
-        return;
-    }
-
-    let mut redis = backends.redis.clone();
-    let enqueued: Vec<Result<(), QueueError>> = match queue::enqueue_many(&mut redis, &backends.keys, &messages).await {
-        Ok(results) => results.into_iter().map(|r| r.map(drop)).collect(),
-        Err(err) => messages.iter().map(|_| Err(copy_queue_error(&err))).collect(),
-    };
-
-    // Committed but not queued: take them back so the clients' retries do not run them twice.
-    let failed: Vec<uuid::Uuid> =
-        messages.iter().zip(&enqueued).filter(|(_, r)| r.is_err()).map(|(m, _)| m.execution_id).collect();
-    let withdrawn = match batch::withdraw_many(&backends.db, &failed).await {
-        Ok(_) => true,
-        Err(err) => {
-            // They stay committed; the reconciler will queue them. The clients' 202 is true.
-            tracing::warn!(executions = failed.len(), cause = %err, "enqueue deferred to the reconciler");
-            false
-        }
-    };
-    for ((message, (queued_at, reply)), enqueued) in messages.iter().zip(waiting).zip(enqueued) {
-        let answer = match enqueued {
-            Ok(()) => Ok(Committed { queued_at, deferred: false }),
-            Err(err) if withdrawn => Err(SubmitError::Queue(err)),
-            Err(err) => {
-                tracing::warn!(execution_id = %message.execution_id, cause = %err, "enqueue deferred to the reconciler");
-                Ok(Committed { queued_at, deferred: true })
-            }
-        };
-        let _ = reply.send(answer);
-    }
-}
-
-/// One INSERT for the batch; each row's commit time or error, in the order of `rows`.
-async fn insert(db: &PgPool, rows: &[NewExecution]) -> Vec<Result<DateTime<Utc>, RecordError>> {
-    match batch::insert_many(db, rows).await {
-        Ok(times) => times.into_iter().map(Ok).collect(),
-        Err(err @ RecordError::Unavailable(_)) => {
-            let cause = error_chain(&err);
-            tracing::warn!(rows = rows.len(), cause = %cause, "batch insert failed: the database is unavailable");
-            let mut errors: Vec<_> = (1..rows.len()).map(|_| Err(unavailable(&cause))).collect();
-            errors.insert(0, Err(err));
-            errors
-        }
-        Err(err) if rows.len() == 1 => vec![Err(err)],
-        Err(err) => {
-            // One row PostgreSQL refuses spoils the statement: each row on its own gets its own answer.
-            tracing::debug!(rows = rows.len(), cause = %error_chain(&err), "batch insert refused; inserting row by row");
-            futures::future::join_all(
-                rows.chunks(1).map(|row| async move { batch::insert_many(db, row).await.map(|times| times[0]) }),
-            )
-            .await
-        }
-    }
-}
-
-/// The batch's "database unavailable" for one more member (sqlx errors cannot be cloned).
-fn unavailable(cause: &str) -> RecordError {
-    RecordError::Unavailable(sqlx::Error::Io(std::io::Error::other(cause.to_string())))
-}
-
-fn copy_queue_error(err: &QueueError) -> QueueError {
-    match err {
-        QueueError::Unavailable(e) => QueueError::Unavailable(e.clone()),
-        QueueError::Command(e) => QueueError::Command(e.clone()),
-        QueueError::Malformed(m) => QueueError::Malformed(m.clone()),
-    }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }

@@ -7,12 +7,12 @@
 //! tenant's higher-priority lanes (at most `MAX_COUNTED` per lane), at the moment of the request. Other tenants'
 //! work is not counted: dispatchers serve tenants in turn, whatever their queue length.
 
-use crate::routes::executions::ExecutionView;
-use crate::routes::queue::DISPATCHER_ALIVE_WITHIN;
+use crate::rules::DISPATCHER_ALIVE_WITHIN;
+use crate::views::ExecutionView;
 use chrono::{DateTime, Utc};
-use flow_like_shared::keys::{DISPATCH_GROUP, Keys};
-use flow_like_shared::limits;
-use flow_like_shared::queue::QueueError;
+use flow_like_shared::protocol::QueueError;
+use flow_like_shared::protocol::keys::{DISPATCH_GROUP, Keys};
+use flow_like_shared::protocol::limits;
 use flow_like_shared::record::{ExecutionRecord, ExecutionStatus};
 use redis::aio::ConnectionManager;
 use serde::Serialize;

@@ -1,7 +1,8 @@
 //! Dispatcher-written status events (`seq` 0): appended to the pipeline stream and to the execution's progress
 //! stream, exactly as the executor appends its own.
 
-use flow_like_shared::keys::Keys;
+use flow_like_shared::protocol::Keys;
+use flow_like_shared::protocol::streams::Appends;
 use flow_like_shared::status::{PROGRESS_STREAM_MAXLEN, STATUS_STREAM_MAXLEN, StatusEntry, StatusEvent};
 use redis::aio::ConnectionManager;
 use uuid::Uuid;
@@ -30,29 +31,14 @@ pub async fn publish_many(redis: &mut ConnectionManager, keys: &Keys, events: &[
         return Ok(());
     }
     let at_ms = chrono::Utc::now().timestamp_millis();
-    let mut pipe = redis::pipe();
+    let mut appends = Appends::new();
     for Event { execution, attempt, event } in events {
         let entry = StatusEntry { execution: *execution, attempt: *attempt, seq: 0, at_ms, event: event.clone() };
         let fields = entry.to_fields()?;
-        let progress = keys.progress(&execution.to_string());
-        pipe.cmd("XADD")
-            .arg(keys.status())
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(STATUS_STREAM_MAXLEN)
-            .arg("*")
-            .arg(&fields)
-            .ignore();
-        pipe.cmd("XADD")
-            .arg(&progress)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(PROGRESS_STREAM_MAXLEN)
-            .arg("*")
-            .arg(&fields)
-            .ignore();
+        appends.append(&keys.status(), STATUS_STREAM_MAXLEN, &fields);
+        appends.append(&keys.progress(&execution.to_string()), PROGRESS_STREAM_MAXLEN, &fields);
         // The status pipeline gives the stream its TTL when it applies the `finished` event (one place for it).
     }
-    pipe.query_async::<()>(redis).await?;
+    appends.send(redis).await?;
     Ok(())
 }

@@ -20,7 +20,7 @@ const QUEUE_GAUGES_FRESH: Duration = Duration::from_secs(1);
 pub struct HealthState {
     pub db: PgPool,
     pub redis: ConnectionManager,
-    pub keys: flow_like_shared::keys::Keys,
+    pub keys: flow_like_shared::protocol::keys::Keys,
     pub metrics: Metrics,
     /// `DISPATCHER_METRICS_MAX_TENANTS`: tenants with a label of their own in the queue gauges.
     pub metrics_max_tenants: usize,

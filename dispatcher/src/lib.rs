@@ -4,6 +4,7 @@
 //! takeover, retries, drain), the status pipeline (`status_pipeline`: status events -> PostgreSQL), the
 //! reconciler (`reconciler`: PostgreSQL -> Redis) and the health and metrics endpoint.
 
+pub mod backoff;
 pub mod config;
 pub mod dispatch;
 pub mod events;
@@ -20,22 +21,23 @@ pub mod status_pipeline;
 use crate::config::{DispatcherConfig, JobManifestArgs, RunnerKind};
 use crate::kubernetes::{ExecutorEnv, JobSettings, JobSpecInput, ResourceOverrides};
 use crate::runner::Runner;
-use flow_like_shared::keys::Keys;
-use flow_like_shared::limits::DefaultLimits;
+use flow_like_shared::protocol::limits::DefaultLimits;
+use flow_like_shared::protocol::{self, Keys};
+use flow_like_shared::record;
 use flow_like_shared::storage::Storage;
-use flow_like_shared::{queue, record};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("connecting to PostgreSQL failed")]
     Database(#[from] record::RecordError),
     #[error("connecting to Redis failed")]
-    Redis(#[from] queue::QueueError),
+    Redis(#[from] protocol::QueueError),
     #[error("the Redis settings are invalid")]
-    RedisSettings(#[from] flow_like_shared::redis_client::RedisSetupError),
+    RedisSettings(#[from] flow_like_shared::protocol::connection::RedisSetupError),
     #[error("S3 settings are invalid")]
     Storage(#[from] flow_like_shared::storage::StorageError),
     #[error("binding the health endpoint on {addr} failed")]
@@ -66,21 +68,33 @@ pub fn dispatcher_id(configured: Option<&str>) -> String {
     })
 }
 
-/// The runner the settings choose.
-pub async fn build_runner(config: &DispatcherConfig) -> Result<Arc<dyn Runner>, RunError> {
+/// The runner the settings choose, and the same runner as a Kubernetes runner when it is one (the Job sweeper
+/// reads its watcher).
+pub struct Runners {
+    pub runner: Arc<dyn Runner>,
+    pub kubernetes: Option<Arc<kubernetes::KubeRunner>>,
+}
+
+/// Builds the runner the settings choose (the one constructor of runners).
+pub async fn build_runner(config: &DispatcherConfig) -> Result<Runners, RunError> {
     Ok(match config.runner {
-        RunnerKind::Noop => Arc::new(runner::noop::NoopRunner),
+        RunnerKind::Noop => Runners { runner: Arc::new(runner::noop::NoopRunner), kubernetes: None },
         RunnerKind::Process => {
             let path =
                 config.executor_path.clone().unwrap_or_else(runner::process::ProcessRunner::default_executor_path);
-            Arc::new(runner::process::ProcessRunner::new(path, process_env(config)))
+            Runners {
+                runner: Arc::new(runner::process::ProcessRunner::new(path, process_env(config))),
+                kubernetes: None,
+            }
         }
         RunnerKind::Kubernetes => {
             let env = executor_env(config);
-            let runner = kubernetes::KubeRunner::connect(&config.kubernetes, env)
-                .await
-                .map_err(|err| RunError::Runner("kubernetes", err.to_string()))?;
-            Arc::new(runner)
+            let runner = Arc::new(
+                kubernetes::KubeRunner::connect(&config.kubernetes, env)
+                    .await
+                    .map_err(|err| RunError::Runner("kubernetes", err.to_string()))?,
+            );
+            Runners { runner: runner.clone(), kubernetes: Some(runner) }
         }
     })
 }
@@ -105,11 +119,8 @@ pub async fn sweep_jobs(
         .filter(|job| job.created_at_ms.is_none_or(|created| now - created >= min_age.as_millis() as i64))
         .collect();
     // The live attempt of every swept Job's execution, in one round trip.
-    let mut pipe = redis::pipe();
-    for job in &jobs {
-        pipe.cmd("HGET").arg(keys.lease(&job.execution_id.to_string())).arg("attempt");
-    }
-    let live: Vec<Option<u32>> = if jobs.is_empty() { Vec::new() } else { pipe.query_async(redis).await? };
+    let ids: Vec<uuid::Uuid> = jobs.iter().map(|job| job.execution_id).collect();
+    let live = protocol::reads::leased_attempts(redis, keys, &ids).await?;
     let mut deleted = 0;
     for (job, attempt) in jobs.into_iter().zip(live) {
         if attempt != Some(job.attempt) {
@@ -120,6 +131,22 @@ pub async fn sweep_jobs(
         }
     }
     Ok(deleted)
+}
+
+/// Sweeps orphaned executor Jobs every reconcile interval until `stop`.
+async fn sweep_loop(
+    runner: Arc<kubernetes::KubeRunner>,
+    mut redis: redis::aio::ConnectionManager,
+    keys: Keys,
+    (min_age, every): (Duration, Duration),
+    stop: CancellationToken,
+) {
+    while !stop.is_cancelled() {
+        if let Err(err) = sweep_jobs(&runner, &mut redis, &keys, min_age).await {
+            tracing::warn!(cause = %err, "sweeping executor Jobs failed");
+        }
+        backoff::sleep_or_cancel(every, &stop).await;
+    }
 }
 
 fn telemetry_from_env() -> flow_like_shared::config::TelemetryConfig {
@@ -154,32 +181,8 @@ fn process_env(config: &DispatcherConfig) -> Vec<(String, String)> {
 
 /// Runs until `shutdown` is cancelled, then drains (see `dispatch::Dispatcher::run`).
 pub async fn run(config: DispatcherConfig, shutdown: CancellationToken) -> Result<(), RunError> {
-    if config.runner == RunnerKind::Kubernetes {
-        let env = executor_env(&config);
-        let runner = Arc::new(
-            kubernetes::KubeRunner::connect(&config.kubernetes, env)
-                .await
-                .map_err(|err| RunError::Runner("kubernetes", err.to_string()))?,
-        );
-        let (mut redis, keys) = (queue::connect_lazy(&config.redis)?, Keys::new(config.redis.prefix.clone()));
-        let min_age = Duration::from_secs(config.lease_ttl_secs.max(1) * 2);
-        let (sweeper, stop) = (runner.clone(), shutdown.clone());
-        let every = Duration::from_secs(config.reconcile_interval_secs.max(1));
-        tokio::spawn(async move {
-            while !stop.is_cancelled() {
-                if let Err(err) = sweep_jobs(&sweeper, &mut redis, &keys, min_age).await {
-                    tracing::warn!(cause = %err, "sweeping executor Jobs failed");
-                }
-                tokio::select! {
-                    () = stop.cancelled() => {}
-                    () = tokio::time::sleep(every) => {}
-                }
-            }
-        });
-        return run_with_runner(config, runner, shutdown).await;
-    }
-    let runner = build_runner(&config).await?;
-    run_with_runner(config, runner, shutdown).await
+    let runners = build_runner(&config).await?;
+    run_with_runners(config, runners, shutdown).await
 }
 
 /// `run` with a runner built by the caller (tests and benchmarks use their own).
@@ -188,14 +191,23 @@ pub async fn run_with_runner(
     runner: Arc<dyn Runner>,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    run_with_runners(config, Runners { runner, kubernetes: None }, shutdown).await
+}
+
+async fn run_with_runners(
+    config: DispatcherConfig,
+    runners: Runners,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let Runners { runner, kubernetes } = runners;
     config.redis.check().await?;
     let tracer = flow_like_shared::trace::Tracer::from_config(&config.trace, "flow-like-dispatcher")?;
     runner.use_tracer(&tracer);
     let id = dispatcher_id(config.id.as_deref());
     let db = record::connect_lazy(&config.database)?;
-    let redis = queue::connect_lazy(&config.redis)?;
+    let redis = protocol::connect_lazy(&config.redis)?;
     // The status pipeline blocks on reads: it gets a connection of its own.
-    let status_redis = queue::connect_lazy(&config.redis)?;
+    let status_redis = protocol::connect_lazy(&config.redis)?;
     let redis_client = config.redis.client()?;
     let keys = Keys::new(config.redis.prefix.clone());
     let storage = Storage::connect(&config.s3).await?;
@@ -212,9 +224,12 @@ pub async fn run_with_runner(
         metrics: metrics.clone(),
         metrics_max_tenants: config.metrics_max_tenants,
     };
+    // Every task this replica starts is tracked and awaited before `run` returns. The health endpoint and the
+    // status pipeline stop after the drain (`background`); the reconciler, pruner and Job sweeper at its start.
+    let tasks = TaskTracker::new();
     let background = CancellationToken::new();
     let health_stop = background.clone();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let server = axum::serve(listener, health::app(health_state))
             .with_graceful_shutdown(async move { health_stop.cancelled().await });
         if let Err(err) = server.await {
@@ -230,7 +245,7 @@ pub async fn run_with_runner(
         consumer: id.clone(),
         metrics: metrics.clone(),
     };
-    let pipeline = tokio::spawn(pipeline.run(background.clone()));
+    tasks.spawn(pipeline.run(background.clone()));
 
     let mut reconciler = reconciler::Reconciler {
         db: db.clone(),
@@ -242,7 +257,7 @@ pub async fn run_with_runner(
     let reconcile_every = Duration::from_secs(config.reconcile_interval_secs.max(1));
     let reconcile_stop = shutdown.clone();
     let reconcile_metrics = metrics.clone();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut interval = tokio::time::interval(reconcile_every);
         loop {
             tokio::select! {
@@ -263,7 +278,11 @@ pub async fn run_with_runner(
         storage: storage.clone(),
         retention: config.retention.clone(),
     };
-    tokio::spawn(pruner.run(shutdown.clone(), metrics.clone()));
+    tasks.spawn(pruner.run(shutdown.clone(), metrics.clone()));
+    if let Some(kubernetes) = kubernetes {
+        let min_age = Duration::from_secs(config.lease_ttl_secs.max(1) * 2);
+        tasks.spawn(sweep_loop(kubernetes, redis.clone(), keys.clone(), (min_age, reconcile_every), shutdown.clone()));
+    }
 
     let settings = dispatch::Settings {
         id,
@@ -280,10 +299,10 @@ pub async fn run_with_runner(
     let dispatcher =
         dispatch::Dispatcher::new(settings, keys, redis, redis_client, db, storage, runner, metrics, tracer.clone());
     dispatcher.run(shutdown).await;
-    // Give the status pipeline a moment to apply what the last attempts reported.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The status pipeline applies what the last attempts reported before it stops.
     background.cancel();
-    let _ = pipeline.await;
+    tasks.close();
+    tasks.wait().await;
     tracer.flush(Duration::from_secs(2)).await;
     tracing::info!("dispatcher stopped");
     Ok(())

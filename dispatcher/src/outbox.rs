@@ -8,8 +8,8 @@
 //! longer than before. Failed writes are retried briefly; the caller learns whether its write went through.
 
 use crate::events::Event;
-use flow_like_shared::keys::Keys;
-use flow_like_shared::leases;
+use flow_like_shared::protocol;
+use flow_like_shared::protocol::keys::Keys;
 use flow_like_shared::status::StatusEvent;
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
@@ -49,7 +49,7 @@ impl Outbox {
         tokio::spawn(worker(releases_rx, "releasing leases", move |ids: Arc<[Uuid]>| {
             let (mut conn, keys, owner) = (redis.clone(), keys.clone(), owner.clone());
             async move {
-                leases::release(&mut conn, &keys, &owner, &ids).await?;
+                protocol::release(&mut conn, &keys, &owner, &ids).await?;
                 Ok(())
             }
         }));
@@ -95,7 +95,7 @@ where
                 Err(err) => {
                     tracing::warn!(items = items.len(), cause = %err, "{what} failed");
                     if failures < WRITE_ATTEMPTS {
-                        tokio::time::sleep(crate::dispatch::backoff(
+                        tokio::time::sleep(crate::backoff::backoff(
                             Duration::from_millis(100),
                             Duration::from_secs(2),
                             failures,

@@ -8,7 +8,7 @@
 
 use crate::config::RetentionConfig;
 use chrono::{DateTime, Utc};
-use flow_like_shared::keys::Keys;
+use flow_like_shared::protocol::{self, Keys, QueueError};
 use flow_like_shared::record::retention;
 use flow_like_shared::storage::{Storage, layout};
 use futures::StreamExt;
@@ -158,9 +158,9 @@ impl Pruner {
     }
 
     /// Dead-letter entry ids are their times of death (`XADD *`), so `XTRIM MINID` removes exactly the older ones.
-    async fn trim_dead_letters(&mut self, cutoff: DateTime<Utc>) -> Result<u64, redis::RedisError> {
+    async fn trim_dead_letters(&mut self, cutoff: DateTime<Utc>) -> Result<u64, QueueError> {
         let min_id = format!("{}-0", cutoff.timestamp_millis());
-        redis::cmd("XTRIM").arg(self.keys.dead_letters()).arg("MINID").arg(min_id).query_async(&mut self.redis).await
+        protocol::dead_letter::trim_before(&mut self.redis, &self.keys, &min_id).await
     }
 }
 

@@ -6,9 +6,9 @@
 //! Cardinality is bounded by `DISPATCHER_METRICS_MAX_TENANTS`: the tenants with the most waiting work get their
 //! own `tenant` label, the rest are added up under `tenant="other"`.
 
-use flow_like_shared::keys::Keys;
-use flow_like_shared::limits;
-use flow_like_shared::queue::{self, QueueError, TenantQueue};
+use flow_like_shared::protocol::keys::Keys;
+use flow_like_shared::protocol::limits;
+use flow_like_shared::protocol::{self, QueueError, reads::TenantQueue};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -131,18 +131,18 @@ impl QueueGauges {
     }
 
     async fn read(&self, conn: &mut ConnectionManager, keys: &Keys, max_tenants: usize) -> Result<(), QueueError> {
-        let tenants: Vec<String> = redis::cmd("ZRANGE").arg(keys.tenants()).arg(0).arg(-1).query_async(conn).await?;
+        let tenants = protocol::reads::tenants(conn, keys).await?;
         let mut numbers = Vec::with_capacity(tenants.len());
         for tenant in tenants {
-            let (queue, oldest_ms) = queue::tenant_backlog(conn, keys, &tenant).await?;
+            let (queue, oldest_ms) = protocol::reads::tenant_backlog(conn, keys, &tenant).await?;
             let limit = limits::effective(conn, keys, &tenant).await?.tenant;
             numbers.push(TenantNumbers { tenant, queue, oldest_ms, limit });
         }
         // The busiest tenants keep their names; the tie-break on the name keeps the cut the same on every replica.
         numbers.sort_by(|a, b| b.queue.waiting.cmp(&a.queue.waiting).then_with(|| a.tenant.cmp(&b.tenant)));
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let (running_global, alive) = queue::global_running(conn, keys, ALIVE_WITHIN).await?;
-        let dead_letters: u64 = redis::cmd("XLEN").arg(keys.dead_letters()).query_async(conn).await?;
+        let (running_global, alive) = protocol::reads::global_running(conn, keys, ALIVE_WITHIN).await?;
+        let dead_letters = protocol::dead_letter::count(conn, keys).await?;
         let global_limit = limits::effective(conn, keys, "").await?.global;
 
         self.clear();

@@ -6,9 +6,9 @@
 //! attempt's manifest when the executor finished, otherwise as a new attempt. It also restores the tenants'
 //! limit overrides. Enqueueing is idempotent per execution, so any number of dispatchers may reconcile at once.
 
-use flow_like_shared::keys::Keys;
-use flow_like_shared::limits;
-use flow_like_shared::queue::{self, Enqueued, QueueError};
+use flow_like_shared::protocol::keys::Keys;
+use flow_like_shared::protocol::limits;
+use flow_like_shared::protocol::{self, Enqueued, QueueError};
 use flow_like_shared::record::dispatch;
 use flow_like_shared::record::{self, RecordError, executions};
 use flow_like_shared::status::{AttemptManifest, FinishedOutcome, StatusEvent};
@@ -67,7 +67,8 @@ impl Reconciler {
                     continue;
                 }
                 if let Enqueued::Added { .. } =
-                    queue::enqueue(&mut self.redis, &self.keys, &execution.queue_message(execution.attempt())).await?
+                    protocol::enqueue(&mut self.redis, &self.keys, &execution.queue_message(execution.attempt()))
+                        .await?
                 {
                     tracing::warn!(execution_id = %execution.id, tenant = %execution.tenant, "re-enqueued an execution missing from Redis");
                     report.requeued += 1;
@@ -87,17 +88,10 @@ impl Reconciler {
         if stale.is_empty() {
             return Ok(0);
         }
-        let mut pipe = redis::pipe();
-        for execution in &stale {
-            let id = execution.id.to_string();
-            pipe.exists(self.keys.lease(&id)).hexists(self.keys.queued(), &id).zscore(self.keys.retrying(), &id);
-        }
-        let flags: Vec<redis::Value> = pipe.query_async(&mut self.redis).await.map_err(QueueError::from)?;
+        let ids: Vec<Uuid> = stale.iter().map(|execution| execution.id).collect();
+        let known = protocol::reads::known(&mut self.redis, &self.keys, &ids).await?;
         let mut settled = 0;
-        for (execution, known) in stale.iter().zip(flags.chunks(3)) {
-            let held = known
-                .iter()
-                .any(|v| matches!(v, redis::Value::Int(1) | redis::Value::BulkString(_) | redis::Value::Double(_)));
+        for (execution, held) in stale.iter().zip(known) {
             if held {
                 continue;
             }
@@ -124,7 +118,7 @@ impl Reconciler {
                 .map_err(|e| ReconcileError::Publish(e.to_string()))?;
             if retry {
                 let message = execution.queue_message(attempt + 1);
-                queue::enqueue(&mut self.redis, &self.keys, &message).await?;
+                protocol::enqueue(&mut self.redis, &self.keys, &message).await?;
             }
             tracing::warn!(execution_id = %execution.id, attempt, retry, "settled an in-flight execution no dispatcher held");
             settled += 1;
@@ -142,13 +136,8 @@ impl Reconciler {
 
     /// Whether Redis knows each execution: waiting in a lane, holding a lease, or scheduled for a retry.
     async fn known(&mut self, page: &[executions::WaitingExecution]) -> Result<Vec<bool>, QueueError> {
-        let mut pipe = redis::pipe();
-        for execution in page {
-            let id = execution.id.to_string();
-            pipe.hexists(self.keys.queued(), &id).exists(self.keys.lease(&id)).exists(self.keys.retry(&id));
-        }
-        let flags: Vec<bool> = pipe.query_async(&mut self.redis).await?;
-        Ok(flags.chunks(3).map(|group| group.iter().any(|f| *f)).collect())
+        let ids: Vec<Uuid> = page.iter().map(|execution| execution.id).collect();
+        protocol::reads::known(&mut self.redis, &self.keys, &ids).await
     }
 
     async fn restore_limits(&mut self) -> Result<(), ReconcileError> {

@@ -3,10 +3,10 @@
 //! `flow_like_shared::record::transitions`. An entry is acknowledged (and deleted) only after its batch is
 //! committed; entries left pending by a consumer that died are claimed (XAUTOCLAIM) by the others.
 
-use flow_like_shared::keys::{Keys, STATUS_GROUP};
+use flow_like_shared::protocol::Keys;
+use flow_like_shared::protocol::streams::{self, ReadFrom};
 use flow_like_shared::record::transitions::{self, Transition};
 use flow_like_shared::status::{NodeRun, StatusEntry, StatusEvent};
-use redis::Value;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 /// Most entries applied in one PostgreSQL transaction.
 const BATCH: usize = 500;
 /// How long a read blocks waiting for new events.
-const BLOCK_MS: u64 = 1000;
+const BLOCK: Duration = Duration::from_secs(1);
+/// How long the reads after `stop` wait for entries still being written.
+const FINAL_READ: Duration = Duration::from_millis(100);
 /// Entries pending this long in another consumer are taken over.
 const CLAIM_IDLE: Duration = Duration::from_secs(30);
 
@@ -31,7 +33,7 @@ pub struct StatusPipeline {
     pub progress_retention: std::time::Duration,
 }
 
-type Entries = Vec<(String, HashMap<String, Value>)>;
+type Entries = Vec<streams::Entry>;
 
 impl StatusPipeline {
     pub async fn run(mut self, stop: CancellationToken) {
@@ -40,7 +42,8 @@ impl StatusPipeline {
         let mut pending_first = true;
         let mut last_claim = Instant::now();
         while !stop.is_cancelled() {
-            let read = if pending_first { self.read("0").await } else { self.read(">").await };
+            let read =
+                self.read(if pending_first { ReadFrom::OwnPending } else { ReadFrom::New { block: BLOCK } }).await;
             let result = match read {
                 Ok(entries) => {
                     if pending_first && entries.is_empty() {
@@ -56,7 +59,7 @@ impl StatusPipeline {
                     failures += 1;
                     tracing::warn!(cause = %err, "status pipeline step failed; retrying");
                     pending_first = true;
-                    let delay = crate::dispatch::backoff(Duration::from_millis(100), Duration::from_secs(5), failures);
+                    let delay = crate::backoff::backoff(Duration::from_millis(100), Duration::from_secs(5), failures);
                     tokio::select! {
                         () = stop.cancelled() => return,
                         () = tokio::time::sleep(delay) => {}
@@ -70,39 +73,31 @@ impl StatusPipeline {
                 }
             }
         }
+        self.apply_the_rest().await;
     }
 
-    async fn read(&mut self, from: &str) -> Result<Entries, anyhow::Error> {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(STATUS_GROUP).arg(&self.consumer).arg("COUNT").arg(BATCH);
-        if from == ">" {
-            cmd.arg("BLOCK").arg(BLOCK_MS);
-        }
-        cmd.arg("STREAMS").arg(self.keys.status()).arg(from);
-        match cmd.query_async::<Value>(&mut self.redis).await {
-            Ok(reply) => Ok(parse_read(reply)),
-            Err(err) if err.code() == Some("NOGROUP") => {
-                // First start, or Redis lost its data: (re)create the group from the start of the stream.
-                self.ensure_group().await?;
-                Ok(Vec::new())
+    /// After `stop`: applies what is already on the stream (the last attempts' reports), so a stopping replica
+    /// leaves nothing for the others that it could have applied itself.
+    async fn apply_the_rest(&mut self) {
+        for _ in 0..10 {
+            match self.read(ReadFrom::New { block: FINAL_READ }).await {
+                Ok(entries) if entries.is_empty() => return,
+                Ok(entries) => {
+                    if let Err(err) = self.apply(entries).await {
+                        tracing::warn!(cause = %err, "applying the last status events failed; another dispatcher will");
+                        return;
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(cause = %err, "reading the last status events failed; another dispatcher will");
+                    return;
+                }
             }
-            Err(err) => Err(err.into()),
         }
     }
 
-    async fn ensure_group(&mut self) -> Result<(), redis::RedisError> {
-        let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(self.keys.status())
-            .arg(STATUS_GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.redis)
-            .await;
-        match created {
-            Err(err) if err.code() != Some("BUSYGROUP") => Err(err),
-            _ => Ok(()),
-        }
+    async fn read(&mut self, from: ReadFrom) -> Result<Entries, anyhow::Error> {
+        Ok(streams::read_status(&mut self.redis, &self.keys, &self.consumer, from, BATCH).await?)
     }
 
     async fn apply(&mut self, entries: Entries) -> Result<(), anyhow::Error> {
@@ -147,13 +142,7 @@ impl StatusPipeline {
             }
         }
         let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
-        let mut pipe = redis::pipe();
-        pipe.cmd("XACK").arg(self.keys.status()).arg(STATUS_GROUP).arg(&ids).ignore();
-        pipe.cmd("XDEL").arg(self.keys.status()).arg(&ids).ignore();
-        for execution in finished {
-            pipe.expire(self.keys.progress(&execution.to_string()), self.progress_retention.as_secs() as i64).ignore();
-        }
-        pipe.query_async::<()>(&mut self.redis).await?;
+        streams::ack_status(&mut self.redis, &self.keys, &ids, &finished, self.progress_retention).await?;
         Ok(())
     }
 
@@ -161,71 +150,17 @@ impl StatusPipeline {
     async fn claim_stale(&mut self) -> Result<(), anyhow::Error> {
         let mut cursor = "0-0".to_owned();
         loop {
-            let reply: Value = redis::cmd("XAUTOCLAIM")
-                .arg(self.keys.status())
-                .arg(STATUS_GROUP)
-                .arg(&self.consumer)
-                .arg(CLAIM_IDLE.as_millis() as u64)
-                .arg(&cursor)
-                .arg("COUNT")
-                .arg(BATCH)
-                .query_async(&mut self.redis)
-                .await?;
-            let Value::Array(parts) = reply else { return Ok(()) };
-            let next = match parts.first() {
-                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-                Some(Value::SimpleString(s)) => s.clone(),
-                _ => return Ok(()),
-            };
-            let entries = parts.get(1).map(parse_entries).unwrap_or_default();
+            let (entries, next) =
+                streams::claim_stale_status(&mut self.redis, &self.keys, &self.consumer, CLAIM_IDLE, &cursor, BATCH)
+                    .await?;
             if !entries.is_empty() {
                 tracing::info!(entries = entries.len(), "claimed status entries left pending by another dispatcher");
             }
             self.apply(entries).await?;
-            if next == "0-0" {
-                return Ok(());
+            match next {
+                Some(next) => cursor = next,
+                None => return Ok(()),
             }
-            cursor = next;
         }
     }
-}
-
-/// Entries of an XREADGROUP reply on one stream.
-fn parse_read(reply: Value) -> Entries {
-    match reply {
-        Value::Array(streams) => streams
-            .into_iter()
-            .flat_map(|stream| match stream {
-                Value::Array(mut parts) if parts.len() == 2 => parse_entries(&parts.remove(1)),
-                _ => Vec::new(),
-            })
-            .collect(),
-        Value::Map(streams) => streams.into_iter().flat_map(|(_, entries)| parse_entries(&entries)).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// `[[id, [field, value, ...]], ...]`; entries deleted meanwhile come with nil fields and are skipped.
-pub fn parse_entries(value: &Value) -> Entries {
-    let Value::Array(items) = value else { return Vec::new() };
-    items
-        .iter()
-        .filter_map(|item| {
-            let Value::Array(pair) = item else { return None };
-            let [id, Value::Array(fields)] = &pair[..] else { return None };
-            let id = match id {
-                Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-                Value::SimpleString(s) => s.clone(),
-                _ => return None,
-            };
-            let map = fields
-                .chunks(2)
-                .filter_map(|kv| match kv {
-                    [Value::BulkString(k), v] => Some((String::from_utf8_lossy(k).into_owned(), v.clone())),
-                    _ => None,
-                })
-                .collect();
-            Some((id, map))
-        })
-        .collect()
 }

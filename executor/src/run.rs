@@ -9,7 +9,7 @@ use crate::spec::{self, SpecError};
 use crate::status::{self, PublishError, StatusPublisher};
 use crate::store::TenantObjectStore;
 use bytes::Bytes;
-use flow_like_shared::keys::Keys;
+use flow_like_shared::protocol::keys::Keys;
 use flow_like_shared::status::{AttemptManifest, FinishedOutcome, NodePhase, NodeRun, StatusEvent, exit_code};
 use flow_like_shared::storage::{Storage, StorageError, layout};
 use flow_like_shared::trace::{Span, SpanContext, SpanKind, Tracer};

@@ -3,7 +3,8 @@
 //! memory, under the same lock that sends the batch, so the order on the streams matches `seq`.
 
 use flow_like_shared::config::RedisConfig;
-use flow_like_shared::keys::Keys;
+use flow_like_shared::protocol::Keys;
+use flow_like_shared::protocol::streams::Appends;
 use flow_like_shared::status::{PROGRESS_STREAM_MAXLEN, STATUS_STREAM_MAXLEN, StatusError, StatusEvent};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;
@@ -18,7 +19,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error(transparent)]
-    Setup(#[from] flow_like_shared::redis_client::RedisSetupError),
+    Setup(#[from] flow_like_shared::protocol::connection::RedisSetupError),
     #[error("Redis is unreachable after {ATTEMPTS} attempts")]
     Unreachable(#[source] redis::RedisError),
     #[error("Redis refused the status events after {ATTEMPTS} attempts")]
@@ -96,20 +97,20 @@ impl StatusPublisher {
         }
         let mut last_seq = self.last_seq.lock().await;
         let at_ms = chrono::Utc::now().timestamp_millis();
-        let mut pipe = redis::pipe();
+        let mut appends = Appends::new();
         for event in events {
             *last_seq += 1;
             let fields = event.to_fields(self.execution, self.attempt, *last_seq, at_ms)?;
-            add_entry(&mut pipe, &self.progress_stream, PROGRESS_STREAM_MAXLEN, &fields);
+            appends.append(&self.progress_stream, PROGRESS_STREAM_MAXLEN, &fields);
             if event.is_pipeline() {
-                add_entry(&mut pipe, &self.pipeline_stream, STATUS_STREAM_MAXLEN, &fields);
+                appends.append(&self.pipeline_stream, STATUS_STREAM_MAXLEN, &fields);
             }
         }
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
             let mut connection = self.connection.clone();
-            match pipe.query_async::<()>(&mut connection).await {
+            match appends.send(&mut connection).await {
                 Ok(()) => return Ok(()),
                 Err(err) if attempt >= ATTEMPTS => {
                     return Err(if is_unreachable(&err) {
@@ -127,14 +128,6 @@ impl StatusPublisher {
             }
         }
     }
-}
-
-fn add_entry(pipe: &mut redis::Pipeline, stream: &str, maxlen: usize, fields: &[(&'static str, Vec<u8>)]) {
-    let cmd = pipe.cmd("XADD").arg(stream).arg("MAXLEN").arg("~").arg(maxlen).arg("*");
-    for (name, value) in fields {
-        cmd.arg(*name).arg(value.as_slice());
-    }
-    cmd.ignore();
 }
 
 fn is_unreachable(err: &redis::RedisError) -> bool {

@@ -4,15 +4,10 @@
 
 pub mod config;
 pub mod ids;
-pub mod keys;
-pub mod leases;
-pub mod limits;
+pub mod protocol;
 pub mod quantity;
-pub mod queue;
-pub mod queue_ops;
 #[cfg(feature = "record")]
 pub mod record;
-pub mod redis_client;
 pub mod spec;
 pub mod status;
 pub mod storage;

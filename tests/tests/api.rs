@@ -1,7 +1,8 @@
 //! The HTTP API against real PostgreSQL, Redis and S3: submission, reads, workflows, admin, and every kind of
 //! bad input, each checked to leave no row, message or object behind.
 
-use flow_like_tests::api::{ADMIN_TOKEN, TestApi, sample_workflow};
+use flow_like_test_harness::{ADMIN_TOKEN, TestApi};
+use flow_like_tests::fixtures::{Submission, assert_problem, sample_workflow};
 use serde_json::{Value, json};
 
 async fn nothing_left_behind(api: &TestApi) {
@@ -9,15 +10,6 @@ async fn nothing_left_behind(api: &TestApi) {
     let keys = api.redis_keys().await.unwrap();
     assert!(keys.is_empty(), "Redis keys were left: {keys:?}");
     assert_eq!(api.meta_objects().await.unwrap(), 0, "an input object was left");
-}
-
-async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
-    assert_eq!(response.status().as_u16(), status);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status);
-    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
-    body
 }
 
 #[tokio::test]
@@ -28,7 +20,7 @@ async fn a_submission_is_committed_then_queued() {
         .post_json(
             "/api/v1/executions",
             &key,
-            &json!({"workflow": sample_workflow(), "input": {"n": 21}, "priority": 7, "labels": {"team": "ops"}}),
+            &Submission::sample().input(json!({"n": 21})).priority(7).label("team", "ops").body(),
         )
         .await
         .unwrap();

@@ -7,9 +7,9 @@
 //! `scripts/check-api-contract.sh` runs: it starts the API and a dispatcher and hands them to Schemathesis and
 //! to a test of a client generated from docs/openapi.json (ignored unless that script provides the tools).
 
-use flow_like_shared::queue::{QueueBody, QueueMessage};
-use flow_like_tests::api::{ADMIN_TOKEN, TestApi, sample_workflow};
-use flow_like_tests::stack::{DispatcherArgs, InProcessDispatcher, submit, wait_terminal};
+use flow_like_shared::protocol::{QueueBody, QueueMessage};
+use flow_like_test_harness::{ADMIN_TOKEN, DispatcherArgs, InProcessDispatcher, TestApi};
+use flow_like_tests::fixtures::{sample_workflow, submit, wait_terminal};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

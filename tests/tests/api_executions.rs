@@ -3,11 +3,12 @@
 //! Redis and S3; the dispatcher's and executor's part is played by hand, writing the state they would write
 //! (progress stream entries, row updates, result objects, leases, dead letters).
 
-use flow_like_shared::limits::{self, DefaultLimits, TenantOverrides};
-use flow_like_shared::queue::{QueueBody, QueueMessage};
+use flow_like_shared::protocol::limits::{self, DefaultLimits, TenantOverrides};
+use flow_like_shared::protocol::{QueueBody, QueueMessage};
 use flow_like_shared::status::{FinishedOutcome, NodePhase, StatusEntry, StatusEvent};
 use flow_like_shared::workflow::LogLevel;
-use flow_like_tests::api::{ADMIN_TOKEN, TestApi, sample_workflow};
+use flow_like_test_harness::{ADMIN_TOKEN, TestApi};
+use flow_like_tests::fixtures::{Submission, assert_problem};
 use futures::StreamExt;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
@@ -15,21 +16,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use uuid::Uuid;
 
-async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
-    assert_eq!(response.status().as_u16(), status);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status);
-    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
-    body
-}
-
 /// Submits the sample workflow and returns the execution id.
 async fn submit(api: &TestApi, key: &str, priority: u8) -> Uuid {
-    let response = api
-        .post_json("/api/v1/executions", key, &json!({"workflow": sample_workflow(), "priority": priority}))
-        .await
-        .unwrap();
+    let response =
+        api.post_json("/api/v1/executions", key, &Submission::sample().priority(priority).body()).await.unwrap();
     assert_eq!(response.status(), 202);
     response.json::<Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap()
 }

@@ -3,8 +3,9 @@
 //! Run with `FLOWLIKE_UPDATE_DOCS=1` to rewrite the generated parts after changing the code.
 
 use clap::CommandFactory;
-use flow_like_shared::keys::Keys;
-use flow_like_tests::api::{ADMIN_TOKEN, TestApi, sample_workflow};
+use flow_like_shared::protocol::keys::Keys;
+use flow_like_test_harness::{ADMIN_TOKEN, TestApi};
+use flow_like_tests::fixtures::sample_workflow;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 

@@ -6,13 +6,13 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use flow_like_shared::config::{RedisConfig, S3Config};
-use flow_like_shared::keys::Keys;
+use flow_like_shared::protocol::keys::Keys;
 use flow_like_shared::spec::AttemptSpec;
 use flow_like_shared::status::{
     AttemptManifest, EventKind, FinishedOutcome, NodePhase, StatusEntry, StatusEvent, exit_code,
 };
 use flow_like_shared::storage::layout;
-use flow_like_tests::services::{DedicatedRedis, TestServices};
+use flow_like_test_services::{DedicatedRedis, TestServices};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Stdio;

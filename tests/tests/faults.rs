@@ -1,9 +1,10 @@
 //! Backing services failing: a 503 with Retry-After and nothing left behind, and the reconciler putting
 //! committed executions back in the queue after Redis lost them.
 
-use flow_like_shared::queue;
-use flow_like_tests::api::{ADMIN_TOKEN, TestApi, sample_workflow};
-use flow_like_tests::services::{DedicatedPostgres, DedicatedRedis, TestServices, database_config, redis_config};
+use flow_like_shared::protocol;
+use flow_like_test_harness::{ADMIN_TOKEN, TestApi};
+use flow_like_test_services::{DedicatedPostgres, DedicatedRedis, TestServices, database_config, redis_config};
+use flow_like_tests::fixtures::sample_workflow;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -117,7 +118,7 @@ async fn the_reconciler_requeues_what_redis_lost() {
     let mut reconciler = api.reconciler(Duration::ZERO);
     let report = reconciler.pass().await.unwrap();
     assert_eq!((report.checked, report.requeued), (3, 3));
-    let known = queue::known_queued(&mut conn, &api.keys, &ids).await.unwrap();
+    let known = protocol::reads::known_queued(&mut conn, &api.keys, &ids).await.unwrap();
     assert_eq!(known, vec![true; 3]);
     let view: Value = api.get("/api/v1/queue", &key).await.unwrap().json().await.unwrap();
     assert_eq!(view["queue"]["waiting"], 3);

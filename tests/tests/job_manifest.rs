@@ -6,7 +6,7 @@ use flow_like_dispatcher::config::KubernetesConfig;
 use flow_like_dispatcher::kubernetes::{
     ExecutorEnv, JobSettings, JobSpecInput, ResourceOverrides, job_manifest, render_job_manifest_yaml,
 };
-use flow_like_tests::kube_sim::{JobSchema, schema_root};
+use flow_like_kube_sim::{JobSchema, schema_root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use uuid::Uuid;

@@ -10,14 +10,13 @@ use flow_like_dispatcher::kubernetes::manifest::{
     JobSpecInput, LABEL_ATTEMPT, LABEL_EXECUTION, LABEL_TENANT, LABEL_WORKFLOW, job_manifest, label_selector,
 };
 use flow_like_dispatcher::kubernetes::{ExecutorEnv, JobSettings, job_name};
+use flow_like_kube_sim::{Fault, KubeSim, KubeSimOptions, KubeletOptions};
 use flow_like_shared::config::{LogFormat, TelemetryConfig};
 use flow_like_shared::spec::AttemptSpec;
 use flow_like_shared::storage::layout;
-use flow_like_tests::api::{TestApi, sample_workflow};
-use flow_like_tests::kube_sim::{Fault, KubeSim, KubeSimOptions, KubeletOptions};
-use flow_like_tests::stack::{
-    DispatcherArgs, DispatcherProcess, leftover_leases, submit, wait_terminal, wait_until, workspace_binary,
-};
+use flow_like_test_harness::{DispatcherArgs, DispatcherProcess, TestApi, workspace_binary};
+use flow_like_tests::fixtures::{sample_workflow, sleepy, submit, wait_terminal, wait_until};
+use flow_like_tests::inspect::leftover_leases;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
@@ -30,18 +29,6 @@ use uuid::Uuid;
 
 const TENANT: &str = "acme";
 const NAMESPACE: &str = "default";
-
-/// A workflow that sleeps `ms` and then doubles `.input.n`.
-fn sleepy(ms: u64) -> Value {
-    json!({
-        "name": "sleepy",
-        "nodes": {
-            "wait": {"type": "sleep", "params": {"ms": ms}},
-            "double": {"type": "transform", "inputs": ["wait"], "params": {"expr": ".input.n * 2"}}
-        },
-        "output": "double"
-    })
-}
 
 /// One test's world: the API on fresh state, a simulator whose kubelet runs the real executor, the executor
 /// Secret, and a kubeconfig pointing at the simulator.

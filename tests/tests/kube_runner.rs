@@ -16,13 +16,13 @@ use flow_like_dispatcher::kubernetes::{
     ExecutorEnv, JobSettings, JobSpecInput, KubeRunner, RunnerTuning, job_manifest, job_name,
 };
 use flow_like_dispatcher::runner::{Attempt, AttemptEnd, Runner, Started};
+use flow_like_kube_sim::{Access, Fault, KubeSim, KubeSimOptions, KubeletOptions};
 use flow_like_shared::config::{LogFormat, TelemetryConfig};
 use flow_like_shared::spec::AttemptSpec;
 use flow_like_shared::status::{AttemptManifest, FinishedOutcome};
 use flow_like_shared::storage::layout;
-use flow_like_tests::kube_sim::{Access, Fault, KubeSim, KubeSimOptions, KubeletOptions};
-use flow_like_tests::services::{S3Settings, TestServices, redis_config};
-use flow_like_tests::stack::wait_until;
+use flow_like_test_services::{S3Settings, TestServices, redis_config};
+use flow_like_tests::fixtures::wait_until;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role};
@@ -253,7 +253,7 @@ async fn run(runner: &KubeRunner, attempt: &Attempt, cancel: CancellationToken) 
 /// as the dispatcher's `/metrics` would show them.
 fn kube_metric(runner: &KubeRunner, family: &str, labels: &[&str]) -> f64 {
     let text = flow_like_dispatcher::health::Metrics::new(runner).encode();
-    flow_like_tests::stack::metric_total(&text, &format!("flowlike_dispatcher_kube_{family}"), labels)
+    flow_like_tests::inspect::metric_total(&text, &format!("flowlike_dispatcher_kube_{family}"), labels)
 }
 
 fn retry_reason(end: &AttemptEnd) -> &str {

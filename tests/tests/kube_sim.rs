@@ -3,7 +3,7 @@
 
 use flow_like_dispatcher::config::KubernetesConfig;
 use flow_like_dispatcher::kubernetes::{ExecutorEnv, JobSettings, JobSpecInput, job_manifest, label_selector};
-use flow_like_tests::kube_sim::{Fault, KubeSim, KubeSimOptions, KubeletOptions};
+use flow_like_kube_sim::{Fault, KubeSim, KubeSimOptions, KubeletOptions};
 use futures::StreamExt as _;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;

@@ -2,9 +2,9 @@
 //! binaries at the chart's level (`info`, JSON), log each execution with its `execution_id`, and never log a
 //! secret input value or an API key.
 
-use flow_like_tests::api::ADMIN_TOKEN;
-use flow_like_tests::services::TestServices;
-use flow_like_tests::stack::{DispatcherArgs, wait_terminal, workspace_binary};
+use flow_like_test_harness::{ADMIN_TOKEN, DispatcherArgs, workspace_binary};
+use flow_like_test_services::TestServices;
+use flow_like_tests::fixtures::{Submission, WorkflowDoc, wait_terminal};
 use serde_json::{Value, json};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -52,12 +52,8 @@ async fn execution_logs_carry_the_id_and_never_a_secret_input_or_an_api_key() ->
         http.post(format!("{base}/api/v1/tenants/acme/api-keys")).bearer_auth(ADMIN_TOKEN).send().await?.json().await?;
     let key = issued["key"].as_str().unwrap_or_default().to_owned();
     anyhow::ensure!(!key.is_empty(), "no key issued: {issued}");
-    let workflow = json!({
-        "name": "logs",
-        "nodes": {"t": {"type": "transform", "params": {"expr": ".input.password | length"}}},
-        "output": "t"
-    });
-    let body = json!({"workflow": workflow, "input": {"password": SECRET_INPUT}});
+    let workflow = WorkflowDoc::new().name("logs").transform("t", ".input.password | length").output("t").build();
+    let body = Submission::of(workflow).input(json!({"password": SECRET_INPUT})).body();
     let submitted: Value =
         http.post(format!("{base}/api/v1/executions")).bearer_auth(&key).json(&body).send().await?.json().await?;
     let id: uuid::Uuid =
@@ -99,9 +95,8 @@ async fn execution_logs_carry_the_id_and_never_a_secret_input_or_an_api_key() ->
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = flow_like_tests::services::state_dir()
-        .join("dedicated")
-        .join(format!("logs-{}", uuid::Uuid::new_v4().simple()));
+    let dir =
+        flow_like_test_services::state_dir().join("dedicated").join(format!("logs-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

@@ -3,8 +3,9 @@
 //! emptying once a dispatcher has run the work.
 
 use flow_like_dispatcher::health::Metrics;
-use flow_like_tests::api::{ADMIN_TOKEN, TestApi, sample_workflow};
-use flow_like_tests::stack::{DispatcherArgs, InProcessDispatcher, submit, wait_terminal};
+use flow_like_test_harness::{ADMIN_TOKEN, DispatcherArgs, InProcessDispatcher, TestApi};
+use flow_like_tests::fixtures::{sample_workflow, submit, wait_terminal};
+use flow_like_tests::inspect::metric_total as total;
 use serde_json::json;
 use std::time::Duration;
 
@@ -91,8 +92,6 @@ async fn scrape_url(http: &reqwest::Client, url: &str) -> String {
     response.text().await.unwrap()
 }
 
-use flow_like_tests::stack::metric_total as total;
-
 /// Real work through the API and two dispatchers (real executors, then a runner whose attempts always fail on
 /// infrastructure) moves every family it should, and both servers' output passes `promtool check metrics`.
 #[tokio::test]
@@ -118,7 +117,7 @@ async fn real_work_moves_the_families_and_promtool_accepts_them() {
     }
     let failing = json!({"workflow": {"nodes": {"stop": {"type": "fail", "params": {"message": "no"}}}}});
     ids.push(submit(&api, &key, &failing).await.unwrap());
-    let port = flow_like_tests::loadgen::pipeline::free_port().unwrap();
+    let port = flow_like_test_services::free_port().unwrap();
     let args =
         DispatcherArgs::new(&api.configs, "metrics-real").unwrap().set("--metrics-listen", format!("127.0.0.1:{port}"));
     let dispatcher = InProcessDispatcher::start(&args).await.unwrap();
@@ -162,12 +161,12 @@ async fn real_work_moves_the_families_and_promtool_accepts_them() {
 
     // One that fails on infrastructure every time: retried twice (3 attempts allowed), then dead-lettered.
     let doomed = submit(&api, &key, &json!({"workflow": sample_workflow(), "input": {"n": 9}})).await.unwrap();
-    let port = flow_like_tests::loadgen::pipeline::free_port().unwrap();
+    let port = flow_like_test_services::free_port().unwrap();
     let args = DispatcherArgs::new(&api.configs, "metrics-infra")
         .unwrap()
         .set("--metrics-listen", format!("127.0.0.1:{port}"));
-    let runner = flow_like_tests::stack::ScriptedRunner::new(|_| {
-        flow_like_tests::stack::Script::InfraFailure(Duration::from_millis(10))
+    let runner = flow_like_tests::scripted_runner::ScriptedRunner::new(|_| {
+        flow_like_tests::scripted_runner::Script::InfraFailure(Duration::from_millis(10))
     });
     let dispatcher = InProcessDispatcher::start_with_runner(&args, runner).unwrap();
     let statuses = wait_terminal(&api.db, &[doomed], Duration::from_secs(60)).await.unwrap();

@@ -1,11 +1,10 @@
 //! The execution pipeline end to end against real PostgreSQL, Redis and S3: the API, dispatchers (in this
 //! process or as child processes) and the real executor.
 
-use flow_like_tests::api::{TestApi, sample_workflow};
-use flow_like_tests::stack::{
-    DispatcherArgs, DispatcherProcess, InProcessDispatcher, Script, ScriptedRunner, leftover_leases, submit,
-    wait_terminal, wait_until,
-};
+use flow_like_test_harness::{DispatcherArgs, DispatcherProcess, InProcessDispatcher, TestApi};
+use flow_like_tests::fixtures::{Submission, sleepy, wait_terminal, wait_until};
+use flow_like_tests::inspect::leftover_leases;
+use flow_like_tests::scripted_runner::{Script, ScriptedRunner};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -15,24 +14,12 @@ use uuid::Uuid;
 
 type Time = chrono::DateTime<chrono::Utc>;
 
-/// A workflow that sleeps `ms` and then doubles `.input.n`.
-fn sleepy(ms: u64) -> Value {
-    json!({
-        "name": "sleepy",
-        "nodes": {
-            "wait": {"type": "sleep", "params": {"ms": ms}},
-            "double": {"type": "transform", "inputs": ["wait"], "params": {"expr": ".input.n * 2"}}
-        },
-        "output": "double"
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_workflow_runs_end_to_end_through_the_process_runner() -> anyhow::Result<()> {
     let api = TestApi::start().await?;
     let key = api.tenant_key("acme").await?;
     let dispatcher = InProcessDispatcher::start(&DispatcherArgs::new(&api.configs, "d1")?).await?;
-    let id = submit(&api, &key, &json!({"workflow": sample_workflow(), "input": {"n": 21}})).await?;
+    let id = Submission::sample().input(json!({"n": 21})).submit(&api, &key).await?;
     assert_eq!(wait_terminal(&api.db, &[id], Duration::from_secs(30)).await?, ["succeeded"]);
 
     type Timeline = (i32, Option<String>, Option<Time>, Option<Time>, Option<Time>, Option<Time>);
@@ -119,7 +106,7 @@ async fn limits_hold_across_three_dispatchers() -> anyhow::Result<()> {
     let mut ids = Vec::new();
     for i in 0..200 {
         let t = i % tenants.len();
-        ids.push(submit(&api, &keys[t], &json!({"workflow": sample_workflow(), "input": {"n": i}})).await?);
+        ids.push(Submission::sample().input(json!({"n": i})).submit(&api, &keys[t]).await?);
     }
     // Two dispatchers from the start; the third joins mid-run.
     let mut dispatchers = Vec::new();
@@ -164,14 +151,11 @@ async fn tenants_take_turns_and_priority_orders_work_within_a_tenant() -> anyhow
     let mut busy_ids = Vec::new();
     for i in 0..6 {
         let priority = if i == 5 { 9 } else { 1 };
-        busy_ids.push(
-            submit(&api, &busy, &json!({"workflow": sample_workflow(), "input": {"n": i}, "priority": priority}))
-                .await?,
-        );
+        busy_ids.push(Submission::sample().input(json!({"n": i})).priority(priority).submit(&api, &busy).await?);
     }
     let mut light_ids = Vec::new();
     for i in 0..2 {
-        light_ids.push(submit(&api, &light, &json!({"workflow": sample_workflow(), "input": {"n": i}})).await?);
+        light_ids.push(Submission::sample().input(json!({"n": i})).submit(&api, &light).await?);
     }
     let runner = ScriptedRunner::new(|_| Script::Succeed(Duration::from_millis(100)));
     let args = DispatcherArgs::new(&api.configs, "d1")?.set("--global-limit", 2).set("--tenant-limit", 1);
@@ -196,9 +180,7 @@ async fn tenants_take_turns_and_priority_orders_work_within_a_tenant() -> anyhow
 async fn infra_failures_retry_then_dead_letter_while_others_flow() -> anyhow::Result<()> {
     let api = TestApi::start().await?;
     let key = api.tenant_key("acme").await?;
-    let doomed =
-        submit(&api, &key, &json!({"workflow": sample_workflow(), "input": {"n": 0}, "labels": {"doom": "yes"}}))
-            .await?;
+    let doomed = Submission::sample().input(json!({"n": 0})).label("doom", "yes").submit(&api, &key).await?;
     let runner = ScriptedRunner::new(move |attempt| {
         if attempt.execution_id == doomed {
             Script::InfraFailure(Duration::from_millis(10))
@@ -214,7 +196,7 @@ async fn infra_failures_retry_then_dead_letter_while_others_flow() -> anyhow::Re
     let dispatcher = InProcessDispatcher::start_with_runner(&args, runner.clone())?;
     let mut others = Vec::new();
     for i in 0..5 {
-        others.push(submit(&api, &key, &json!({"workflow": sample_workflow(), "input": {"n": i}})).await?);
+        others.push(Submission::sample().input(json!({"n": i})).submit(&api, &key).await?);
     }
     let statuses = wait_terminal(&api.db, &others, Duration::from_secs(30)).await?;
     assert!(statuses.iter().all(|s| s == "succeeded"));
@@ -257,7 +239,7 @@ async fn kill_9_of_a_dispatcher_mid_drain_loses_nothing() -> anyhow::Result<()> 
     let key = api.tenant_key("acme").await?;
     let mut ids = Vec::new();
     for i in 0..24 {
-        ids.push(submit(&api, &key, &json!({"workflow": sleepy(400), "input": {"n": i}})).await?);
+        ids.push(Submission::of(sleepy(400)).input(json!({"n": i})).submit(&api, &key).await?);
     }
     let args = |id: &str| -> anyhow::Result<DispatcherArgs> {
         Ok(DispatcherArgs::new(&api.configs, id)?.set("--global-limit", 8).set("--tenant-limit", 8))
@@ -301,7 +283,7 @@ async fn flushall_mid_run_still_finishes_everything() -> anyhow::Result<()> {
     let key = api.tenant_key("acme").await?;
     let mut ids = Vec::new();
     for i in 0..30 {
-        ids.push(submit(&api, &key, &json!({"workflow": sleepy(200), "input": {"n": i}})).await?);
+        ids.push(Submission::of(sleepy(200)).input(json!({"n": i})).submit(&api, &key).await?);
     }
     let args = DispatcherArgs::new(&api.configs, "d1")?.set("--global-limit", 4).set("--tenant-limit", 4);
     let dispatcher = InProcessDispatcher::start(&args).await?;
@@ -335,7 +317,7 @@ async fn sigterm_drains_within_the_bound_and_loses_nothing() -> anyhow::Result<(
     let key = api.tenant_key("acme").await?;
     let mut ids = Vec::new();
     for i in 0..12 {
-        ids.push(submit(&api, &key, &json!({"workflow": sleepy(3000), "input": {"n": i}})).await?);
+        ids.push(Submission::of(sleepy(3000)).input(json!({"n": i})).submit(&api, &key).await?);
     }
     let args = |id: &str| -> anyhow::Result<DispatcherArgs> {
         Ok(DispatcherArgs::new(&api.configs, id)?
@@ -372,7 +354,7 @@ async fn cancel_stops_a_running_execution() -> anyhow::Result<()> {
     let api = TestApi::start().await?;
     let key = api.tenant_key("acme").await?;
     let dispatcher = InProcessDispatcher::start(&DispatcherArgs::new(&api.configs, "d1")?).await?;
-    let id = submit(&api, &key, &json!({"workflow": sleepy(60_000), "input": {"n": 1}})).await?;
+    let id = Submission::of(sleepy(60_000)).input(json!({"n": 1})).submit(&api, &key).await?;
     let db = api.db.clone();
     wait_until(Duration::from_secs(30), "the execution to run", || {
         let db = db.clone();

@@ -4,12 +4,12 @@
 //! the certificate cannot be trusted.
 
 use flow_like_shared::config::RedisConfig;
-use flow_like_shared::keys::Keys;
+use flow_like_shared::protocol::keys::Keys;
 use flow_like_shared::status::StatusEvent;
-use flow_like_tests::api::TestApi;
-use flow_like_tests::services::{DedicatedRedis, RedisOptions, ServiceConfigs, TestServices, state_dir};
-use flow_like_tests::stack::{DispatcherArgs, DispatcherProcess, submit, wait_terminal, workspace_binary};
-use flow_like_tests::tls::{ServerCertificate, make_server_certificate};
+use flow_like_test_harness::{DispatcherArgs, DispatcherProcess, TestApi, workspace_binary};
+use flow_like_test_services::tls::{ServerCertificate, make_server_certificate};
+use flow_like_test_services::{DedicatedRedis, RedisOptions, ServiceConfigs, TestServices, state_dir};
+use flow_like_tests::fixtures::{Submission, WorkflowDoc, wait_terminal};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,11 +69,8 @@ async fn api_dispatcher_and_executor_run_an_execution_over_tls_with_a_private_ca
     // A real dispatcher process; its process runner hands the executor REDIS_URL and REDIS_CA_FILE as a Job would.
     let _dispatcher = DispatcherProcess::start(&DispatcherArgs::new(&world.configs, "tls-dispatcher")?)?;
 
-    let body = json!({
-        "workflow": {"name": "double", "nodes": {"t": {"type": "transform", "params": {"expr": ".input.n * 2"}}}, "output": "t"},
-        "input": {"n": 21}
-    });
-    let id = submit(&api, &key, &body).await?;
+    let workflow = WorkflowDoc::new().name("double").transform("t", ".input.n * 2").output("t").build();
+    let id = Submission::of(workflow).input(json!({"n": 21})).submit(&api, &key).await?;
     let statuses = wait_terminal(&api.db, &[id], Duration::from_secs(60)).await?;
     assert_eq!(statuses, ["succeeded"]);
 

@@ -7,8 +7,8 @@ use chrono::Utc;
 use flow_like_dispatcher::config::RetentionConfig;
 use flow_like_dispatcher::pruner::{PruneReport, Pruner};
 use flow_like_shared::storage::layout;
-use flow_like_tests::api::TestApi;
-use flow_like_tests::stack::{DispatcherArgs, InProcessDispatcher, submit, wait_terminal};
+use flow_like_test_harness::{DispatcherArgs, InProcessDispatcher, TestApi};
+use flow_like_tests::fixtures::{Submission, WorkflowDoc, submit, wait_terminal};
 use serde_json::json;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -36,7 +36,7 @@ fn pruner(api: &TestApi, retention: RetentionConfig) -> Pruner {
 }
 
 fn workflow() -> serde_json::Value {
-    json!({"workflow": {"nodes": {"t": {"type": "transform", "params": {"expr": ".input"}}}, "output": "t"}, "input": 1})
+    Submission::of(WorkflowDoc::new().transform("t", ".input").output("t").build()).input(json!(1)).body()
 }
 
 /// Submits an execution, sets its status and finish time `finished_days_ago` (None: unfinished) in the record,

@@ -4,9 +4,9 @@
 //! test S3 server, which checks every signature. Half-set static keys stop each binary at start, naming the
 //! missing setting.
 
-use flow_like_tests::api::ADMIN_TOKEN;
-use flow_like_tests::services::{ServiceConfigs, TestServices};
-use flow_like_tests::stack::{DispatcherArgs, DispatcherProcess, wait_terminal, workspace_binary};
+use flow_like_test_harness::{ADMIN_TOKEN, DispatcherArgs, DispatcherProcess, workspace_binary};
+use flow_like_test_services::{ServiceConfigs, TestServices, free_port};
+use flow_like_tests::fixtures::{Submission, WorkflowDoc, wait_terminal};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -25,10 +25,6 @@ fn sdk_credentials(configs: &ServiceConfigs) -> [(&'static str, String); 2] {
         ("AWS_ACCESS_KEY_ID", configs.s3.access_key_id.clone()),
         ("AWS_SECRET_ACCESS_KEY", configs.s3.secret_access_key.clone()),
     ]
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -65,10 +61,8 @@ async fn binaries_use_the_sdk_default_credential_chain_when_no_static_keys_are_s
     let key = issued["key"].as_str().unwrap_or_default().to_owned();
     // An input above the inline limit goes to the meta bucket through the API's own S3 client.
     let big = "x".repeat(70 * 1024);
-    let body = json!({
-        "workflow": {"nodes": {"t": {"type": "transform", "params": {"expr": ".input.s | length"}}}, "output": "t"},
-        "input": {"s": big}
-    });
+    let workflow = WorkflowDoc::new().transform("t", ".input.s | length").output("t").build();
+    let body = Submission::of(workflow).input(json!({"s": big})).body();
     let submitted: Value =
         http.post(format!("{base}/api/v1/executions")).bearer_auth(&key).json(&body).send().await?.json().await?;
     let id = submitted["id"].as_str().unwrap_or_default().parse()?;

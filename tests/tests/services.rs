@@ -2,7 +2,7 @@
 //! survive stop/kill/restart on the same port, and the S3 server checks signatures.
 
 use aws_sdk_s3::primitives::ByteStream;
-use flow_like_tests::services::{DedicatedPostgres, DedicatedRedis, RedisOptions, S3Settings, TestServices};
+use flow_like_test_services::{DedicatedPostgres, DedicatedRedis, RedisOptions, S3Settings, TestServices};
 use sqlx::{Connection, PgConnection};
 
 async fn current_database(url: &str) -> anyhow::Result<String> {

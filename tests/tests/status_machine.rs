@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use flow_like_shared::record::transitions::{self, Change, Transition};
 use flow_like_shared::record::{self, NewExecution, executions};
 use flow_like_shared::status::FinishedOutcome;
-use flow_like_tests::services::TestServices;
+use flow_like_test_services::TestServices;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use sqlx::PgPool;

@@ -2,9 +2,10 @@
 //! one row PostgreSQL refuses does not spoil the rest of its batch, and Redis failing while batches are written
 //! gives 503s and leaves no row behind (or, for every 202, a row that is queued).
 
-use flow_like_shared::queue::{self, QueueMessage};
-use flow_like_tests::api::{TestApi, sample_workflow};
-use flow_like_tests::services::{DedicatedRedis, RedisOptions, TestServices, redis_config};
+use flow_like_shared::protocol::{self, QueueMessage};
+use flow_like_test_harness::TestApi;
+use flow_like_test_services::{DedicatedRedis, RedisOptions, TestServices, redis_config};
+use flow_like_tests::fixtures::sample_workflow;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -49,7 +50,7 @@ async fn lane_messages(api: &TestApi) -> Vec<QueueMessage> {
     let mut conn = api.redis.clone();
     let mut out = Vec::new();
     for tenant in TENANTS {
-        for priority in 0..=queue::MAX_PRIORITY {
+        for priority in 0..=protocol::MAX_PRIORITY {
             let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
                 .arg(api.keys.lane(tenant, priority))
                 .arg("-")

@@ -5,11 +5,11 @@
 //!
 //! Needs the workspace binaries: `cargo build --workspace --bins`.
 
-use flow_like_tests::api::{TestApi, sample_workflow};
-use flow_like_tests::kube_sim::{KubeSim, KubeSimOptions, KubeletOptions};
+use flow_like_kube_sim::{KubeSim, KubeSimOptions, KubeletOptions};
+use flow_like_test_harness::{DispatcherArgs, InProcessDispatcher, TestApi, workspace_binary};
+use flow_like_test_services::TestServices;
+use flow_like_tests::fixtures::{Submission, wait_terminal};
 use flow_like_tests::otlp::{OtlpReceiver, ReceivedSpan};
-use flow_like_tests::services::TestServices;
-use flow_like_tests::stack::{DispatcherArgs, InProcessDispatcher, wait_terminal, workspace_binary};
 use serde_json::json;
 use std::time::Duration;
 use uuid::Uuid;
@@ -28,7 +28,7 @@ async fn submit(api: &TestApi, key: &str, traceparent: Option<&str>) -> Uuid {
     if let Some(traceparent) = traceparent {
         request = request.header("traceparent", traceparent);
     }
-    let response = request.json(&json!({"workflow": sample_workflow(), "input": {"n": 21}})).send().await.unwrap();
+    let response = request.json(&Submission::sample().input(json!({"n": 21})).body()).send().await.unwrap();
     assert_eq!(response.status(), 202);
     response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap()
 }

@@ -5,7 +5,7 @@
 //! `output` name existing nodes, that the graph has no cycle, the document's size and nesting limits, and that
 //! an inline workflow's `name` matches the path of `PUT /workflows/{name}`. Those are 422s with a JSON Pointer.
 
-use flow_like_shared::queue::MAX_PRIORITY;
+use flow_like_shared::protocol::MAX_PRIORITY;
 use flow_like_shared::workflow::{Limits, MAX_NODE_ID_LEN};
 use serde_json::{Value, json};
 

@@ -4,12 +4,13 @@
 use crate::auth::Admin;
 use crate::body::{Fields, JsonBody, OptionalJsonBody, RequestBody};
 use crate::error::ApiError;
+use crate::params::{self, ParamsRejection, PathParams};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use flow_like_shared::ids::valid_tenant_name;
-use flow_like_shared::limits;
+use flow_like_shared::protocol::limits;
 use flow_like_shared::record::{self, TenantLimits, api_keys};
 use serde::Serialize;
 use uuid::Uuid;
@@ -59,10 +60,10 @@ fn check_tenant(tenant: &str) -> Result<(), ApiError> {
 pub async fn create_key(
     State(state): State<AppState>,
     _admin: Admin,
-    tenant: Result<super::PathParams<String>, super::ParamsRejection>,
+    tenant: Result<PathParams<String>, ParamsRejection>,
     OptionalJsonBody(body): OptionalJsonBody<NewApiKey>,
 ) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
-    let tenant = super::path(tenant, "tenant")?;
+    let tenant = params::path(tenant, "tenant")?;
     check_tenant(&tenant)?;
     let issued = api_keys::issue(&state.db, &tenant, body.admin).await?;
     Ok((StatusCode::CREATED, Json(IssuedKey { id: issued.id, tenant, key: issued.key, admin: body.admin })))
@@ -78,9 +79,9 @@ pub async fn create_key(
 pub async fn revoke_key(
     State(state): State<AppState>,
     _admin: Admin,
-    id: Result<super::PathParams<Uuid>, super::ParamsRejection>,
+    id: Result<PathParams<Uuid>, ParamsRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let id = super::path(id, "API key")?;
+    let id = params::path(id, "API key")?;
     if !api_keys::revoke(&state.db, id).await? {
         return Err(ApiError::NotFound("API key"));
     }
@@ -117,10 +118,10 @@ impl RequestBody for LimitsBody {
 pub async fn put_limits(
     State(state): State<AppState>,
     _admin: Admin,
-    tenant: Result<super::PathParams<String>, super::ParamsRejection>,
+    tenant: Result<PathParams<String>, ParamsRejection>,
     body: JsonBody<LimitsBody>,
 ) -> Result<Json<LimitsBody>, ApiError> {
-    let tenant = super::path(tenant, "tenant")?;
+    let tenant = params::path(tenant, "tenant")?;
     check_tenant(&tenant)?;
     let body = body.value;
     let tenant_limits = TenantLimits { concurrency_limit: body.concurrency_limit, workflow_limit: body.workflow_limit };

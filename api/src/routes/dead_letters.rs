@@ -8,22 +8,20 @@
 //! that Redis does not know. A second redrive of the same entry then answers 409 (the execution is no longer
 //! `failed`); the leftover entry can be deleted with `XDEL`.
 
-use super::is_entry_id;
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::routes::executions::ExecutionView;
+use crate::params::{self, ParamsRejection, PathParams, QueryParams};
+use crate::rules::{self, is_entry_id};
 use crate::state::AppState;
+use crate::views::ExecutionView;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use flow_like_shared::queue::{self, DEFAULT_PRIORITY, MAX_PRIORITY, QueueBody, QueueMessage};
-use flow_like_shared::queue_ops::{self, DeadLetter};
+use flow_like_shared::protocol::dead_letter::DeadLetter;
+use flow_like_shared::protocol::{self, DEFAULT_PRIORITY, MAX_PRIORITY, QueueBody, QueueMessage};
 use flow_like_shared::record::operator::{self, Redrive};
 use serde::{Deserialize, Serialize};
-
-const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 500;
 
 /// Paging of the dead-letter list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -93,19 +91,16 @@ pub struct DeadLetterPage {
 pub async fn list(
     State(state): State<AppState>,
     _admin: Admin,
-    params: Result<super::QueryParams<DeadLetterParams>, super::ParamsRejection>,
+    query: Result<QueryParams<DeadLetterParams>, ParamsRejection>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
-    let params = super::query(params)?;
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::Malformed(format!("limit must be between 1 and {MAX_PAGE}")));
-    }
+    let params = params::query(query)?;
+    let limit = rules::page_limit(params.limit)?;
     let cursor = params.cursor;
     if cursor.as_deref().is_some_and(|c| !is_entry_id(c)) {
         return Err(ApiError::Malformed("cursor is not one this API issued".into()));
     }
     let mut redis = state.redis.clone();
-    let letters = queue_ops::dead_letters(&mut redis, &state.keys, cursor.as_deref(), limit).await?;
+    let letters = protocol::dead_letter::dead_letters(&mut redis, &state.keys, cursor.as_deref(), limit).await?;
     let next_cursor = (letters.len() == limit).then(|| letters.last().map(|l| l.entry_id.clone())).flatten();
     Ok(Json(DeadLetterPage { items: letters.into_iter().map(DeadLetterView::from).collect(), next_cursor }))
 }
@@ -136,15 +131,16 @@ pub struct Redriven {
 pub async fn redrive(
     State(state): State<AppState>,
     _admin: Admin,
-    entry_id: Result<super::PathParams<String>, super::ParamsRejection>,
+    entry_id: Result<PathParams<String>, ParamsRejection>,
 ) -> Result<(StatusCode, Json<Redriven>), ApiError> {
-    let entry_id = super::path(entry_id, "dead letter")?;
+    let entry_id = params::path(entry_id, "dead letter")?;
     if !is_entry_id(&entry_id) {
         return Err(ApiError::NotFound("dead letter"));
     }
     let mut redis = state.redis.clone();
-    let letter =
-        queue_ops::dead_letter(&mut redis, &state.keys, &entry_id).await?.ok_or(ApiError::NotFound("dead letter"))?;
+    let letter = protocol::dead_letter::read_dead_letter(&mut redis, &state.keys, &entry_id)
+        .await?
+        .ok_or(ApiError::NotFound("dead letter"))?;
     let Some(execution) = letter.execution() else {
         return Err(ApiError::Conflict(format!(
             "dead letter {entry_id} names no execution (id {:?}); delete it with XDEL",
@@ -179,8 +175,8 @@ pub async fn redrive(
         },
     };
     // The record says queued now; the reconciler enqueues it if this fails, so the client may just look later.
-    queue::enqueue(&mut redis, &state.keys, &message).await.map_err(ApiError::QueueUnavailable)?;
-    if let Err(err) = queue_ops::delete_dead_letter(&mut redis, &state.keys, &entry_id).await {
+    protocol::enqueue(&mut redis, &state.keys, &message).await.map_err(ApiError::QueueUnavailable)?;
+    if let Err(err) = protocol::dead_letter::delete_dead_letter(&mut redis, &state.keys, &entry_id).await {
         tracing::warn!(entry = %entry_id, cause = %err, "redriven, but the dead letter could not be deleted");
     }
     Ok((StatusCode::ACCEPTED, Json(Redriven { entry_id, execution: ExecutionView::from(*record) })))

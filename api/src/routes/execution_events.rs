@@ -7,22 +7,22 @@
 //! `?last_event_id=`) and gets only the entries after that one; without it the stream starts at the beginning.
 //!
 //! Blocking reads (`XREAD BLOCK`) would stall the shared multiplexed connection, so every event stream has a
-//! dedicated Redis connection, and a replica serves at most `MAX_EVENT_STREAMS` at once (503 beyond). The
-//! stream is read only as fast as the client takes events (at most `READ_COUNT` entries are held), and ends
-//! after a `finished` event, or when PostgreSQL said the execution is terminal and then nothing new arrived
-//! for a whole block interval (which covers a progress stream Redis lost). An execution that an operator
-//! redrove after a `finished` event goes on with its next attempt's events.
+//! dedicated Redis connection (`crate::event_streams`), and a replica serves at most `MAX_EVENT_STREAMS` at
+//! once (503 beyond). The stream is read only as fast as the client takes events (at most `READ_COUNT` entries
+//! are held), and ends after a `finished` event, or when PostgreSQL said the execution is terminal and then
+//! nothing new arrived for a whole block interval (which covers a progress stream Redis lost). An execution
+//! that an operator redrove after a `finished` event goes on with its next attempt's events.
 
 use crate::auth::Caller;
-use crate::error::ApiError;
-use crate::routes::execution_ops::problem;
+use crate::error::{ApiError, problem};
+use crate::event_streams::BLOCK;
+use crate::params::{self, ParamsRejection, PathParams, QueryParams};
+use crate::rules::is_entry_id;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use flow_like_shared::config::RedisConfig;
-use flow_like_shared::queue::QueueError;
 use flow_like_shared::record::executions;
 use flow_like_shared::status::{StatusEntry, StatusEvent};
 use redis::aio::MultiplexedConnection;
@@ -30,41 +30,14 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
-/// How long one `XREAD` waits for new entries; also how long a terminal execution's stream stays open without
-/// news before it ends.
-pub const BLOCK: Duration = Duration::from_secs(5);
 /// Entries read (and held) at most per `XREAD`.
 pub const READ_COUNT: usize = 100;
 /// Keep-alive comment interval, so proxies do not close an idle stream.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// Event streams one API replica serves at once (each holds one Redis connection).
-pub const MAX_EVENT_STREAMS: usize = 1000;
-
-/// Dedicated Redis connections for event streams, and the cap on how many are open.
-pub struct EventStreams {
-    client: redis::Client,
-    slots: Arc<Semaphore>,
-}
-
-impl EventStreams {
-    pub fn new(config: &RedisConfig) -> Result<Self, flow_like_shared::redis_client::RedisSetupError> {
-        let client = config.client()?;
-        Ok(Self { client, slots: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)) })
-    }
-
-    async fn connect(&self) -> Result<MultiplexedConnection, QueueError> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            // A blocking read answers after BLOCK at the latest.
-            .set_response_timeout(Some(BLOCK + Duration::from_secs(5)));
-        Ok(self.client.get_multiplexed_async_connection_with_config(&config).await?)
-    }
-}
 
 /// Where to resume.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -94,15 +67,15 @@ pub struct EventParams {
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
-    id: Result<super::PathParams<Uuid>, super::ParamsRejection>,
-    params: Result<super::QueryParams<EventParams>, super::ParamsRejection>,
+    id: Result<PathParams<Uuid>, ParamsRejection>,
+    query: Result<QueryParams<EventParams>, ParamsRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = super::path(id, "execution")?;
-    let params = super::query(params)?;
+    let id = params::path(id, "execution")?;
+    let params = params::query(query)?;
     // Both are checked, whichever wins: a malformed value is refused even when the other one is fine.
     let entry_id = |value: Option<String>, what: &str| match value {
-        Some(value) if !super::is_entry_id(&value) => {
+        Some(value) if !is_entry_id(&value) => {
             Err(ApiError::Malformed(format!("{what} must be an event id such as 1700000000000-0")))
         }
         value => Ok(value),
@@ -116,8 +89,13 @@ pub async fn events(
     let query = entry_id(params.last_event_id, "last_event_id")?;
     let after = header.or(query).unwrap_or_else(|| "0-0".to_string());
     let record = executions::get(&state.db, &caller.tenant, id).await?.ok_or(ApiError::NotFound("execution"))?;
-    let Ok(permit) = state.event_streams.slots.clone().try_acquire_owned() else {
-        return Ok(problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "too many event streams are open"));
+    let Some(permit) = state.event_streams.reserve() else {
+        return Ok(problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "too many event streams are open",
+            Vec::new(),
+        ));
     };
     let conn = state.event_streams.connect().await.map_err(ApiError::QueueUnavailable)?;
     let follow = Follow {

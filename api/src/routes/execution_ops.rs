@@ -8,33 +8,17 @@
 //! execution answers 202 again and runs the Redis part again, so retrying the request is safe.
 
 use crate::auth::Caller;
-use crate::error::{ApiError, Problem};
-use crate::routes::executions::ExecutionView;
+use crate::error::{ApiError, problem};
+use crate::params::{self, ParamsRejection, PathParams};
 use crate::state::AppState;
+use crate::views::ExecutionView;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use flow_like_shared::queue_ops;
+use flow_like_shared::protocol;
 use flow_like_shared::record::{ExecutionStatus, executions, operator};
 use uuid::Uuid;
-
-/// A problem document with its own title, for answers `ApiError` has no variant for.
-pub fn problem(status: StatusCode, slug: &str, title: impl Into<String>) -> Response {
-    let body = Problem {
-        problem_type: format!("https://flow-like.dev/problems/{slug}"),
-        title: title.into(),
-        status: status.as_u16(),
-        detail: None,
-        errors: Vec::new(),
-    };
-    let mut response = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    }
-    response
-}
 
 /// The result document of a finished execution.
 #[utoipa::path(
@@ -51,9 +35,9 @@ pub fn problem(status: StatusCode, slug: &str, title: impl Into<String>) -> Resp
 pub async fn result(
     State(state): State<AppState>,
     caller: Caller,
-    id: Result<super::PathParams<Uuid>, super::ParamsRejection>,
+    id: Result<PathParams<Uuid>, ParamsRejection>,
 ) -> Result<Response, ApiError> {
-    let id = super::path(id, "execution")?;
+    let id = params::path(id, "execution")?;
     let record = executions::get(&state.db, &caller.tenant, id).await?.ok_or(ApiError::NotFound("execution"))?;
     let status = record.status.as_str();
     if !record.status.is_terminal() {
@@ -69,6 +53,7 @@ pub async fn result(
             StatusCode::NOT_FOUND,
             "not-found",
             format!("execution finished ({status}) but its result document is missing from storage"),
+            Vec::new(),
         ));
     };
     let mut response = (StatusCode::OK, body).into_response();
@@ -91,9 +76,9 @@ pub async fn result(
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
-    id: Result<super::PathParams<Uuid>, super::ParamsRejection>,
+    id: Result<PathParams<Uuid>, ParamsRejection>,
 ) -> Result<Response, ApiError> {
-    let id = super::path(id, "execution")?;
+    let id = params::path(id, "execution")?;
     let record = match operator::cancel(&state.db, &caller.tenant, id).await? {
         operator::Cancel::NotFound => return Err(ApiError::NotFound("execution")),
         operator::Cancel::Cancelled { previous, record } => {
@@ -110,8 +95,8 @@ pub async fn cancel(
     };
     let mut redis = state.redis.clone();
     let redis_part = async {
-        queue_ops::request_cancel(&mut redis, &state.keys, id).await?;
-        queue_ops::withdraw(&mut redis, &state.keys, id).await
+        protocol::request_cancel(&mut redis, &state.keys, id).await?;
+        protocol::withdraw(&mut redis, &state.keys, id).await
     };
     // Whatever the Redis error, the record is cancelled and a retry is safe: say "retry", not "broken".
     redis_part.await.map_err(ApiError::QueueUnavailable)?;

@@ -1,5 +1,6 @@
 //! Unauthenticated endpoints: liveness, readiness (PostgreSQL, Redis and S3 each answer), Prometheus metrics (served on the metrics listener).
 
+use crate::error::RETRY_AFTER_SECS;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -53,7 +54,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let mut response = (status, Json(Readiness { ready, postgres, redis, s3 })).into_response();
     if !ready {
-        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static(RETRY_AFTER_SECS));
     }
     response
 }

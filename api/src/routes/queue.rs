@@ -2,16 +2,13 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::rules::DISPATCHER_ALIVE_WITHIN;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use flow_like_shared::limits::{self, EffectiveLimits};
-use flow_like_shared::queue::{self, TenantQueue};
+use flow_like_shared::protocol::limits::{self, EffectiveLimits};
+use flow_like_shared::protocol::{self, reads::TenantQueue};
 use serde::Serialize;
-use std::time::Duration;
-
-/// A dispatcher counts as alive when its heartbeat is this recent.
-pub const DISPATCHER_ALIVE_WITHIN: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QueueView {
@@ -34,9 +31,9 @@ pub struct QueueView {
 )]
 pub async fn get(State(state): State<AppState>, caller: Caller) -> Result<Json<QueueView>, ApiError> {
     let mut redis = state.redis.clone();
-    let queue = queue::tenant_queue(&mut redis, &state.keys, &caller.tenant).await?;
+    let queue = protocol::reads::tenant_queue(&mut redis, &state.keys, &caller.tenant).await?;
     let limits = limits::effective(&mut redis, &state.keys, &caller.tenant).await?;
     let (global_running, dispatchers_alive) =
-        queue::global_running(&mut redis, &state.keys, DISPATCHER_ALIVE_WITHIN).await?;
+        protocol::reads::global_running(&mut redis, &state.keys, DISPATCHER_ALIVE_WITHIN).await?;
     Ok(Json(QueueView { tenant: caller.tenant, queue, limits, global_running, dispatchers_alive }))
 }

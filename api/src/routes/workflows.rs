@@ -3,11 +3,13 @@
 use crate::auth::Caller;
 use crate::body::{JsonBody, RequestBody};
 use crate::error::{ApiError, InvalidPart};
-use crate::routes::executions::WORKFLOW_NAME_RULE;
+use crate::params::{self, ParamsRejection, PathParams};
+use crate::rules::WORKFLOW_NAME_RULE;
 use crate::state::AppState;
+use crate::views;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use flow_like_shared::ids::valid_workflow_name;
@@ -72,15 +74,14 @@ fn readable_name(name: String) -> Result<String, ApiError> {
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
-    name: Result<super::PathParams<String>, super::ParamsRejection>,
+    name: Result<PathParams<String>, ParamsRejection>,
     body: JsonBody<WorkflowDocument>,
 ) -> Result<Response, ApiError> {
-    let name = super::path(name, "workflow")?;
+    let name = params::path(name, "workflow")?;
     check_name(&name)?;
     let mut document = body.value.0;
     let validated = workflow::validate(&document, &state.settings.workflow_limits).map_err(|errors| {
-        let errors: Vec<InvalidPart> =
-            errors.0.into_iter().map(|e| InvalidPart { pointer: e.pointer, message: e.message }).collect();
+        let errors = InvalidPart::of_workflow("", errors);
         ApiError::Invalid { title: format!("invalid workflow: {} problem(s)", errors.len()), errors }
     })?;
     if validated.workflow().name.as_deref().is_some_and(|n| n != name) {
@@ -91,11 +92,8 @@ pub async fn put(
     }
     let registered = workflows::register(&state.db, &caller.tenant, &name, &document).await?;
     let location = format!("/api/v1/workflows/{name}/versions/{}", registered.version);
-    let mut response = (StatusCode::CREATED, Json(WorkflowVersionView::from(registered))).into_response();
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
+    let response = (StatusCode::CREATED, Json(WorkflowVersionView::from(registered))).into_response();
+    Ok(views::with_location(response, &location))
 }
 
 /// The latest version of a workflow, with the list of its versions.
@@ -108,9 +106,9 @@ pub async fn put(
 pub async fn get_latest(
     State(state): State<AppState>,
     caller: Caller,
-    name: Result<super::PathParams<String>, super::ParamsRejection>,
+    name: Result<PathParams<String>, ParamsRejection>,
 ) -> Result<Json<WorkflowVersionView>, ApiError> {
-    let name = readable_name(super::path(name, "workflow")?)?;
+    let name = readable_name(params::path(name, "workflow")?)?;
     let latest = workflows::get(&state.db, &caller.tenant, &name, None).await?.ok_or(ApiError::NotFound("workflow"))?;
     let versions = workflows::versions(&state.db, &caller.tenant, &name).await?;
     let mut view = WorkflowVersionView::from(latest);
@@ -128,9 +126,9 @@ pub async fn get_latest(
 pub async fn get_version(
     State(state): State<AppState>,
     caller: Caller,
-    path: Result<super::PathParams<(String, i32)>, super::ParamsRejection>,
+    path: Result<PathParams<(String, i32)>, ParamsRejection>,
 ) -> Result<Json<WorkflowVersionView>, ApiError> {
-    let (name, version) = super::path(path, "workflow version")?;
+    let (name, version) = params::path(path, "workflow version")?;
     let name = readable_name(name)?;
     let found = workflows::get(&state.db, &caller.tenant, &name, Some(version))
         .await?

@@ -29,7 +29,7 @@ impl DispatchRow {
     }
 
     /// The queue message of the execution's `attempt`, rebuilt from the record (its lane entry is gone).
-    pub fn queue_message(&self, attempt: u32) -> crate::queue::QueueMessage {
+    pub fn queue_message(&self, attempt: u32) -> crate::protocol::QueueMessage {
         let columns = super::executions::WaitingExecution {
             id: self.id,
             tenant: self.tenant.clone(),

@@ -2,7 +2,7 @@
 //! reconciler uses to find executions Redis lost.
 
 use super::RecordError;
-use crate::queue::{DEFAULT_PRIORITY, MAX_PRIORITY, QueueBody, QueueMessage};
+use crate::protocol::message::{DEFAULT_PRIORITY, MAX_PRIORITY, QueueBody, QueueMessage};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;

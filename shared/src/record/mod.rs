@@ -118,7 +118,7 @@ pub async fn ping(pool: &PgPool) -> Result<(), RecordError> {
     Ok(())
 }
 
-impl From<TenantLimits> for crate::limits::TenantOverrides {
+impl From<TenantLimits> for crate::protocol::limits::TenantOverrides {
     fn from(limits: TenantLimits) -> Self {
         Self { concurrency_limit: limits.concurrency_limit, workflow_limit: limits.workflow_limit }
     }

@@ -1,0 +1,137 @@
+-- Admission: claims queued executions for one dispatcher, only as far as the concurrency limits allow, and
+-- takes their leases, all in one atomic step. Work that cannot start stays unclaimed for other dispatchers.
+-- KEYS[1] tenants zset ({prefix}:tenants)    KEYS[2] limits hash ({prefix}:limits)
+-- KEYS[3] active zset ({prefix}:active)      KEYS[4] queued hash ({prefix}:queued)
+-- KEYS[5] turn counter ({prefix}:turn)
+-- ARGV[1] prefix (tenant-derived keys are built from it: single Redis only, not Redis Cluster)
+-- ARGV[2] consumer group, ARGV[3] dispatcher id (consumer name and lease owner), ARGV[4] now (ms),
+-- ARGV[5] lease expiry (ms), ARGV[6] most executions to admit in this call
+-- Returns {stop reason, {lane, entry id, {field, value, ...}}, ...}. The stop reason says why admission stopped:
+-- 'no-limits' (no dispatcher published limits), 'global' (global limit reached), 'batch' (ARGV[6] admitted),
+-- 'idle' (nothing admissible: queues empty or every tenant with work at its limit).
+PREFIX = ARGV[1]
+local group, consumer = ARGV[2], ARGV[3]
+local now, expiry, max = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+
+local limits = redis.call('HMGET', KEYS[2], 'global', 'tenant', 'workflow')
+if not limits[1] then
+  return {'no-limits'}
+end
+local global_limit = tonumber(limits[1])
+local tenant_default = tonumber(limits[2]) or 0
+local workflow_default = tonumber(limits[3]) or 0
+
+-- The next entry of a lane the group has not delivered yet, without delivering it.
+local function peek(lane)
+  local groups = redis.call('XINFO', 'GROUPS', lane)
+  for _, g in ipairs(groups) do
+    local name, last
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then name = g[i + 1] end
+      if g[i] == 'last-delivered-id' then last = g[i + 1] end
+    end
+    if name == group then
+      local next = redis.call('XRANGE', lane, '(' .. last, '+', 'COUNT', 1)
+      return next[1]
+    end
+  end
+  return nil
+end
+
+local out = {'idle'}
+local admitted = 0
+local active = redis.call('ZCARD', KEYS[3])
+if active >= global_limit then
+  out[1] = 'global'
+  return out
+end
+
+-- Passes over the tenants in round-robin order (least recently served first), at most one admission per
+-- tenant per pass, until the batch is full, the global limit is reached or a pass admits nothing.
+local progress = true
+while progress do
+  progress = false
+  local tenants = redis.call('ZRANGE', KEYS[1], 0, -1)
+  for _, tenant in ipairs(tenants) do
+    if admitted >= max then
+      out[1] = 'batch'
+      return out
+    end
+    if active >= global_limit then
+      out[1] = 'global'
+      return out
+    end
+    local tenant_limit = tonumber(redis.call('HGET', KEYS[2], 'tenant:' .. tenant)) or tenant_default
+    local tenant_active = K.active_tenant(tenant)
+    local lanes_key = K.lanes(tenant)
+    if redis.call('ZCARD', tenant_active) < tenant_limit then
+      local workflow_limit = tonumber(redis.call('HGET', KEYS[2], 'workflow:' .. tenant)) or workflow_default
+      local served = false
+      -- Highest priority first.
+      local priorities = redis.call('ZREVRANGE', lanes_key, 0, -1)
+      for _, priority in ipairs(priorities) do
+        local lane = K.lane(tenant, priority)
+        local entry = nil
+        local blocked = false
+        while entry == nil do
+          if workflow_limit > 0 then
+            -- Look before claiming: an entry whose workflow is at its limit stays unclaimed (and holds back
+            -- this lane of this tenant only).
+            local next = peek(lane)
+            if next == nil then break end
+            local workflow = field(next[2], 'workflow')
+            if redis.call('ZCARD', K.active_workflow(tenant, workflow)) >= workflow_limit then
+              blocked = true
+              break
+            end
+          end
+          local read = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', lane, '>')
+          if not read then break end
+          local candidate = read[1][2][1]
+          local id = field(candidate[2], 'id')
+          if not id or not field(candidate[2], 'workflow') then
+            -- Not a queue message: park it with the dead letters rather than block the lane.
+            ack_entry(lane, group, candidate[1])
+            local dead = {}
+            for _, v in ipairs(candidate[2]) do dead[#dead + 1] = v end
+            for _, v in ipairs({'reason', 'malformed queue entry (no id or workflow field)', 'dead_at', now,
+                'deliveries', 1}) do dead[#dead + 1] = v end
+            redis.call('XADD', K.dead_letters(), '*', unpack(dead))
+          elseif redis.call('EXISTS', K.cancel(id)) == 1 then
+            -- Cancelled while waiting: drop it without taking a slot.
+            ack_entry(lane, group, candidate[1])
+            redis.call('HDEL', KEYS[4], id)
+          else
+            entry = candidate
+          end
+        end
+        if entry ~= nil then
+          local fields = entry[2]
+          local id = field(fields, 'id') or ''
+          local workflow = field(fields, 'workflow') or ''
+          score_slots(id, tenant, workflow, expiry)
+          redis.call('HSET', K.lease(id),
+            'dispatcher', consumer, 'tenant', tenant, 'workflow', workflow,
+            'attempt', field(fields, 'attempt') or '1', 'lane', lane, 'entry', entry[1],
+            'claimed_at', now, 'deliveries', 1)
+          redis.call('HDEL', KEYS[4], id)
+          out[#out + 1] = {lane, entry[1], fields}
+          admitted = admitted + 1
+          active = active + 1
+          served = true
+          progress = true
+          break
+        elseif not blocked then
+          -- Nothing left to deliver in this lane. Enqueue re-adds the lane with its next entry.
+          redis.call('ZREM', lanes_key, priority)
+        end
+      end
+      if served then
+        redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[5]), tenant)
+      elseif redis.call('ZCARD', lanes_key) == 0 then
+        redis.call('ZREM', KEYS[1], tenant)
+      end
+    end
+  end
+end
+return out

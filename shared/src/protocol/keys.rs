@@ -1,0 +1,170 @@
+//! Every Redis key flow-like uses, one function per key. All keys start with `REDIS_PREFIX:`; docs/redis.md
+//! lists each one with a `redis-cli` command that shows its state, and a test fails when a key written by the
+//! code is missing from that page.
+//!
+//! The key space is designed for a single Redis (or one primary with replicas). The admission script touches
+//! keys derived from tenant names, so Redis Cluster is not supported.
+
+/// The consumer group on every queue lane; all dispatchers share it.
+pub const DISPATCH_GROUP: &str = "dispatchers";
+/// The consumer group on the status stream; all dispatchers share it.
+pub const STATUS_GROUP: &str = "status";
+
+/// Builds keys for one installation (one prefix).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self { prefix: prefix.into() }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Stream: one queue lane per (tenant, priority). Entries are queued executions; group `dispatchers`.
+    pub fn lane(&self, tenant: &str, priority: u8) -> String {
+        format!("{}:queue:{tenant}:p{priority}", self.prefix)
+    }
+
+    /// Sorted set: tenants that may have queued work, scored by the round-robin turn they were last served in.
+    pub fn tenants(&self) -> String {
+        format!("{}:tenants", self.prefix)
+    }
+
+    /// Sorted set: the priorities (0-9) that have a lane for a tenant, as members scored by the priority.
+    pub fn lanes(&self, tenant: &str) -> String {
+        format!("{}:lanes:{tenant}", self.prefix)
+    }
+
+    /// Hash: execution id -> queue entry (`lane-key entry-id`) for every execution waiting in a lane.
+    /// The reconciler compares it with PostgreSQL to find committed executions that Redis lost.
+    pub fn queued(&self) -> String {
+        format!("{}:queued", self.prefix)
+    }
+
+    /// String counter: the round-robin turn, incremented each time a tenant is served.
+    pub fn turn(&self) -> String {
+        format!("{}:turn", self.prefix)
+    }
+
+    /// Sorted set: every running execution (concurrency lease), scored by lease expiry in ms since the epoch.
+    pub fn active(&self) -> String {
+        format!("{}:active", self.prefix)
+    }
+
+    /// Sorted set: one tenant's running executions, scored like `active`.
+    pub fn active_tenant(&self, tenant: &str) -> String {
+        format!("{}:active:tenant:{tenant}", self.prefix)
+    }
+
+    /// Sorted set: one workflow's running executions, scored like `active`.
+    pub fn active_workflow(&self, tenant: &str, workflow: &str) -> String {
+        format!("{}:active:workflow:{tenant}:{workflow}", self.prefix)
+    }
+
+    /// Hash: the lease of one running execution (dispatcher, tenant, workflow, attempt, queue entry).
+    pub fn lease(&self, execution: &str) -> String {
+        format!("{}:lease:{execution}", self.prefix)
+    }
+
+    /// Hash: concurrency limits: `global`, `tenant:<tenant>` and `workflow:<tenant>` (per workflow of that tenant).
+    pub fn limits(&self) -> String {
+        format!("{}:limits", self.prefix)
+    }
+
+    /// Sorted set: live dispatchers, scored by their last heartbeat in ms since the epoch.
+    pub fn dispatchers(&self) -> String {
+        format!("{}:dispatchers", self.prefix)
+    }
+
+    /// Stream: status events from executors and runners (started, progress, finished); group `status`.
+    pub fn status(&self) -> String {
+        format!("{}:status", self.prefix)
+    }
+
+    /// Stream: one execution's progress and log events, read by the API's Server-Sent Events endpoint.
+    pub fn progress(&self, execution: &str) -> String {
+        format!("{}:status:{execution}", self.prefix)
+    }
+
+    /// Stream: queue messages that failed too often, with the reason.
+    pub fn dead_letters(&self) -> String {
+        format!("{}:dead", self.prefix)
+    }
+
+    /// String with expiry: set while a cancellation of the execution is pending.
+    pub fn cancel(&self, execution: &str) -> String {
+        format!("{}:cancel:{execution}", self.prefix)
+    }
+
+    /// Sorted set: executions backing off before their next attempt, scored by when it is due (ms since the
+    /// epoch). They hold no concurrency slot meanwhile.
+    pub fn retrying(&self) -> String {
+        format!("{}:retrying", self.prefix)
+    }
+
+    /// Hash: the queue message (same fields as a lane entry) of one execution waiting in `retrying`.
+    pub fn retry(&self, execution: &str) -> String {
+        format!("{}:retry:{execution}", self.prefix)
+    }
+
+    /// Pub/sub channel (not a key): published when work is enqueued or a slot is released, so idle
+    /// dispatchers try admission at once instead of at their next poll.
+    pub fn wake(&self) -> String {
+        format!("{}:wake", self.prefix)
+    }
+}
+
+/// The sample names [`Keys::catalogue`] builds its keys with.
+pub const SAMPLE_TENANT: &str = "acme";
+pub const SAMPLE_WORKFLOW: &str = "report";
+pub const SAMPLE_EXECUTION: &str = "0190a1b2-0000-7000-8000-000000000001";
+pub const SAMPLE_PRIORITY: u8 = 5;
+
+impl Keys {
+    /// One example of every key, built with the sample tenant, workflow, execution and priority above. The
+    /// documentation test checks each against docs/redis.md, and the script contract tests check the Lua key
+    /// builders (`prelude.lua`) against it and every key a script leaves behind, so a new key function must be
+    /// added here.
+    pub fn catalogue(&self) -> Vec<String> {
+        let (tenant, workflow, execution) = (SAMPLE_TENANT, SAMPLE_WORKFLOW, SAMPLE_EXECUTION);
+        vec![
+            self.lane(tenant, SAMPLE_PRIORITY),
+            self.tenants(),
+            self.lanes(tenant),
+            self.queued(),
+            self.turn(),
+            self.active(),
+            self.active_tenant(tenant),
+            self.active_workflow(tenant, workflow),
+            self.lease(execution),
+            self.limits(),
+            self.dispatchers(),
+            self.status(),
+            self.progress(execution),
+            self.dead_letters(),
+            self.cancel(execution),
+            self.retrying(),
+            self.retry(execution),
+            self.wake(),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_carries_the_prefix() {
+        let catalogue = Keys::new("fl").catalogue();
+        assert_eq!(catalogue.len(), 18);
+        for key in catalogue {
+            assert!(key.starts_with("fl:"), "{key}");
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Concurrency limits as the admission script reads them: the `limits` hash holds `global`, `tenant` and
+//! `workflow` (the dispatchers' defaults, written by every dispatcher at start) and `tenant:<t>` /
+//! `workflow:<t>` (per-tenant overrides from the admin API; PostgreSQL keeps the durable copy and the
+//! reconciler restores them if Redis loses its data).
+
+use super::keys::Keys;
+use super::message::QueueError;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+
+/// The dispatchers' default limits (0 for `workflow` means "no per-workflow limit").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DefaultLimits {
+    pub global: u32,
+    pub tenant: u32,
+    pub workflow: u32,
+}
+
+/// Overrides of one tenant; `None` falls back to the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TenantOverrides {
+    pub concurrency_limit: Option<i32>,
+    pub workflow_limit: Option<i32>,
+}
+
+pub fn tenant_field(tenant: &str) -> String {
+    format!("tenant:{tenant}")
+}
+
+pub fn workflow_field(tenant: &str) -> String {
+    format!("workflow:{tenant}")
+}
+
+/// Writes the defaults (every dispatcher does this at start; replicas are expected to agree).
+pub async fn publish_defaults(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    limits: DefaultLimits,
+) -> Result<(), QueueError> {
+    let _: () = conn
+        .hset_multiple(
+            keys.limits(),
+            &[("global", limits.global), ("tenant", limits.tenant), ("workflow", limits.workflow)],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Writes (or clears) one tenant's overrides.
+pub async fn publish_tenant(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    tenant: &str,
+    limits: impl Into<TenantOverrides>,
+) -> Result<(), QueueError> {
+    let limits = limits.into();
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for (field, value) in
+        [(tenant_field(tenant), limits.concurrency_limit), (workflow_field(tenant), limits.workflow_limit)]
+    {
+        match value {
+            Some(v) => pipe.hset(keys.limits(), field, v).ignore(),
+            None => pipe.hdel(keys.limits(), field).ignore(),
+        };
+    }
+    let _: () = pipe.query_async(conn).await?;
+    Ok(())
+}
+
+/// The limits that apply to one tenant, as the dispatchers see them now. `None` when no dispatcher has
+/// published its defaults yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EffectiveLimits {
+    pub global: Option<u32>,
+    pub tenant: Option<u32>,
+    pub workflow: Option<u32>,
+}
+
+pub async fn effective(conn: &mut ConnectionManager, keys: &Keys, tenant: &str) -> Result<EffectiveLimits, QueueError> {
+    let values: Vec<Option<u32>> = redis::cmd("HMGET")
+        .arg(keys.limits())
+        .arg("global")
+        .arg("tenant")
+        .arg("workflow")
+        .arg(tenant_field(tenant))
+        .arg(workflow_field(tenant))
+        .query_async(conn)
+        .await?;
+    let [global, tenant_default, workflow_default, tenant_override, workflow_override] = values[..] else {
+        return Err(QueueError::Malformed(format!("HMGET returned {} values for 5 fields", values.len())));
+    };
+    Ok(EffectiveLimits {
+        global,
+        tenant: tenant_override.or(tenant_default),
+        workflow: workflow_override.or(workflow_default).filter(|w| *w > 0),
+    })
+}
