@@ -94,7 +94,7 @@ if [[ $MODE != submit ]]; then
     if [[ -z ${STACK_SKIP_BUILD:-} ]]; then
         log "building the dispatcher, the executor and the load generator (release)"
         (cd "$REPO" && cargo build --release -p flow-like-dispatcher -p flow-like-executor \
-            && cargo build --release -p flow-like-tests --bin flow-like-loadgen)
+            && cargo build --release -p flow-like-loadgen --bin flow-like-loadgen)
     fi
     if [[ $MODE == pipeline ]]; then
         for mode in dispatch dispatch-latency dispatcher-memory executor e2e; do pipeline_mode "$mode"; done
@@ -112,7 +112,7 @@ set +a
 stop_dispatcher
 
 log "building the load generator (release)"
-(cd "$REPO" && cargo build --release -p flow-like-tests --bin flow-like-loadgen)
+(cd "$REPO" && cargo build --release -p flow-like-loadgen --bin flow-like-loadgen)
 
 log "running: flow-like-loadgen submit against http://$API_LISTEN"
 "$TARGET/flow-like-loadgen" submit \
