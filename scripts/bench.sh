@@ -15,7 +15,7 @@
 #                                       concurrency; then queue-to-Job-created at 200 executions/s
 #
 # The pipeline modes do not use the stack: the load generator starts the test service pool (PostgreSQL, Redis,
-# s3s-fs; see tests/src/services) and takes a fresh database, key prefix and buckets per run, so nothing queued
+# s3s-fs; see tools/services) and takes a fresh database, key prefix and buckets per run, so nothing queued
 # elsewhere interferes. Each prints its figures and ends with one JSON line. Knobs: BENCH_EXECUTIONS (dispatch,
 # 50000), BENCH_MEMORY_EXECUTIONS (100000), BENCH_RATE (1000), BENCH_SECONDS (10), BENCH_RUNS (executor, 50),
 # BENCH_E2E_EXECUTIONS (500), BENCH_E2E_LIMIT (32), BENCH_KUBE_JOBS (kube-dispatch, 5000), BENCH_KUBE_RATE (200).

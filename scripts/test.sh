@@ -14,8 +14,8 @@ cd "$REPO" || exit 1
 "$REPO/scripts/install-deps.sh" || exit $?
 
 stop_services() {
-    # The helper is built with the tests. When the tests crate does not compile right now, the binary of the last
-    # good build (the one that started any running servers) still knows how to stop them.
+    # The helper (tools/services) is built with the tests. When it does not compile right now, the binary of the
+    # last good build (the one that started any running servers) still knows how to stop them.
     local prebuilt="${CARGO_TARGET_DIR:-$REPO/target}/debug/flow-like-test-services"
     cargo run --quiet -p flow-like-test-services --bin flow-like-test-services -- stop 2>/dev/null \
         || { [[ -x $prebuilt ]] && "$prebuilt" stop; } \
