@@ -2,7 +2,9 @@
 # The local flow-like stack for development, without Docker or a cluster: PostgreSQL, Redis (append-only file,
 # fsync every second) and an S3 server (s3s-fs) on free ports, plus the API and one dispatcher (process runner:
 # each execution attempt is a local flow-like-executor process). Everything lives in .state/ (gitignored); data
-# survives `down`/`up`, `clean` removes it.
+# survives `down`/`up`, `clean` removes it. PostgreSQL, Redis and s3s-fs are started by the same Rust launchers as
+# the test service pool (`flow-like-test-services stack-up`, tools/services/src/stack.rs); this script picks their
+# ports and keys once, starts the API and the dispatcher, and stops everything.
 #
 #   scripts/stack.sh up       install deps, build (release), start everything, wait for the API's and the
 #                             dispatcher's /readyz
@@ -49,13 +51,6 @@ pg_dir() {
     fi
 }
 
-s3s_fs_bin() {
-    command -v s3s-fs 2>/dev/null && return
-    local bin="${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs"
-    [[ -x $bin ]] || die "s3s-fs not found: run scripts/install-deps.sh"
-    echo "$bin"
-}
-
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Sets PICKED_PORT to a port nothing listens on and that was not picked before (no subshell: the list persists).
@@ -76,14 +71,6 @@ pick_port() {
 }
 
 random_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-
-wait_port() { # name port seconds
-    local deadline=$((SECONDS + $3))
-    until port_in_use "$2"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.1
-    done
-}
 
 # HTTP status code of GET http://127.0.0.1:$1$2, or 000 when nothing answers.
 http_status() {
@@ -180,51 +167,17 @@ load_env() {
     fi
 }
 
-start_postgres() {
-    local bin dir
-    bin="$(pg_bin)"
-    dir="$(pg_dir)"
-    if [[ ! -f $dir/data/PG_VERSION ]]; then
-        mkdir -p "$dir"
-        is_root && chown -R postgres:postgres "$dir"
-        as_postgres "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 >"$LOGS/initdb.log" 2>&1 \
-            || { tail -n 20 "$LOGS/initdb.log" >&2; die "initdb failed"; }
-    fi
-    if ! as_postgres "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
-        # Default durability: this is the developer's data, not a throwaway test cluster.
-        as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-            -o "-p $STACK_PG_PORT -k '$dir' -c listen_addresses=127.0.0.1" start >/dev/null \
-            || { tail -n 20 "$dir/postgres.log" >&2; die "PostgreSQL did not start (log: $dir/postgres.log)"; }
-        log "PostgreSQL on 127.0.0.1:$STACK_PG_PORT"
-    fi
-    if ! "$bin/psql" -h 127.0.0.1 -p "$STACK_PG_PORT" -U postgres -d postgres -tAc \
-        "SELECT 1 FROM pg_database WHERE datname = 'flowlike'" | grep -q 1; then
-        "$bin/createdb" -h 127.0.0.1 -p "$STACK_PG_PORT" -U postgres flowlike
-    fi
-}
-
-start_redis() {
-    mkdir -p "$STATE/redis"
-    live_pid "$STATE/redis/redis.pid" redis-server >/dev/null && return
-    command -v redis-server >/dev/null || die "redis-server not found: run scripts/install-deps.sh"
-    redis-server --port "$STACK_REDIS_PORT" --bind 127.0.0.1 --dir "$STATE/redis" \
-        --appendonly yes --appendfsync everysec --save '' \
-        --daemonize yes --pidfile "$STATE/redis/redis.pid" --logfile "$STATE/redis/redis.log"
-    wait_port redis "$STACK_REDIS_PORT" 10 \
-        || { tail -n 20 "$STATE/redis/redis.log" >&2; die "Redis did not start"; }
-    log "Redis on 127.0.0.1:$STACK_REDIS_PORT"
-}
-
-start_s3() {
-    local bin
-    mkdir -p "$STATE/s3/data/$S3_META_BUCKET" "$STATE/s3/data/$S3_CONTENT_BUCKET"
-    live_pid "$STATE/s3/s3s-fs.pid" s3s-fs >/dev/null && return
-    bin="$(s3s_fs_bin)"
-    setsid "$bin" --host 127.0.0.1 --port "$STACK_S3_PORT" --access-key "$S3_ACCESS_KEY_ID" \
-        --secret-key "$S3_SECRET_ACCESS_KEY" "$STATE/s3/data" </dev/null >>"$LOGS/s3s-fs.log" 2>&1 &
-    echo $! >"$STATE/s3/s3s-fs.pid"
-    wait_port s3s-fs "$STACK_S3_PORT" 10 || { tail -n 20 "$LOGS/s3s-fs.log" >&2; die "s3s-fs did not start"; }
-    log "S3 (s3s-fs) on $S3_ENDPOINT, buckets $S3_META_BUCKET and $S3_CONTENT_BUCKET"
+# PostgreSQL (default durability), Redis (append-only file, fsync every second) and s3s-fs with the stack's buckets,
+# each unless it runs already; the database and buckets are created when missing. The launcher reads the S3 keys
+# from S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY (exported by load_env); the servers outlive it.
+start_servers() {
+    local launcher="$TARGET/flow-like-test-services"
+    [[ -x $launcher ]] || die "$launcher not built: run without STACK_SKIP_BUILD"
+    "$launcher" stack-up --state "$STATE" --logs "$LOGS" \
+        --postgres-dir "$(pg_dir)" --postgres-port "$STACK_PG_PORT" --database flowlike \
+        --redis-port "$STACK_REDIS_PORT" \
+        --s3-port "$STACK_S3_PORT" --s3-bucket "$S3_META_BUCKET" --s3-bucket "$S3_CONTENT_BUCKET" \
+        || die "the stack's servers did not start"
 }
 
 start_binary() { # name pidfile command...
@@ -265,14 +218,13 @@ cmd_up() {
     "$REPO/scripts/install-deps.sh"
     if [[ -z ${STACK_SKIP_BUILD:-} ]]; then
         log "building release binaries"
-        (cd "$REPO" && cargo build --release -p flow-like-api -p flow-like-dispatcher -p flow-like-executor)
+        (cd "$REPO" && cargo build --release -p flow-like-api -p flow-like-dispatcher -p flow-like-executor \
+            -p flow-like-test-services)
     fi
     mkdir -p "$STATE" "$LOGS"
     write_env
     load_env
-    start_postgres
-    start_redis
-    start_s3
+    start_servers
     start_binary flow-like-api "$STATE/api.pid" "$TARGET/flow-like-api" serve
     # The API applies the migrations at start: the dispatcher starts once it is ready, on the current schema.
     wait_ready flow-like-api "$STATE/api.pid" "$STACK_API_PORT" "http://$API_LISTEN"

@@ -1,6 +1,10 @@
 //! A Kubernetes API simulator for tests: an HTTP server speaking the real REST + watch protocol for batch/v1
 //! Jobs, core/v1 Pods and Secrets, with a kubelet that runs each Job's pod as a local process, and injectable
 //! faults. See docs/kubernetes-simulator.md for what it does and does not simulate.
+//!
+//! Used as a library by the integration tests (`flow-like-tests`) and the load generator (`flow-like-loadgen`);
+//! it depends on no flow-like crate: the kubelet runs whatever entrypoint [`KubeletOptions`] names (normally the
+//! `flow-like-executor` binary).
 
 mod kubelet;
 mod schema;

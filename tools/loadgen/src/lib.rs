@@ -1,7 +1,15 @@
-//! The submission load generator behind `flow-like-loadgen`: drive `POST /api/v1/executions` from many
-//! concurrent clients, summarize latencies, and measure PostgreSQL's single-row INSERT rate with pgbench on the
-//! same machine as the ceiling the API's rate is compared against.
+//! The load generator behind `flow-like-loadgen` and `scripts/bench.sh` (figures in docs/benchmarks.md):
+//! - `submit` ([`submit`], [`pgbench`]): `POST /api/v1/executions` from many concurrent clients against a running
+//!   API, latencies summarized, beside PostgreSQL's single-row INSERT rate measured with pgbench on the same machine
+//!   as the ceiling the API's rate is compared against;
+//! - the pipeline modes ([`pipeline`]): dispatcher overhead, queue-to-dispatch latency, dispatcher memory, executor
+//!   start-up and end to end, each on a fresh database, key prefix and buckets of the test service pool;
+//! - Job creation through the Kubernetes runner ([`kube`], [`kube_dispatch`]) against the Kubernetes API simulator.
+//!
+//! It builds on `flow-like-test-services` (the servers), `flow-like-test-harness` (the API and dispatchers) and
+//! `flow-like-kube-sim`, never on the integration-test crate.
 
+pub mod cli;
 pub mod cpu;
 pub mod kube;
 pub mod kube_dispatch;

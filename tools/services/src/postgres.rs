@@ -3,7 +3,7 @@
 //! `initdb` refuses to run as root, so as root every PostgreSQL tool runs as the `postgres` user and the cluster
 //! directory belongs to it.
 
-use super::process::{free_port, run_checked, running_as_root};
+use super::process::{free_port, log_tail, run_checked, running_as_root};
 use super::redis::retries_error;
 use super::{ServiceError, blocking, create_dir, unique_suffix};
 use std::path::{Path, PathBuf};
@@ -117,16 +117,19 @@ pub(crate) fn start_cluster(dir: &Path, port: u16, settings: &[&str], wait: Dura
         options.push_str(" -c ");
         options.push_str(setting);
     }
+    let log = dir.join("postgres.log");
+    let wait = wait.as_secs().to_string();
     let mut pg_ctl = pg_command("pg_ctl")?;
-    pg_ctl.arg("-D").arg(dir.join("data")).arg("-l").arg(dir.join("postgres.log")).args([
-        "-w",
-        "-t",
-        &wait.as_secs().to_string(),
-        "-o",
-        &options,
-        "start",
-    ]);
-    run_checked(pg_ctl, "pg_ctl start").map(drop)
+    pg_ctl.arg("-D").arg(dir.join("data")).arg("-l").arg(&log).args(["-w", "-t", &wait, "-o", &options, "start"]);
+    run_checked(pg_ctl, "pg_ctl start").map(drop).map_err(|err| match err {
+        // pg_ctl only says "Examine the log output": the cause is in the server's log.
+        ServiceError::CommandFailed { what, status, output } => ServiceError::CommandFailed {
+            what,
+            status,
+            output: format!("{output}\n{} (last lines):\n{}", log.display(), log_tail(&log)),
+        },
+        other => other,
+    })
 }
 
 /// Starts the cluster in `dir` on a free port, retrying on a port another process took in the meantime.
