@@ -17,10 +17,15 @@ use uuid::Uuid;
 pub type Entry = (String, HashMap<String, Value>);
 
 /// Appends to several streams in one round trip, in order.
-#[derive(Default)]
 pub struct Appends {
     pipe: redis::Pipeline,
     empty: bool,
+}
+
+impl Default for Appends {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Appends {
