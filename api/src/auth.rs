@@ -6,47 +6,9 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use flow_like_shared::record::{ApiKeyRecord, api_keys, parse_api_key};
+use flow_like_shared::record::{api_keys, parse_api_key};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
-
-/// Upper bound on cached keys; the cache is cleared when it fills (keys are few in practice).
-const MAX_CACHED_KEYS: usize = 10_000;
-
-pub struct KeyCache {
-    ttl: Duration,
-    entries: Mutex<HashMap<String, (ApiKeyRecord, Instant)>>,
-}
-
-impl KeyCache {
-    pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: Mutex::new(HashMap::new()) }
-    }
-
-    fn get(&self, prefix: &str) -> Option<ApiKeyRecord> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(prefix).filter(|(_, at)| at.elapsed() < self.ttl).map(|(record, _)| record.clone())
-    }
-
-    fn put(&self, prefix: &str, record: ApiKeyRecord) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= MAX_CACHED_KEYS {
-            entries.clear();
-        }
-        entries.insert(prefix.to_string(), (record, Instant::now()));
-    }
-
-    pub fn forget(&self, id: uuid::Uuid) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|_, (record, _)| record.id != id);
-    }
-}
 
 /// The authenticated caller: a tenant's key.
 #[derive(Debug, Clone)]

@@ -10,8 +10,7 @@
 //! integers (`5.0` is the integer 5).
 
 use crate::error::ApiError;
-use crate::state::AppState;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRef, FromRequest, Request};
 use axum::http::header;
 use http_body_util::{BodyExt, Limited};
 use serde_json::{Map, Value};
@@ -204,11 +203,20 @@ impl Fields {
     }
 }
 
-impl<T: RequestBody> FromRequest<AppState> for JsonBody<T> {
+/// The largest request body accepted (`API_MAX_BODY_BYTES`), taken from the router's state.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: RequestBody,
+    BodyLimit: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let limit = state.settings.max_body_bytes;
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let BodyLimit(limit) = BodyLimit::from_ref(state);
         let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         if !is_json(content_type) {
             return Err(ApiError::UnsupportedMediaType(if content_type.is_empty() {
@@ -248,10 +256,15 @@ impl<T: RequestBody> FromRequest<AppState> for JsonBody<T> {
 /// Like [`JsonBody`], for endpoints whose body is optional: an empty body yields `T::default()`.
 pub struct OptionalJsonBody<T>(pub T);
 
-impl<T: RequestBody + Default> FromRequest<AppState> for OptionalJsonBody<T> {
+impl<S, T> FromRequest<S> for OptionalJsonBody<T>
+where
+    S: Send + Sync,
+    T: RequestBody + Default,
+    BodyLimit: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let has_body = request.headers().contains_key(header::CONTENT_TYPE)
             || request
                 .headers()

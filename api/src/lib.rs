@@ -6,6 +6,7 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod event_streams;
+pub mod key_cache;
 pub mod metrics;
 pub mod openapi;
 pub mod params;
@@ -67,8 +68,8 @@ pub async fn state(config: &ApiConfig) -> Result<AppState, RunError> {
             inline_input_max_bytes: config.inline_input_max_bytes,
             workflow_limits: Limits::default(),
         },
-        key_cache: auth::KeyCache::new(Duration::from_secs(config.api_key_cache_secs)),
-        metrics: metrics::Metrics::default(),
+        key_cache: key_cache::KeyCache::new(Duration::from_secs(config.api_key_cache_secs)),
+        metrics: Arc::new(metrics::Metrics::default()),
         event_streams: event_streams::EventStreams::new(&config.redis)?,
         submitter,
         tracer: flow_like_shared::trace::Tracer::from_config(&config.trace, "flow-like-api")?,
@@ -96,7 +97,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/openapi.json", get(|| async { axum::Json(openapi::document()) }))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .with_state(state)
 }
 

@@ -9,9 +9,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 use std::time::Instant;
-
-use crate::state::AppState;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
@@ -105,7 +104,7 @@ impl Metrics {
 const SUBMIT_ROUTE: &str = "/api/v1/executions";
 
 /// Middleware recording every request by route template and status.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().to_string();
     let route =
@@ -115,15 +114,15 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     if method == "POST" && route == SUBMIT_ROUTE && (status.is_client_error() || status.is_server_error()) {
         let slug = response.extensions().get::<ProblemSlug>().map_or("other", |s| s.0);
         if slug == "unavailable" {
-            state.metrics.submission("unavailable");
+            metrics.submission("unavailable");
         } else {
-            state.metrics.submission("refused");
-            state.metrics.refused.get_or_create(&RefusedLabels { reason: reason_label(slug) }).inc();
+            metrics.submission("refused");
+            metrics.refused.get_or_create(&RefusedLabels { reason: reason_label(slug) }).inc();
         }
     }
     let labels = RouteLabels { method, route, status: status.as_u16() };
-    state.metrics.requests.get_or_create(&labels).inc();
-    state.metrics.request_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    metrics.requests.get_or_create(&labels).inc();
+    metrics.request_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
     response
 }
 

@@ -11,6 +11,7 @@ mod schemas;
 pub use schemas::{ENTRY_ID_PATTERN, TENANT_NAME_PATTERN, WORKFLOW_NAME_PATTERN};
 
 use crate::routes::{admin, dead_letters, execution_events, execution_ops, executions, health, queue, workflows};
+use flow_like_shared::lifecycle::ExecutionStatus;
 use serde_json::{Value, json};
 use std::sync::OnceLock;
 use utoipa::OpenApi;
@@ -91,7 +92,7 @@ fn parameter_schema(operation_id: &str, name: &str) -> Option<Value> {
         "name" => json!({"type": "string", "pattern": WORKFLOW_NAME_PATTERN}),
         "version" => json!({"type": "integer", "minimum": 1, "maximum": i32::MAX}),
         "entry_id" => entry_id,
-        "status" => json!({"type": "string", "enum": executions::STATUSES}),
+        "status" => json!({"type": "string", "enum": ExecutionStatus::ALL}),
         "workflow" => json!({"type": "string", "pattern": WORKFLOW_NAME_PATTERN}),
         "limit" => json!({"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
         "cursor" if operation_id == "listExecutions" => json!({"type": "string", "format": "uuid"}),
@@ -209,7 +210,7 @@ fn default_description(status: &str) -> String {
 fn refine_response_schemas(schemas: &mut Value) {
     for view in ["ExecutionView", "Accepted"] {
         if let Some(status) = schemas[view]["properties"].get_mut("status") {
-            status["enum"] = json!(executions::STATUSES);
+            status["enum"] = json!(ExecutionStatus::ALL);
         }
     }
     if let Some(priority) = schemas["ExecutionView"]["properties"].get_mut("priority") {

@@ -1,8 +1,8 @@
 //! What every handler shares: the connections, settings and the key cache.
 
-use crate::auth::KeyCache;
+use crate::key_cache::KeyCache;
 use crate::metrics::Metrics;
-use crate::submit::Submitter;
+use crate::submit::batcher::Submitter;
 use flow_like_shared::protocol::keys::Keys;
 use flow_like_shared::storage::Storage;
 use flow_like_shared::workflow::Limits;
@@ -20,7 +20,7 @@ pub struct Inner {
     pub storage: Storage,
     pub settings: Settings,
     pub key_cache: KeyCache,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// Dedicated Redis connections for Server-Sent Events (blocking reads).
     pub event_streams: crate::event_streams::EventStreams,
     /// The batcher of submissions without an Idempotency-Key.
@@ -36,6 +36,12 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub inline_input_max_bytes: usize,
     pub workflow_limits: Limits,
+}
+
+impl axum::extract::FromRef<AppState> for crate::body::BodyLimit {
+    fn from_ref(state: &AppState) -> Self {
+        Self(state.settings.max_body_bytes)
+    }
 }
 
 impl std::ops::Deref for AppState {

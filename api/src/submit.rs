@@ -76,7 +76,7 @@ pub async fn submit(
     headers: &HeaderMap,
     body: JsonBody<SubmitExecution>,
 ) -> Result<Submitted, ApiError> {
-    let id = Uuid::now_v7();
+    let id = flow_like_shared::ids::new_execution_id();
     let span = state.tracer.is_enabled().then(|| submit_span(id, headers));
     let result = commit_and_queue(state, tenant, headers, body, id, span.as_ref().map(|s| s.context)).await;
     if let Some(mut span) = span {

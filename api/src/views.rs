@@ -5,6 +5,7 @@
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use flow_like_shared::lifecycle::ExecutionStatus;
 use flow_like_shared::protocol::DEFAULT_PRIORITY;
 use flow_like_shared::record::executions::ExecutionRecord;
 use serde::Serialize;
@@ -49,7 +50,7 @@ impl Accepted {
     ) -> Self {
         Self {
             id,
-            status: "queued".into(),
+            status: ExecutionStatus::Queued.as_str().into(),
             workflow,
             workflow_version,
             priority,

@@ -10,13 +10,11 @@
 use crate::rules::DISPATCHER_ALIVE_WITHIN;
 use crate::views::ExecutionView;
 use chrono::{DateTime, Utc};
-use flow_like_shared::protocol::QueueError;
-use flow_like_shared::protocol::keys::{DISPATCH_GROUP, Keys};
-use flow_like_shared::protocol::limits;
+use flow_like_shared::protocol::keys::Keys;
+use flow_like_shared::protocol::{QueueError, limits, reads};
 use flow_like_shared::record::{ExecutionRecord, ExecutionStatus};
 use redis::aio::ConnectionManager;
 use serde::Serialize;
-use std::collections::HashMap;
 
 /// Entries counted per lane when placing an execution in its tenant's queue.
 pub const MAX_COUNTED: usize = 1000;
@@ -57,49 +55,27 @@ fn format_ms(ms: i64) -> String {
 
 /// Why a queued execution is not running yet.
 pub async fn reason(conn: &mut ConnectionManager, keys: &Keys, record: &ExecutionRecord) -> Result<String, QueueError> {
-    let id = record.id.to_string();
     let (tenant, workflow) = (record.tenant.as_str(), record.workflow_name.as_str());
     let now_ms = Utc::now().timestamp_millis();
     let alive_since = now_ms - i64::try_from(DISPATCHER_ALIVE_WITHIN.as_millis()).unwrap_or(i64::MAX);
-    #[allow(clippy::type_complexity)]
-    let (lease_holder, lease_attempt, retry_due, retry_attempt, dispatchers, global, in_tenant, in_workflow, queued): (
-        Option<String>,
-        Option<u32>,
-        Option<f64>,
-        Option<u32>,
-        u64,
-        u64,
-        u64,
-        u64,
-        Option<String>,
-    ) = redis::pipe()
-        .hget(keys.lease(&id), "dispatcher")
-        .hget(keys.lease(&id), "attempt")
-        .zscore(keys.retrying(), &id)
-        .hget(keys.retry(&id), "attempt")
-        .zcount(keys.dispatchers(), alive_since, "+inf")
-        .zcard(keys.active())
-        .zcard(keys.active_tenant(tenant))
-        .zcard(keys.active_workflow(tenant, workflow))
-        .hget(keys.queued(), &id)
-        .query_async(conn)
-        .await?;
+    let state = reads::waiting_state(conn, keys, record.id, tenant, workflow, alive_since).await?;
     let next_attempt = u32::try_from(record.attempts.max(1)).unwrap_or(1);
-    if let Some(dispatcher) = lease_holder {
-        let attempt = lease_attempt.unwrap_or(next_attempt);
+    if let Some(dispatcher) = state.lease_holder {
+        let attempt = state.lease_attempt.unwrap_or(next_attempt);
         return Ok(format!("claimed by dispatcher {dispatcher}: attempt {attempt} is starting"));
     }
-    if let Some(due) = retry_due {
-        let attempt = retry_attempt.unwrap_or(next_attempt);
+    if let Some(due) = state.retry_due_ms {
+        let attempt = state.retry_attempt.unwrap_or(next_attempt);
         return Ok(format!(
             "retrying after an infrastructure failure: attempt {attempt} starts at {}",
             format_ms(due as i64)
         ));
     }
-    if dispatchers == 0 {
+    if state.dispatchers_alive == 0 {
         return Ok("no dispatcher alive".into());
     }
     let limits = limits::effective(conn, keys, tenant).await?;
+    let (global, in_tenant, in_workflow) = (state.running_global, state.running_tenant, state.running_workflow);
     if let Some(limit) = limits.global
         && global >= u64::from(limit)
     {
@@ -115,72 +91,10 @@ pub async fn reason(conn: &mut ConnectionManager, keys: &Keys, record: &Executio
     {
         return Ok(format!("workflow {workflow} of tenant {tenant} at its limit {in_workflow}/{limit}"));
     }
-    let Some((lane, entry)) = queued.as_deref().and_then(|q| q.split_once(' ')) else {
+    let Some((lane, entry)) = state.queued_at else {
         return Ok("not in the Redis queue: a dispatcher's reconciler will queue it again".into());
     };
-    let ahead = ahead_of(conn, keys, tenant, lane, entry).await?;
+    let ahead = reads::unclaimed_ahead(conn, keys, tenant, &lane, &entry, MAX_COUNTED).await?;
     let count = if ahead.capped { format!("more than {}", ahead.count) } else { ahead.count.to_string() };
     Ok(format!("waiting to be claimed: {count} ahead of it in tenant {tenant}'s queue"))
-}
-
-struct Ahead {
-    count: usize,
-    capped: bool,
-}
-
-/// The group's last delivered entry id on a lane (entries after it are not claimed yet).
-fn last_delivered(groups: &[HashMap<String, redis::Value>]) -> String {
-    groups
-        .iter()
-        .find(|g| matches!(g.get("name"), Some(redis::Value::BulkString(n)) if n == DISPATCH_GROUP.as_bytes()))
-        .and_then(|g| match g.get("last-delivered-id") {
-            Some(redis::Value::BulkString(id)) => String::from_utf8(id.clone()).ok(),
-            Some(redis::Value::SimpleString(id)) => Some(id.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| "0-0".into())
-}
-
-/// Unclaimed entries ahead of `entry`: in its own lane before it, and in every higher-priority lane of the tenant.
-async fn ahead_of(
-    conn: &mut ConnectionManager,
-    keys: &Keys,
-    tenant: &str,
-    own_lane: &str,
-    entry: &str,
-) -> Result<Ahead, QueueError> {
-    let priorities: Vec<u8> = redis::cmd("ZRANGE").arg(keys.lanes(tenant)).arg(0).arg(-1).query_async(conn).await?;
-    let own_priority = priorities.iter().copied().find(|p| keys.lane(tenant, *p) == own_lane);
-    // (lane, end of the range): the own lane up to the entry, higher lanes to their end.
-    let mut lanes = vec![(own_lane.to_string(), format!("({entry}"))];
-    for priority in priorities {
-        if own_priority.is_some_and(|own| priority > own) {
-            lanes.push((keys.lane(tenant, priority), "+".to_string()));
-        }
-    }
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    for (lane, _) in &lanes {
-        pipe.cmd("XINFO").arg("GROUPS").arg(lane);
-    }
-    // A lane listed in the tenant's lanes but already removed answers with an error: nothing waits there.
-    let groups: Vec<redis::RedisResult<Vec<HashMap<String, redis::Value>>>> = pipe.query_async(conn).await?;
-    let mut pipe = redis::pipe();
-    let mut ranged = 0;
-    for ((lane, end), groups) in lanes.iter().zip(&groups) {
-        let Ok(groups) = groups else { continue };
-        let start = format!("({}", last_delivered(groups));
-        pipe.cmd("XRANGE").arg(lane).arg(start).arg(end).arg("COUNT").arg(MAX_COUNTED);
-        ranged += 1;
-    }
-    let mut ahead = Ahead { count: 0, capped: false };
-    if ranged == 0 {
-        return Ok(ahead);
-    }
-    let ranges: Vec<redis::streams::StreamRangeReply> = pipe.query_async(conn).await?;
-    for range in ranges {
-        ahead.capped |= range.ids.len() >= MAX_COUNTED;
-        ahead.count += range.ids.len();
-    }
-    Ok(ahead)
 }

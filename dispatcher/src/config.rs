@@ -87,19 +87,44 @@ pub struct DispatcherConfig {
     #[arg(long = "workflow-limit", env = "DISPATCHER_WORKFLOW_LIMIT", default_value_t = 0)]
     pub workflow_limit: u32,
     /// Seconds a concurrency lease lives without a heartbeat before other dispatchers take it over.
-    #[arg(long = "lease-ttl-secs", env = "DISPATCHER_LEASE_TTL_SECS", default_value_t = 30)]
+    #[arg(
+        long = "lease-ttl-secs",
+        env = "DISPATCHER_LEASE_TTL_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     pub lease_ttl_secs: u64,
     /// Attempts per execution when the infrastructure fails (the workflow failing is not retried).
-    #[arg(long = "max-attempts", env = "DISPATCHER_MAX_ATTEMPTS", default_value_t = 3)]
+    #[arg(
+        long = "max-attempts",
+        env = "DISPATCHER_MAX_ATTEMPTS",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
     pub max_attempts: u32,
     /// Deliveries of one queue message before it goes to the dead-letter stream.
-    #[arg(long = "max-deliveries", env = "DISPATCHER_MAX_DELIVERIES", default_value_t = 5)]
+    #[arg(
+        long = "max-deliveries",
+        env = "DISPATCHER_MAX_DELIVERIES",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
     pub max_deliveries: u32,
     /// Most executions one admission step claims.
-    #[arg(long = "admit-batch", env = "DISPATCHER_ADMIT_BATCH", default_value_t = 64)]
+    #[arg(
+        long = "admit-batch",
+        env = "DISPATCHER_ADMIT_BATCH",
+        default_value_t = 64,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
     pub admit_batch: usize,
     /// Most attempts this dispatcher runs at once (bounds its memory; the concurrency limits apply on top).
-    #[arg(long = "max-in-flight", env = "DISPATCHER_MAX_IN_FLIGHT", default_value_t = 1000)]
+    #[arg(
+        long = "max-in-flight",
+        env = "DISPATCHER_MAX_IN_FLIGHT",
+        default_value_t = 1000,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
     pub max_in_flight: usize,
     /// Backoff in milliseconds before the second attempt; doubles for each further attempt.
     #[arg(long = "retry-backoff-ms", env = "DISPATCHER_RETRY_BACKOFF_MS", default_value_t = 1000)]
@@ -111,7 +136,12 @@ pub struct DispatcherConfig {
     #[arg(long = "drain-timeout-secs", env = "DISPATCHER_DRAIN_TIMEOUT_SECS", default_value_t = 25)]
     pub drain_timeout_secs: u64,
     /// Seconds between reconciler passes (re-enqueueing committed executions Redis lost).
-    #[arg(long = "reconcile-interval-secs", env = "DISPATCHER_RECONCILE_INTERVAL_SECS", default_value_t = 10)]
+    #[arg(
+        long = "reconcile-interval-secs",
+        env = "DISPATCHER_RECONCILE_INTERVAL_SECS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     pub reconcile_interval_secs: u64,
     /// Seconds a queued execution may be missing from Redis before the reconciler re-enqueues it (its submit may
     /// still be enqueueing it); in-flight executions without a lease are settled after twice this.
@@ -164,7 +194,12 @@ pub struct RetentionConfig {
     )]
     pub progress_stream_secs: u64,
     /// Seconds between pruner passes (each dispatcher; jittered so replicas do not start together).
-    #[arg(long = "prune-interval-secs", env = "PRUNE_INTERVAL_SECS", default_value_t = 300)]
+    #[arg(
+        long = "prune-interval-secs",
+        env = "PRUNE_INTERVAL_SECS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     pub prune_interval_secs: u64,
     /// Most executions one pruner step deletes (rows or objects); a pass repeats steps until nothing is due.
     #[arg(
@@ -190,7 +225,12 @@ pub struct KubernetesConfig {
     #[arg(long = "kube-qps", env = "KUBE_QPS", default_value_t = 50.0)]
     pub qps: f64,
     /// Requests allowed at once above the rate limit.
-    #[arg(long = "kube-burst", env = "KUBE_BURST", default_value_t = 100)]
+    #[arg(
+        long = "kube-burst",
+        env = "KUBE_BURST",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
     pub burst: u32,
     /// Most Kubernetes API requests (creates, reads, deletes, lists; not the long-lived watches) in flight at once;
     /// the rest wait their turn. Bounds the connections a dispatcher opens to the API server.

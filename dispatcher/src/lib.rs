@@ -9,7 +9,6 @@ pub mod config;
 pub mod dispatch;
 pub mod events;
 pub mod health;
-pub mod kubernetes;
 pub mod metrics;
 pub mod outbox;
 pub mod pruner;
@@ -19,12 +18,13 @@ pub mod runner;
 pub mod status_pipeline;
 
 use crate::config::{DispatcherConfig, JobManifestArgs, RunnerKind};
-use crate::kubernetes::{ExecutorEnv, JobSettings, JobSpecInput, ResourceOverrides};
 use crate::runner::Runner;
+use crate::runner::kubernetes::{self, ExecutorEnv, JobSettings, JobSpecInput};
 use flow_like_shared::protocol::limits::DefaultLimits;
 use flow_like_shared::protocol::{self, Keys};
 use flow_like_shared::record;
 use flow_like_shared::storage::Storage;
+use flow_like_shared::workflow::Resources;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -254,7 +254,7 @@ async fn run_with_runners(
         grace: Duration::from_secs(config.reconcile_grace_secs),
         storage: storage.clone(),
     };
-    let reconcile_every = Duration::from_secs(config.reconcile_interval_secs.max(1));
+    let reconcile_every = Duration::from_secs(config.reconcile_interval_secs);
     let reconcile_stop = shutdown.clone();
     let reconcile_metrics = metrics.clone();
     tasks.spawn(async move {
@@ -278,20 +278,21 @@ async fn run_with_runners(
         storage: storage.clone(),
         retention: config.retention.clone(),
     };
-    tasks.spawn(pruner.run(shutdown.clone(), metrics.clone()));
+    let prune_metrics = metrics.clone();
+    tasks.spawn(pruner.run(shutdown.clone(), move |report| prune_metrics.pruned(report)));
     if let Some(kubernetes) = kubernetes {
-        let min_age = Duration::from_secs(config.lease_ttl_secs.max(1) * 2);
+        let min_age = Duration::from_secs(config.lease_ttl_secs * 2);
         tasks.spawn(sweep_loop(kubernetes, redis.clone(), keys.clone(), (min_age, reconcile_every), shutdown.clone()));
     }
 
     let settings = dispatch::Settings {
         id,
         limits: defaults,
-        lease_ttl: Duration::from_secs(config.lease_ttl_secs.max(1)),
-        admit_batch: config.admit_batch.max(1),
-        max_in_flight: config.max_in_flight.max(1),
-        max_attempts: config.max_attempts.max(1),
-        max_deliveries: config.max_deliveries.max(1),
+        lease_ttl: Duration::from_secs(config.lease_ttl_secs),
+        admit_batch: config.admit_batch,
+        max_in_flight: config.max_in_flight,
+        max_attempts: config.max_attempts,
+        max_deliveries: config.max_deliveries,
         retry_backoff: Duration::from_millis(config.retry_backoff_ms),
         retry_backoff_max: Duration::from_millis(config.retry_backoff_max_ms),
         drain_timeout: Duration::from_secs(config.drain_timeout_secs),
@@ -313,7 +314,7 @@ pub fn job_manifest_yaml(args: &JobManifestArgs) -> Result<String, RunError> {
     let env = ExecutorEnv { redis_prefix: args.redis_prefix.clone(), ..ExecutorEnv::default() };
     let settings = JobSettings::from_config(&args.kubernetes, env)?;
     let resources = (args.cpu.is_some() || args.memory.is_some())
-        .then(|| ResourceOverrides { cpu: args.cpu.clone(), memory: args.memory.clone() });
+        .then(|| Resources { cpu: args.cpu.clone(), memory: args.memory.clone() });
     let spec = JobSpecInput {
         execution_id: args.execution_id,
         attempt: args.attempt,

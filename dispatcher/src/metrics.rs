@@ -124,7 +124,7 @@ impl Metrics {
 
     /// Every family the dispatcher may expose, whatever its runner (the docs test and `promtool` read it).
     pub fn every_family() -> Self {
-        Self::build("none", |registry| crate::kubernetes::metrics::KubeMetrics::default().register(registry))
+        Self::build("none", |registry| crate::runner::kubernetes::metrics::KubeMetrics::default().register(registry))
     }
 
     fn build(runner: &'static str, extra: impl FnOnce(&mut Registry)) -> Self {

@@ -59,9 +59,10 @@ fn cutoffs(retention: &RetentionConfig, now: DateTime<Utc>) -> (Option<DateTime<
 }
 
 impl Pruner {
-    /// Runs passes every `PRUNE_INTERVAL_SECS` (with up to 20% jitter) until `stop`.
-    pub async fn run(mut self, stop: CancellationToken, metrics: crate::health::Metrics) {
-        let every = Duration::from_secs(self.retention.prune_interval_secs.max(1));
+    /// Runs passes every `PRUNE_INTERVAL_SECS` (with up to 20% jitter) until `stop`; `on_pass` gets each
+    /// successful pass's report (the dispatcher counts it in its metrics).
+    pub async fn run(mut self, stop: CancellationToken, on_pass: impl Fn(PruneReport)) {
+        let every = Duration::from_secs(self.retention.prune_interval_secs);
         loop {
             let jitter = every.mul_f64(rand::random::<f64>() * 0.2);
             tokio::select! {
@@ -70,7 +71,7 @@ impl Pruner {
             }
             match self.pass(Utc::now(), &stop).await {
                 Ok(report) => {
-                    metrics.pruned(report);
+                    on_pass(report);
                     if report != PruneReport::default() {
                         tracing::info!(
                             executions = report.executions,
@@ -89,7 +90,7 @@ impl Pruner {
     /// One pass as of `now`: repeats bounded batches until nothing more is due (or `stop`).
     pub async fn pass(&mut self, now: DateTime<Utc>, stop: &CancellationToken) -> Result<PruneReport, anyhow::Error> {
         let mut report = PruneReport::default();
-        let batch = i64::from(self.retention.prune_batch_size.max(1));
+        let batch = i64::from(self.retention.prune_batch_size);
         let (objects_cutoff, rows_cutoff) = cutoffs(&self.retention, now);
         if let Some(cutoff) = objects_cutoff {
             while !stop.is_cancelled() {

@@ -1,37 +1,11 @@
 //! Identifiers. Execution ids are UUIDv7, so they sort by creation time (the list endpoint's cursor relies on it).
 
-use serde::{Deserialize, Serialize};
-use std::fmt;
 use uuid::Uuid;
 
-/// One submitted workflow execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ExecutionId(pub Uuid);
-
-impl ExecutionId {
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-}
-
-impl Default for ExecutionId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for ExecutionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::str::FromStr for ExecutionId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(Self)
-    }
+/// A new execution's id: a UUIDv7, so ids sort by creation time (the list endpoint's cursor relies on it). An
+/// execution id is a plain [`Uuid`] everywhere (record, keys, queue message, Job labels); there is no newtype.
+pub fn new_execution_id() -> Uuid {
+    Uuid::now_v7()
 }
 
 /// A tenant's name: 1 to 63 characters of `[a-z0-9-]`, starting with a letter or digit. The same alphabet as a
@@ -72,9 +46,9 @@ mod tests {
 
     #[test]
     fn execution_ids_sort_by_creation() {
-        let a = ExecutionId::new();
-        let b = ExecutionId::new();
+        let a = new_execution_id();
+        let b = new_execution_id();
         assert!(a < b);
-        assert_eq!(a.to_string().parse::<ExecutionId>().unwrap(), a);
+        assert_eq!(a.get_version(), Some(uuid::Version::SortRand));
     }
 }

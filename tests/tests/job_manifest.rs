@@ -3,10 +3,11 @@
 //! against the simulator's in-process copy of the same schema.
 
 use flow_like_dispatcher::config::KubernetesConfig;
-use flow_like_dispatcher::kubernetes::{
-    ExecutorEnv, JobSettings, JobSpecInput, ResourceOverrides, job_manifest, render_job_manifest_yaml,
+use flow_like_dispatcher::runner::kubernetes::{
+    ExecutorEnv, JobSettings, JobSpecInput, job_manifest, render_job_manifest_yaml,
 };
 use flow_like_kube_sim::{JobSchema, schema_root};
+use flow_like_shared::workflow::Resources;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use uuid::Uuid;
@@ -49,12 +50,12 @@ fn matrix() -> Vec<(&'static str, KubernetesConfig, JobSpecInput)> {
     scheduling.image_pull_policy = "Always".into();
 
     let mut overrides = input(2);
-    overrides.resources = Some(ResourceOverrides { cpu: Some("750m".into()), memory: Some("384Mi".into()) });
+    overrides.resources = Some(Resources { cpu: Some("750m".into()), memory: Some("384Mi".into()) });
     let mut deadline = input(3);
     deadline.deadline_ms = Some(90_500);
     let mut all = input(7);
     all.deadline_ms = Some(1);
-    all.resources = Some(ResourceOverrides { cpu: Some("1".into()), memory: None });
+    all.resources = Some(Resources { cpu: Some("1".into()), memory: None });
     let mut retries = base_config();
     retries.backoff_limit = 3;
     retries.ttl_secs = 0;

@@ -6,10 +6,10 @@
 //!
 //! Needs the workspace binaries: `cargo build --workspace --bins`.
 
-use flow_like_dispatcher::kubernetes::manifest::{
+use flow_like_dispatcher::runner::kubernetes::manifest::{
     JobSpecInput, LABEL_ATTEMPT, LABEL_EXECUTION, LABEL_TENANT, LABEL_WORKFLOW, job_manifest, label_selector,
 };
-use flow_like_dispatcher::kubernetes::{ExecutorEnv, JobSettings, job_name};
+use flow_like_dispatcher::runner::kubernetes::{ExecutorEnv, JobSettings, job_name};
 use flow_like_kube_sim::{Fault, KubeSim, KubeSimOptions, KubeletOptions};
 use flow_like_shared::config::{LogFormat, TelemetryConfig};
 use flow_like_shared::spec::AttemptSpec;
@@ -383,7 +383,7 @@ async fn a_workflow_deadline_ends_timed_out() -> anyhow::Result<()> {
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
     let jobs = world.jobs_of(id);
     assert_eq!(jobs.len(), 1);
-    let grace = flow_like_dispatcher::kubernetes::manifest::DEADLINE_GRACE_SECS;
+    let grace = flow_like_dispatcher::runner::kubernetes::manifest::DEADLINE_GRACE_SECS;
     assert_eq!(jobs[0].spec.as_ref().unwrap().active_deadline_seconds, Some(2 + grace));
     assert_eq!(world.attempts(id).await?.len(), 1);
     dispatcher.stop().await?;

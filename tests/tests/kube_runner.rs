@@ -8,11 +8,11 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use flow_like_dispatcher::config::KubernetesConfig;
-use flow_like_dispatcher::kubernetes::client::RetryPolicy;
-use flow_like_dispatcher::kubernetes::manifest::{
+use flow_like_dispatcher::runner::kubernetes::client::RetryPolicy;
+use flow_like_dispatcher::runner::kubernetes::manifest::{
     LABEL_ATTEMPT, LABEL_COMPONENT, LABEL_EXECUTION, LABEL_MANAGED_BY, LABEL_TENANT, LABEL_WORKFLOW,
 };
-use flow_like_dispatcher::kubernetes::{
+use flow_like_dispatcher::runner::kubernetes::{
     ExecutorEnv, JobSettings, JobSpecInput, KubeRunner, RunnerTuning, job_manifest, job_name,
 };
 use flow_like_dispatcher::runner::{Attempt, AttemptEnd, Runner, Started};

@@ -2,7 +2,7 @@
 //! the kubelet running Jobs (success, podFailurePolicy, backoff, deadline, TTL, eviction) and request faults.
 
 use flow_like_dispatcher::config::KubernetesConfig;
-use flow_like_dispatcher::kubernetes::{ExecutorEnv, JobSettings, JobSpecInput, job_manifest, label_selector};
+use flow_like_dispatcher::runner::kubernetes::{ExecutorEnv, JobSettings, JobSpecInput, job_manifest, label_selector};
 use flow_like_kube_sim::{Fault, KubeSim, KubeSimOptions, KubeletOptions};
 use futures::StreamExt as _;
 use k8s_openapi::api::batch::v1::Job;

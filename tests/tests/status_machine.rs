@@ -3,6 +3,7 @@
 //! back.
 
 use chrono::{DateTime, Utc};
+use flow_like_shared::lifecycle::ExecutionStatus;
 use flow_like_shared::record::transitions::{self, Change, Transition};
 use flow_like_shared::record::{self, NewExecution, executions};
 use flow_like_shared::status::FinishedOutcome;
@@ -167,5 +168,19 @@ async fn shuffled_and_duplicated_replays_reach_the_same_state() -> anyhow::Resul
     assert_eq!(state(&in_order).await?, before);
     assert_eq!((applied.advanced, applied.stale), (0, early.len() as u64));
     assert!(applied.started.is_empty() && applied.finished.is_empty(), "{applied:?}");
+    Ok(())
+}
+
+/// The one lifecycle type and the SQL rank function the pipeline's updates use order every state the same way,
+/// and the SQL ranks anything else as terminal, as `ExecutionStatus::rank_of` does.
+#[tokio::test]
+async fn sql_ranks_equal_the_lifecycle_ranks() -> anyhow::Result<()> {
+    let pool = database_with(&[]).await?;
+    let mut names: Vec<&str> = ExecutionStatus::ALL.iter().map(|s| s.as_str()).collect();
+    names.push("no-such-state");
+    for name in names {
+        let (sql,): (i32,) = sqlx::query_as("SELECT flowlike_status_rank($1)").bind(name).fetch_one(&pool).await?;
+        assert_eq!(sql, ExecutionStatus::rank_of(name), "rank of {name}");
+    }
     Ok(())
 }

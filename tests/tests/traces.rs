@@ -158,7 +158,7 @@ async fn one_trace_per_execution_through_the_kubernetes_runner() {
     let create = one(&spans, &trace, "kubernetes.create_job");
     assert_eq!(create.parent.as_deref(), Some(attempt.span_id.as_str()));
     assert_eq!(create.kind, 3, "client");
-    assert_eq!(create.attributes["k8s.job.name"], flow_like_dispatcher::kubernetes::job_name(id, 1));
+    assert_eq!(create.attributes["k8s.job.name"], flow_like_dispatcher::runner::kubernetes::job_name(id, 1));
     let run = one(&spans, &trace, "run");
     assert!(create.end_ns <= run.start_ns, "the Job exists before its executor runs");
     // The Job carried the context to the executor.

@@ -18,8 +18,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use flow_like_shared::protocol;
 use flow_like_shared::protocol::dead_letter::DeadLetter;
-use flow_like_shared::protocol::{self, DEFAULT_PRIORITY, MAX_PRIORITY, QueueBody, QueueMessage};
+use flow_like_shared::record::WaitingExecution;
 use flow_like_shared::record::operator::{self, Redrive};
 use serde::{Deserialize, Serialize};
 
@@ -160,20 +161,8 @@ pub async fn redrive(
         }
     };
     tracing::info!(execution_id = %execution, entry = %entry_id, attempt = record.attempts, "dead letter redriven");
-    let message = QueueMessage {
-        execution_id: record.id,
-        tenant: record.tenant.clone(),
-        workflow: record.workflow_name.clone(),
-        priority: u8::try_from(record.priority).map_or(DEFAULT_PRIORITY, |p| p.min(MAX_PRIORITY)),
-        attempt: u32::try_from(record.attempts).unwrap_or(1),
-        queued_at_ms: record.queued_at.timestamp_millis(),
-        body: QueueBody {
-            workflow_version: record.workflow_version,
-            labels: serde_json::from_value(record.labels.clone()).unwrap_or_default(),
-            // A redriven attempt is not joined to the execution's trace (docs/tracing.md).
-            traceparent: None,
-        },
-    };
+    let columns = WaitingExecution::from(record.as_ref());
+    let message = columns.queue_message(columns.attempt());
     // The record says queued now; the reconciler enqueues it if this fails, so the client may just look later.
     protocol::enqueue(&mut redis, &state.keys, &message).await.map_err(ApiError::QueueUnavailable)?;
     if let Err(err) = protocol::dead_letter::delete_dead_letter(&mut redis, &state.keys, &entry_id).await {

@@ -23,6 +23,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use flow_like_shared::protocol::{Keys, streams};
 use flow_like_shared::record::executions;
 use flow_like_shared::status::{StatusEntry, StatusEvent};
 use redis::aio::MultiplexedConnection;
@@ -103,7 +104,7 @@ pub async fn events(
         db: state.db.clone(),
         tenant: caller.tenant,
         execution: id,
-        key: state.keys.progress(&id.to_string()),
+        keys: state.keys.clone(),
         after,
         buffer: VecDeque::new(),
         terminal: record.status.is_terminal(),
@@ -129,7 +130,7 @@ struct Follow {
     db: PgPool,
     tenant: String,
     execution: Uuid,
-    key: String,
+    keys: Keys,
     /// The last entry id read (or the resume point).
     after: String,
     /// Events read and not yet sent (at most READ_COUNT).
@@ -151,13 +152,11 @@ impl Follow {
             if self.ended {
                 return None;
             }
-            let options = redis::streams::StreamReadOptions::default()
-                .count(READ_COUNT)
-                .block(usize::try_from(BLOCK.as_millis()).unwrap_or(5000));
-            let read: Result<Option<redis::streams::StreamReadReply>, redis::RedisError> =
-                redis::AsyncCommands::xread_options(&mut self.conn, &[&self.key], &[&self.after], &options).await;
+            let read =
+                streams::read_progress(&mut self.conn, &self.keys, self.execution, &self.after, READ_COUNT, BLOCK)
+                    .await;
             let entries = match read {
-                Ok(reply) => reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids).collect::<Vec<_>>(),
+                Ok(entries) => entries,
                 Err(err) => {
                     // The client reconnects with Last-Event-ID and resumes where it was.
                     tracing::warn!(execution_id = %self.execution, cause = %err, "event stream read failed");
@@ -171,17 +170,17 @@ impl Follow {
                 self.refresh_terminal().await;
                 continue;
             }
-            for entry in entries {
-                self.after.clone_from(&entry.id);
-                let parsed = match StatusEntry::from_fields(&entry.map) {
+            for (entry_id, fields) in entries {
+                self.after.clone_from(&entry_id);
+                let parsed = match StatusEntry::from_fields(&fields) {
                     Ok(parsed) => parsed,
                     Err(err) => {
-                        tracing::warn!(execution_id = %self.execution, entry = %entry.id, cause = %err, "skipping a malformed progress entry");
+                        tracing::warn!(execution_id = %self.execution, entry = %entry_id, cause = %err, "skipping a malformed progress entry");
                         continue;
                     }
                 };
                 let finished = matches!(parsed.event, StatusEvent::Finished { .. });
-                self.buffer.push_back(sse_event(&entry.id, &parsed));
+                self.buffer.push_back(sse_event(&entry_id, &parsed));
                 if finished {
                     // Final for the execution, unless an operator redrove it for a later attempt since.
                     self.ended = !self.redriven_after(parsed.attempt).await;

@@ -20,9 +20,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-/// Every execution status, as the API spells them.
-pub const STATUSES: &[&str] = &["queued", "dispatched", "running", "succeeded", "failed", "timed_out", "cancelled"];
-
 impl RequestBody for SubmitExecution {
     fn from_object(object: serde_json::Map<String, serde_json::Value>) -> Result<Self, ApiError> {
         let mut fields = Fields::new("", object, &["workflow", "workflow_ref", "input", "priority", "labels"])?;

@@ -99,7 +99,7 @@ impl Inner {
             tenant: message.tenant.clone(),
             workflow: message.workflow.clone(),
             deadline_ms: row.deadline_ms(),
-            resources: row.resources().map(|(cpu, memory)| ResourceOverrides { cpu, memory }),
+            resources: row.resources(),
             takeover: claim.takeover,
             trace,
         };
@@ -178,7 +178,7 @@ impl Inner {
         }
         let delay = jittered(backoff(self.settings.retry_backoff, self.settings.retry_backoff_max, message.attempt));
         let due_ms = protocol::now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-        let next = QueueMessage { attempt: message.attempt + 1, ..message.clone() };
+        let next = message.next_attempt();
         tracing::warn!(execution_id = %id, attempt = message.attempt, %reason, retry_in_ms = delay.as_millis() as u64, "attempt failed on infrastructure; retrying");
         self.publish(
             id,

@@ -18,7 +18,6 @@ mod recovery;
 
 use crate::backoff::{backoff, jittered, sleep_or_cancel};
 use crate::health::Metrics;
-use crate::kubernetes::manifest::ResourceOverrides;
 use crate::metrics::DeadLetterReason;
 use crate::outbox::Outbox;
 use crate::runner::{Attempt, AttemptEnd, Runner, Started};

@@ -50,7 +50,7 @@ impl Inner {
                 continue;
             };
             let claim = Claim {
-                message: QueueMessage { attempt: lease.attempt, ..message },
+                message: message.with_attempt(lease.attempt),
                 lane: lease.lane.clone(),
                 entry_id: lease.entry_id.clone(),
                 fields: lease.fields.clone(),

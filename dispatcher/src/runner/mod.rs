@@ -4,8 +4,9 @@
 //! - [`process::ProcessRunner`] starts the real `flow-like-executor` binary as a local process, with exactly the
 //!   environment a Kubernetes Job would give it.
 //! - [`noop::NoopRunner`] starts nothing and reports success at once (measures the dispatcher's overhead).
-//! - The Kubernetes runner creates one Job per attempt (see `crate::kubernetes`).
+//! - [`kubernetes::KubeRunner`] creates one Job per attempt and watches it to its end.
 
+pub mod kubernetes;
 pub mod noop;
 pub mod process;
 
@@ -25,7 +26,7 @@ pub struct Attempt {
     /// The workflow's `deadline_ms`, if it sets one (a Job's `activeDeadlineSeconds`).
     pub deadline_ms: Option<u64>,
     /// The workflow's `resources` (a Job's container requests, within the operator's limits).
-    pub resources: Option<crate::kubernetes::manifest::ResourceOverrides>,
+    pub resources: Option<flow_like_shared::workflow::Resources>,
     /// True when this dispatcher took the attempt over from one that stopped heartbeating: the attempt may
     /// already be running (a Job with its deterministic name exists), and a runner that can should adopt it.
     pub takeover: bool,

@@ -57,6 +57,16 @@ pub struct QueueMessage {
 }
 
 impl QueueMessage {
+    /// The same execution's next attempt (after an infrastructure failure).
+    pub fn next_attempt(&self) -> Self {
+        self.with_attempt(self.attempt + 1)
+    }
+
+    /// The same execution at `attempt` (a takeover resumes the attempt its lease names).
+    pub fn with_attempt(&self, attempt: u32) -> Self {
+        Self { attempt, ..self.clone() }
+    }
+
     /// The entry's fields in stream order.
     pub fn to_fields(&self) -> Result<Vec<(&'static str, Vec<u8>)>, QueueError> {
         let body = rmp_serde::to_vec_named(&self.body).map_err(|e| QueueError::Malformed(e.to_string()))?;

@@ -64,10 +64,7 @@ async fn lanes(conn: &mut ConnectionManager, keys: &Keys, tenant: &str) -> Resul
             Some(g) => int(g.get("lag")).unwrap_or_else(|| length.saturating_sub(int(g.get("pending")).unwrap_or(0))),
             None => length,
         };
-        let last_delivered = group.and_then(|g| match g.get("last-delivered-id") {
-            Some(redis::Value::BulkString(id)) => String::from_utf8(id.clone()).ok(),
-            _ => None,
-        });
+        let last_delivered = dispatch_group_last_delivered(&groups);
         lanes.push(Lane { priority: *priority, key: keys.lane(tenant, *priority), lag, last_delivered });
     }
     Ok((lanes, running))
@@ -175,4 +172,135 @@ pub async fn known_queued(conn: &mut ConnectionManager, keys: &Keys, ids: &[Uuid
         pipe.hexists(keys.queued(), id.to_string());
     }
     Ok(pipe.query_async(conn).await?)
+}
+
+/// What Redis knows about one queued execution, for the API's "why is it waiting" answer: one pipelined read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WaitingState {
+    /// The dispatcher holding its lease, and the leased attempt.
+    pub lease_holder: Option<String>,
+    pub lease_attempt: Option<u32>,
+    /// When its retry is due (ms since the epoch), and the attempt that will start then.
+    pub retry_due_ms: Option<f64>,
+    pub retry_attempt: Option<u32>,
+    /// Dispatchers that heartbeated since `alive_since_ms`.
+    pub dispatchers_alive: u64,
+    /// Leases held: globally, by the tenant, by the tenant's workflow.
+    pub running_global: u64,
+    pub running_tenant: u64,
+    pub running_workflow: u64,
+    /// Its queued-index entry: the lane and the entry id it waits at.
+    pub queued_at: Option<(String, String)>,
+}
+
+/// Reads [`WaitingState`] of execution `id` of `tenant`'s `workflow` in one round trip.
+pub async fn waiting_state(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    id: Uuid,
+    tenant: &str,
+    workflow: &str,
+    alive_since_ms: i64,
+) -> Result<WaitingState, QueueError> {
+    let id = id.to_string();
+    #[allow(clippy::type_complexity)]
+    let (
+        lease_holder,
+        lease_attempt,
+        retry_due_ms,
+        retry_attempt,
+        dispatchers_alive,
+        global,
+        tenant_n,
+        workflow_n,
+        queued,
+    ): (Option<String>, Option<u32>, Option<f64>, Option<u32>, u64, u64, u64, u64, Option<String>) = redis::pipe()
+        .hget(keys.lease(&id), "dispatcher")
+        .hget(keys.lease(&id), "attempt")
+        .zscore(keys.retrying(), &id)
+        .hget(keys.retry(&id), "attempt")
+        .zcount(keys.dispatchers(), alive_since_ms, "+inf")
+        .zcard(keys.active())
+        .zcard(keys.active_tenant(tenant))
+        .zcard(keys.active_workflow(tenant, workflow))
+        .hget(keys.queued(), &id)
+        .query_async(conn)
+        .await?;
+    Ok(WaitingState {
+        lease_holder,
+        lease_attempt,
+        retry_due_ms,
+        retry_attempt,
+        dispatchers_alive,
+        running_global: global,
+        running_tenant: tenant_n,
+        running_workflow: workflow_n,
+        queued_at: queued.and_then(|q| q.split_once(' ').map(|(lane, entry)| (lane.to_owned(), entry.to_owned()))),
+    })
+}
+
+/// Unclaimed entries ahead of one waiting entry, counted up to a cap per lane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ahead {
+    pub count: usize,
+    /// Some lane had at least the cap: the true count is larger.
+    pub capped: bool,
+}
+
+/// Unclaimed entries ahead of `entry`: in its own lane before it, and in every higher-priority lane of the
+/// tenant, at most `max_per_lane` counted per lane. Three round trips (lanes, XINFO GROUPS, XRANGE).
+pub async fn unclaimed_ahead(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    tenant: &str,
+    own_lane: &str,
+    entry: &str,
+    max_per_lane: usize,
+) -> Result<Ahead, QueueError> {
+    let priorities: Vec<u8> = redis::cmd("ZRANGE").arg(keys.lanes(tenant)).arg(0).arg(-1).query_async(conn).await?;
+    let own_priority = priorities.iter().copied().find(|p| keys.lane(tenant, *p) == own_lane);
+    // (lane, end of the range): the own lane up to the entry, higher lanes to their end.
+    let mut lanes = vec![(own_lane.to_string(), format!("({entry}"))];
+    for priority in priorities {
+        if own_priority.is_some_and(|own| priority > own) {
+            lanes.push((keys.lane(tenant, priority), "+".to_string()));
+        }
+    }
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for (lane, _) in &lanes {
+        pipe.cmd("XINFO").arg("GROUPS").arg(lane);
+    }
+    // A lane listed in the tenant's lanes but already removed answers with an error: nothing waits there.
+    let groups: Vec<redis::RedisResult<Vec<HashMap<String, Value>>>> = pipe.query_async(conn).await?;
+    let mut pipe = redis::pipe();
+    let mut ranged = 0;
+    for ((lane, end), groups) in lanes.iter().zip(&groups) {
+        let Ok(groups) = groups else { continue };
+        let start = format!("({}", dispatch_group_last_delivered(groups).unwrap_or_else(|| "0-0".into()));
+        pipe.cmd("XRANGE").arg(lane).arg(start).arg(end).arg("COUNT").arg(max_per_lane);
+        ranged += 1;
+    }
+    let mut ahead = Ahead::default();
+    if ranged == 0 {
+        return Ok(ahead);
+    }
+    let ranges: Vec<redis::streams::StreamRangeReply> = pipe.query_async(conn).await?;
+    for range in ranges {
+        ahead.capped |= range.ids.len() >= max_per_lane;
+        ahead.count += range.ids.len();
+    }
+    Ok(ahead)
+}
+
+/// The dispatch group's last delivered entry id in an `XINFO GROUPS` reply (entries after it are unclaimed).
+fn dispatch_group_last_delivered(groups: &[HashMap<String, Value>]) -> Option<String> {
+    groups
+        .iter()
+        .find(|g| matches!(g.get("name"), Some(Value::BulkString(n)) if n == DISPATCH_GROUP.as_bytes()))
+        .and_then(|g| match g.get("last-delivered-id") {
+            Some(Value::BulkString(id)) => String::from_utf8(id.clone()).ok(),
+            Some(Value::SimpleString(id)) => Some(id.clone()),
+            _ => None,
+        })
 }

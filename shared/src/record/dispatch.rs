@@ -49,12 +49,11 @@ impl DispatchRow {
         self.workflow.get("deadline_ms").and_then(serde_json::Value::as_u64)
     }
 
-    /// The workflow's `resources` (cpu, memory), if it asks for any.
-    pub fn resources(&self) -> Option<(Option<String>, Option<String>)> {
-        let resources = self.workflow.get("resources")?;
-        let field = |name: &str| resources.get(name).and_then(serde_json::Value::as_str).map(str::to_owned);
-        let (cpu, memory) = (field("cpu"), field("memory"));
-        (cpu.is_some() || memory.is_some()).then_some((cpu, memory))
+    /// The workflow's `resources`, if it asks for any (the document was validated at submit).
+    pub fn resources(&self) -> Option<crate::workflow::Resources> {
+        let resources: crate::workflow::Resources =
+            serde_json::from_value(self.workflow.get("resources")?.clone()).ok()?;
+        (resources.cpu.is_some() || resources.memory.is_some()).then_some(resources)
     }
 }
 

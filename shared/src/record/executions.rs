@@ -2,49 +2,12 @@
 //! reconciler uses to find executions Redis lost.
 
 use super::RecordError;
+pub use crate::lifecycle::ExecutionStatus;
 use crate::protocol::message::{DEFAULT_PRIORITY, MAX_PRIORITY, QueueBody, QueueMessage};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
-
-/// Where an execution is in its life. Terminal states never change again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExecutionStatus {
-    Queued,
-    Dispatched,
-    Running,
-    Succeeded,
-    Failed,
-    TimedOut,
-    Cancelled,
-}
-
-impl ExecutionStatus {
-    pub const ALL: [ExecutionStatus; 7] =
-        [Self::Queued, Self::Dispatched, Self::Running, Self::Succeeded, Self::Failed, Self::TimedOut, Self::Cancelled];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Dispatched => "dispatched",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::TimedOut => "timed_out",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|status| status.as_str() == s)
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::TimedOut | Self::Cancelled)
-    }
-}
 
 /// What the submit path inserts.
 #[derive(Debug, Clone)]
@@ -271,6 +234,24 @@ pub struct WaitingExecution {
     pub attempts: i32,
     pub queued_at: DateTime<Utc>,
     pub traceparent: Option<String>,
+}
+
+impl From<&ExecutionRecord> for WaitingExecution {
+    /// The queue-message columns of a record read for the API, which does not carry the trace context: an
+    /// attempt queued from it (a redrive) is not joined to the execution's trace (docs/tracing.md).
+    fn from(record: &ExecutionRecord) -> Self {
+        Self {
+            id: record.id,
+            tenant: record.tenant.clone(),
+            workflow_name: record.workflow_name.clone(),
+            workflow_version: record.workflow_version,
+            labels: record.labels.clone(),
+            priority: record.priority,
+            attempts: record.attempts,
+            queued_at: record.queued_at,
+            traceparent: None,
+        }
+    }
 }
 
 impl WaitingExecution {

@@ -1,8 +1,8 @@
 //! Validation of a node's body: `type`, its `params`, `when`, `retry` and `timeout_ms`. Shared by graph nodes
 //! and a `map`'s inner node.
 
+use super::checker::{Checker, pointer};
 use super::model::{HttpMethod, LogLevel, NodeKind};
-use super::validate::{Checker, pointer};
 use serde_json::{Map, Value};
 
 /// What a param must hold.

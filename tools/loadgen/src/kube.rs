@@ -8,7 +8,7 @@
 use super::pipeline::percentiles;
 use anyhow::Context;
 use flow_like_dispatcher::config::KubernetesConfig;
-use flow_like_dispatcher::kubernetes::{ExecutorEnv, KubeRunner, RunnerTuning};
+use flow_like_dispatcher::runner::kubernetes::{ExecutorEnv, KubeRunner, RunnerTuning};
 use flow_like_dispatcher::runner::{Attempt, Runner};
 use flow_like_kube_sim::{Fault, KubeSim, KubeSimOptions};
 use serde_json::{Value, json};

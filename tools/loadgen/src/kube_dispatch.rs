@@ -19,9 +19,9 @@ use super::pipeline::{
 };
 use anyhow::Context;
 use flow_like_dispatcher::config::KubernetesConfig;
-use flow_like_dispatcher::kubernetes::job_name;
-use flow_like_dispatcher::kubernetes::manifest::{JobSpecInput, job_manifest};
-use flow_like_dispatcher::kubernetes::settings::{ExecutorEnv, JobSettings};
+use flow_like_dispatcher::runner::kubernetes::job_name;
+use flow_like_dispatcher::runner::kubernetes::manifest::{JobSpecInput, job_manifest};
+use flow_like_dispatcher::runner::kubernetes::settings::{ExecutorEnv, JobSettings};
 use flow_like_kube_sim::{Fault, KubeSim, KubeSimOptions};
 use flow_like_shared::protocol;
 use flow_like_shared::protocol::keys::Keys;

@@ -7,16 +7,16 @@
 //! bounded retries of 429 / 5xx honouring `Retry-After`. How endings are classified is in `classify.rs`.
 
 use super::JobSpecInput;
-use super::classify::{self, JobState};
+use super::classify;
 use super::client::{ApiStats, RetryPolicy, gated_client};
 use super::manifest::{LABEL_ATTEMPT, LABEL_EXECUTION, LABEL_INSTANCE, job_manifest, job_name};
 use super::metrics::KubeMetrics;
 use super::ratelimit::TokenBucket;
 use super::settings::{ExecutorEnv, JobSettings, SettingsError};
-use super::watch::{SlimJob, SlimPod, Subscription, SweptJob, Tracker, WatchStats, spawn_watchers};
+use super::slim::{SlimJob, SlimPod};
+use super::watch::{SweptJob, Tracker, WatchStats, spawn_watchers};
 use crate::config::KubernetesConfig;
 use crate::runner::{Attempt, AttemptEnd, Runner, Started};
-use flow_like_shared::status::FinishedOutcome;
 use flow_like_shared::trace::{Span, SpanKind, Tracer};
 use futures::future::BoxFuture;
 use k8s_openapi::api::batch::v1::Job;
@@ -24,8 +24,12 @@ use kube::ResourceExt as _;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::time::{Duration, Instant};
+use tokio::time::Duration;
 use tokio_util::sync::{CancellationToken, DropGuard};
+
+#[path = "follow.rs"]
+mod follow;
+use follow::{cancelled, vanished};
 
 /// The field manager named on creates (who owns a Job's fields, for server-side apply and audit logs).
 const FIELD_MANAGER: &str = "flow-like-dispatcher";
@@ -328,121 +332,12 @@ impl KubeRunner {
         Ok(())
     }
 
-    /// Waits for the attempt's Job to end, acting on what its pods show on the way.
-    async fn follow(&self, name: &str, subscription: &mut Subscription, cancel: &CancellationToken) -> AttemptEnd {
-        let mut pods_listed = false;
-        let mut stuck_since: Option<Instant> = None;
-        let mut next_unseen_check = Instant::now() + self.tuning.unseen_check;
-        loop {
-            let view = subscription.view();
-            if let Some(job) = &view.job {
-                match classify::job_state(job) {
-                    JobState::Running if view.deleted => return AttemptEnd::Retry { reason: vanished(name) },
-                    JobState::Running => {}
-                    JobState::Failed { .. } if !pods_listed && !classify::pods_explain_failure(view.pods.values()) => {
-                        // The pod watch may lag the Job's: read the pods once before deciding.
-                        pods_listed = true;
-                        Box::pin(self.list_pods(name)).await;
-                        continue;
-                    }
-                    JobState::Complete | JobState::Failed { .. } => {
-                        if let Some(end) = classify::finished(job, view.pods.values()) {
-                            return end;
-                        }
-                    }
-                }
-            }
-            if let Some(end) = classify::eviction(view.pods.values()) {
-                // The Job controller would start a replacement pod for the same attempt: stop it.
-                Box::pin(self.delete_quietly(name)).await;
-                return end;
-            }
-            let stuck = classify::start_failure(view.pods.values());
-            stuck_since = match (&stuck, stuck_since) {
-                (Some(_), None) => Some(Instant::now()),
-                (Some(_), since) => since,
-                (None, _) => None,
-            };
-            if let (Some(why), Some(since)) = (&stuck, stuck_since)
-                && since.elapsed() >= self.start_timeout
-            {
-                Box::pin(self.delete_quietly(name)).await;
-                let secs = self.start_timeout.as_secs();
-                return AttemptEnd::Retry { reason: format!("{why} for {secs} s; the Job was deleted") };
-            }
-
-            let wake =
-                [(!view.watched).then_some(next_unseen_check), stuck_since.map(|since| since + self.start_timeout)]
-                    .into_iter()
-                    .flatten()
-                    .min();
-            tokio::select! {
-                () = cancel.cancelled() => return Box::pin(self.cancel(name, subscription)).await,
-                () = subscription.changed() => {}
-                () = sleep_until(wake) => {
-                    if !view.watched && Instant::now() >= next_unseen_check {
-                        next_unseen_check = Instant::now() + self.tuning.unseen_check;
-                        match Box::pin(self.jobs.get_opt(name)).await {
-                            Ok(Some(job)) => self.tracker.offer_job(name, job),
-                            Ok(None) => return AttemptEnd::Retry { reason: vanished(name) },
-                            Err(err) => tracing::warn!(job = name, cause = %err, "reading an unwatched Job failed"),
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// The attempt is cancelled: delete its Job unless it has ended, then give the executor its grace to
-    /// report the cancellation itself.
-    async fn cancel(&self, name: &str, subscription: &mut Subscription) -> AttemptEnd {
-        let view = subscription.view();
-        if let Some(end) = view.job.as_ref().and_then(|job| classify::finished(job, view.pods.values())) {
-            return end;
-        }
-        if !view.deleted
-            && let Err(err) = self.delete_job(name).await
-        {
-            tracing::warn!(job = name, cause = %err, "deleting a cancelled attempt's Job failed");
-            return cancelled(Some(format!("the Job {name} could not be deleted ({err}); the sweep will retry")));
-        }
-        let deadline = Instant::now() + self.tuning.cancel_grace;
-        loop {
-            let view = subscription.view();
-            if let Some(exit_code) = classify::reported_exit(view.pods.values()) {
-                return AttemptEnd::Reported { exit_code };
-            }
-            if view.pods.values().all(|p| p.deleted || p.terminated.is_some()) {
-                return cancelled(None);
-            }
-            tokio::select! {
-                () = subscription.changed() => {}
-                () = tokio::time::sleep_until(deadline) => return cancelled(None),
-            }
-        }
-    }
-
     async fn list_pods(&self, name: &str) {
         let params = ListParams::default().labels(&format!("{LABEL_INSTANCE}={name}"));
         match self.pods.list(&params).await {
             Ok(list) => self.tracker.offer_pods(name, list.items),
             Err(err) => tracing::warn!(job = name, cause = %err, "listing the Job's pods failed"),
         }
-    }
-}
-
-fn cancelled(error: Option<String>) -> AttemptEnd {
-    AttemptEnd::Concluded { outcome: FinishedOutcome::Cancelled, error }
-}
-
-fn vanished(name: &str) -> String {
-    format!("Job vanished: {name} was deleted before it finished")
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

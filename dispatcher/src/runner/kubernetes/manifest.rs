@@ -3,6 +3,8 @@
 
 use super::quantity::{Quantity, QuantityError};
 use super::settings::{JobSettings, is_dns1123_label};
+use flow_like_shared::status::exit_code;
+use flow_like_shared::workflow::Resources;
 use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyOnPodConditionsPattern,
     PodFailurePolicyRule,
@@ -16,12 +18,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-/// The executor's exit code when the workflow itself failed: retrying the pod cannot help, so the Job fails.
-pub const WORKFLOW_FAILED_EXIT_CODE: i32 = 3;
-/// The executor's exit code when infrastructure (Redis, S3, the process) failed: worth another attempt.
-pub const INFRA_FAILURE_EXIT_CODE: i32 = 1;
-/// The executor's exit code when the execution was cancelled: final, never retried.
-pub const CANCELLED_EXIT_CODE: i32 = 4;
 /// Name of the executor container; the pod failure policy matches exit codes of this container only.
 pub const CONTAINER_NAME: &str = "executor";
 /// Seconds added to a workflow's own deadline so the executor can report its timeout before the kill.
@@ -45,13 +41,6 @@ const COMPONENT: &str = "executor";
 const MANAGED_BY: &str = "flow-like-dispatcher";
 const PART_OF: &str = "flow-like";
 
-/// Per-workflow resource wishes; each is at most the operator's limit.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ResourceOverrides {
-    pub cpu: Option<String>,
-    pub memory: Option<String>,
-}
-
 /// One execution attempt to run as a Job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobSpecInput {
@@ -62,7 +51,8 @@ pub struct JobSpecInput {
     pub workflow: String,
     /// The workflow's own deadline; the Job gets it (rounded up to seconds) plus [`DEADLINE_GRACE_SECS`].
     pub deadline_ms: Option<u64>,
-    pub resources: Option<ResourceOverrides>,
+    /// The workflow document's `resources`; each is at most the operator's limit.
+    pub resources: Option<Resources>,
     /// The dispatcher's `attempt` span (W3C `traceparent`), given to the executor as `TRACEPARENT`.
     pub traceparent: Option<String>,
 }
@@ -307,7 +297,7 @@ fn pod_failure_policy() -> PodFailurePolicy {
                 on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
                     container_name: Some(CONTAINER_NAME.to_owned()),
                     operator: "In".to_owned(),
-                    values: vec![WORKFLOW_FAILED_EXIT_CODE, CANCELLED_EXIT_CODE],
+                    values: vec![exit_code::WORKFLOW_FAILED, exit_code::CANCELLED],
                 }),
                 on_pod_conditions: None,
             },

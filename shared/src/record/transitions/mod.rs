@@ -9,16 +9,19 @@
 //! locked in id order so concurrent consumers cannot deadlock.
 
 use super::RecordError;
+use crate::lifecycle::ExecutionStatus;
 use crate::status::{FinishedOutcome, StatusEntry, StatusEvent};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-const RANK_QUEUED: i32 = 0;
-const RANK_DISPATCHED: i32 = 2;
-const RANK_RUNNING: i32 = 3;
-const RANK_TERMINAL: i32 = 9;
+mod applied;
+pub use applied::{Applied, AttemptStarted, ExecutionFinished};
+use applied::{AttemptTimes, ExecutionAfter, report};
+
+const RANK_RUNNING: i32 = ExecutionStatus::Running.rank();
+const RANK_TERMINAL: i32 = ExecutionStatus::TERMINAL_RANK;
 
 /// One state change, from a status event.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,22 +78,25 @@ impl Transition {
 
     /// The execution state this transition targets: (attempt, rank, status).
     fn target(&self) -> (u32, i32, &'static str) {
-        match &self.change {
-            Change::Dispatched { .. } => (self.attempt, RANK_DISPATCHED, "dispatched"),
-            Change::Started => (self.attempt, RANK_RUNNING, "running"),
-            Change::Retrying { next_attempt, .. } => (*next_attempt, RANK_QUEUED, "queued"),
-            Change::Finished { outcome, .. } => (self.attempt, RANK_TERMINAL, outcome.as_str()),
-        }
+        let (attempt, status) = match &self.change {
+            Change::Dispatched { .. } => (self.attempt, ExecutionStatus::Dispatched),
+            Change::Started => (self.attempt, ExecutionStatus::Running),
+            Change::Retrying { next_attempt, .. } => (*next_attempt, ExecutionStatus::Queued),
+            Change::Finished { outcome, .. } => (self.attempt, ExecutionStatus::from(*outcome)),
+        };
+        (attempt, status.rank(), status.as_str())
     }
 
-    /// The attempt row's status after this transition.
-    fn attempt_status(&self) -> &'static str {
-        match &self.change {
-            Change::Dispatched { .. } => "dispatched",
-            Change::Started => "running",
-            Change::Retrying { .. } => "failed",
-            Change::Finished { outcome, .. } => outcome.as_str(),
-        }
+    /// The attempt row's status after this transition, and its rank within the attempt.
+    fn attempt_status(&self) -> (&'static str, i32) {
+        let status = match &self.change {
+            Change::Dispatched { .. } => ExecutionStatus::Dispatched,
+            Change::Started => ExecutionStatus::Running,
+            // The attempt failed; the execution's next attempt is queued.
+            Change::Retrying { .. } => ExecutionStatus::Failed,
+            Change::Finished { outcome, .. } => ExecutionStatus::from(*outcome),
+        };
+        (status.as_str(), status.rank())
     }
 }
 
@@ -140,44 +146,6 @@ macro_rules! advance {
     };
 }
 
-/// What one batch did, for the dispatcher's metrics. Counted against the state the rows had before the batch,
-/// so a replayed or duplicated event is never counted (or timed) twice.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Applied {
-    /// Transitions that moved their execution forward.
-    pub advanced: u64,
-    /// Transitions whose target the execution had already reached (the same event again).
-    pub duplicate: u64,
-    /// Transitions behind the execution's state (it had moved past them, or ended, or no longer exists).
-    pub stale: u64,
-    /// Attempts this batch first saw running: the time from their `dispatched` to their `started` event.
-    pub started: Vec<AttemptStarted>,
-    /// Executions this batch ended.
-    pub finished: Vec<ExecutionFinished>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AttemptStarted {
-    pub runner: Option<String>,
-    pub dispatch_to_start: std::time::Duration,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExecutionFinished {
-    pub execution: Uuid,
-    /// The runner of the last attempt (none when the execution ended without being dispatched).
-    pub runner: Option<String>,
-    pub status: String,
-    /// Queued (first submission) to finished.
-    pub end_to_end: std::time::Duration,
-    /// The last attempt's start to its end, when it started.
-    pub run: Option<std::time::Duration>,
-}
-
-fn between(from: DateTime<Utc>, to: DateTime<Utc>) -> std::time::Duration {
-    (to - from).to_std().unwrap_or_default()
-}
-
 /// Applies a batch of transitions in one transaction. Idempotent and order-independent (see the module doc).
 pub async fn apply(pool: &PgPool, batch: &[Transition]) -> Result<Applied, RecordError> {
     if batch.is_empty() {
@@ -198,7 +166,7 @@ pub async fn apply(pool: &PgPool, batch: &[Transition]) -> Result<Applied, Recor
             };
         }
         let row = attempts.entry((t.execution, t.attempt)).or_default();
-        let (attempt_status, attempt_rank) = (t.attempt_status(), target_rank_for_attempt(&t.change));
+        let (attempt_status, attempt_rank) = t.attempt_status();
         if row.status.is_empty() || attempt_rank > row.rank {
             row.rank = attempt_rank;
             row.status = attempt_status;
@@ -354,94 +322,6 @@ pub async fn apply(pool: &PgPool, batch: &[Transition]) -> Result<Applied, Recor
     .await?;
     tx.commit().await?;
     Ok(report(batch, &before, &after, &attempt_rows))
-}
-
-/// An execution row as the batch left it: id, attempts, status, queued_at, finished_at.
-type ExecutionAfter = (Uuid, i32, String, DateTime<Utc>, Option<DateTime<Utc>>);
-
-/// An attempt row as the batch left it.
-#[derive(Debug, sqlx::FromRow)]
-struct AttemptTimes {
-    execution_id: Uuid,
-    attempt: i32,
-    /// Its `dispatched` event has been applied, so `created_at` is the dispatch time.
-    dispatched: bool,
-    runner: Option<String>,
-    created_at: DateTime<Utc>,
-    started_at: Option<DateTime<Utc>>,
-}
-
-/// Compares the rows before and after the batch: see [`Applied`].
-fn report(
-    batch: &[Transition],
-    before: &BTreeMap<Uuid, (u32, i32)>,
-    after: &[ExecutionAfter],
-    attempts: &[AttemptTimes],
-) -> Applied {
-    let mut applied = Applied::default();
-    for t in batch {
-        let target = t.target();
-        match before.get(&t.execution) {
-            Some(&(attempt, rank)) if rank < RANK_TERMINAL && (target.0, target.1) > (attempt, rank) => {
-                applied.advanced += 1
-            }
-            Some(&(attempt, rank)) if (target.0, target.1) == (attempt, rank) => applied.duplicate += 1,
-            _ => applied.stale += 1,
-        }
-    }
-    let attempt_rows: BTreeMap<(Uuid, u32), &AttemptTimes> =
-        attempts.iter().map(|a| ((a.execution_id, a.attempt.max(0) as u32), a)).collect();
-    for (id, attempts_after, status, queued_at, finished_at) in after {
-        let Some(&(attempt_before, rank_before)) = before.get(id) else { continue };
-        let attempts_after = (*attempts_after).max(0) as u32;
-        let rank_after = status_rank(status);
-        if (attempts_after, rank_after) <= (attempt_before, rank_before) || rank_before == RANK_TERMINAL {
-            continue;
-        }
-        // Every attempt whose `running` state this batch crossed, and that shows its dispatch and start.
-        for number in attempt_before.max(1)..=attempts_after {
-            let crossed = (attempt_before, rank_before) < (number, RANK_RUNNING)
-                && (number, RANK_RUNNING) <= (attempts_after, rank_after);
-            if let Some(row) = attempt_rows.get(&(*id, number)).filter(|_| crossed)
-                && let (true, Some(started)) = (row.dispatched, row.started_at)
-            {
-                applied.started.push(AttemptStarted {
-                    runner: row.runner.clone(),
-                    dispatch_to_start: between(row.created_at, started),
-                });
-            }
-        }
-        if rank_after == RANK_TERMINAL
-            && let Some(finished) = finished_at
-        {
-            let last = attempt_rows.get(&(*id, attempts_after));
-            applied.finished.push(ExecutionFinished {
-                execution: *id,
-                runner: last.and_then(|a| a.runner.clone()),
-                status: status.clone(),
-                end_to_end: between(*queued_at, *finished),
-                run: last.and_then(|a| a.started_at).map(|started| between(started, *finished)),
-            });
-        }
-    }
-    applied
-}
-
-fn status_rank(status: &str) -> i32 {
-    match status {
-        "queued" => RANK_QUEUED,
-        "dispatched" => RANK_DISPATCHED,
-        "running" => RANK_RUNNING,
-        _ => RANK_TERMINAL,
-    }
-}
-
-fn target_rank_for_attempt(change: &Change) -> i32 {
-    match change {
-        Change::Dispatched { .. } => RANK_DISPATCHED,
-        Change::Started => RANK_RUNNING,
-        Change::Retrying { .. } | Change::Finished { .. } => RANK_TERMINAL,
-    }
 }
 
 /// One attempt as recorded.

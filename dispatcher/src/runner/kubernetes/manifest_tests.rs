@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::KubernetesConfig;
-use crate::kubernetes::settings::{ExecutorEnv, SettingsError};
+use crate::runner::kubernetes::settings::{ExecutorEnv, SettingsError};
 use flow_like_shared::config::{LogFormat, RedisConfig, S3Config, TelemetryConfig};
 
 pub(crate) fn config() -> KubernetesConfig {
@@ -130,7 +130,7 @@ fn env_carries_the_attempt_and_no_secret_value() {
 #[test]
 fn overrides_become_requests_and_are_refused_above_the_limit() {
     let mut spec = input();
-    spec.resources = Some(ResourceOverrides { cpu: Some("750m".into()), memory: Some("256Mi".into()) });
+    spec.resources = Some(Resources { cpu: Some("750m".into()), memory: Some("256Mi".into()) });
     let job = job_manifest(&spec, &settings()).unwrap();
     let resources = pod(&job).containers[0].resources.as_ref().unwrap();
     let requests = resources.requests.as_ref().unwrap();
@@ -142,19 +142,19 @@ fn overrides_become_requests_and_are_refused_above_the_limit() {
     assert_eq!(limits["ephemeral-storage"].0, "1Gi");
 
     // Exactly the limit is allowed.
-    spec.resources = Some(ResourceOverrides { cpu: Some("1000m".into()), memory: Some("0.5Gi".into()) });
+    spec.resources = Some(Resources { cpu: Some("1000m".into()), memory: Some("0.5Gi".into()) });
     job_manifest(&spec, &settings()).unwrap();
 
-    spec.resources = Some(ResourceOverrides { cpu: Some("1001m".into()), memory: None });
+    spec.resources = Some(Resources { cpu: Some("1001m".into()), memory: None });
     match job_manifest(&spec, &settings()) {
         Err(ManifestError::OverrideAboveLimit { field: "cpu", .. }) => {}
         other => panic!("expected cpu refused, got {other:?}"),
     }
-    spec.resources = Some(ResourceOverrides { cpu: None, memory: Some("1Gi".into()) });
+    spec.resources = Some(Resources { cpu: None, memory: Some("1Gi".into()) });
     let err = job_manifest(&spec, &settings()).unwrap_err();
     assert!(matches!(err, ManifestError::OverrideAboveLimit { field: "memory", .. }));
     assert!(err.to_string().contains("resources.memory"), "{err}");
-    spec.resources = Some(ResourceOverrides { cpu: Some("lots".into()), memory: None });
+    spec.resources = Some(Resources { cpu: Some("lots".into()), memory: None });
     assert!(matches!(job_manifest(&spec, &settings()), Err(ManifestError::InvalidOverride { field: "cpu", .. })));
 }
 
@@ -187,8 +187,8 @@ fn pod_is_restricted_and_policy_stops_on_workflow_failure() {
     assert_eq!(rules[1].action, "FailJob");
     let codes = rules[1].on_exit_codes.as_ref().unwrap();
     assert_eq!(codes.container_name.as_deref(), Some(CONTAINER_NAME));
-    assert!(codes.values.contains(&WORKFLOW_FAILED_EXIT_CODE));
-    assert!(!codes.values.contains(&INFRA_FAILURE_EXIT_CODE));
+    assert!(codes.values.contains(&exit_code::WORKFLOW_FAILED));
+    assert!(!codes.values.contains(&exit_code::INFRA_FAILURE));
 
     let pod = pod(&job);
     assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
@@ -261,13 +261,13 @@ fn yaml_rendering_round_trips() {
 
 /// A Job as the runner reads it off the wire (`SlimJob`).
 fn slim(job: Job) -> Job {
-    serde_json::from_slice::<crate::kubernetes::watch::SlimJob>(&serde_json::to_vec(&job).unwrap()).unwrap().0
+    serde_json::from_slice::<crate::runner::kubernetes::slim::SlimJob>(&serde_json::to_vec(&job).unwrap()).unwrap().0
 }
 
 /// The runner's slim reading of a Job keeps what classification reads and drops the rest of the pod template.
 #[test]
 fn a_slim_job_classifies_like_the_full_one_at_a_fraction_of_the_size() {
-    use crate::kubernetes::classify::{self, PodState};
+    use crate::runner::kubernetes::classify::{self, PodState};
     let mut full = job_manifest(&JobSpecInput { deadline_ms: Some(60_000), ..input() }, &settings()).unwrap();
     full.status = Some(
         serde_json::from_value(serde_json::json!({"conditions": [

@@ -9,14 +9,12 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod runner;
 pub mod settings;
+pub mod slim;
 pub mod watch;
 
 pub use flow_like_shared::quantity;
 
-pub use manifest::{
-    CANCELLED_EXIT_CODE, INFRA_FAILURE_EXIT_CODE, JobSpecInput, ManifestError, ResourceOverrides,
-    WORKFLOW_FAILED_EXIT_CODE, job_manifest, job_name, label_selector, render_job_manifest_yaml,
-};
+pub use manifest::{JobSpecInput, ManifestError, job_manifest, job_name, label_selector, render_job_manifest_yaml};
 pub use runner::{KubeRunner, KubeRunnerError, RunnerTuning};
 pub use settings::{ExecutorEnv, JobSettings, SettingsError};
 pub use watch::SweptJob;

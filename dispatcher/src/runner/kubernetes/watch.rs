@@ -13,11 +13,11 @@
 //! informer cache.
 
 use super::classify::{self, JobState, PodState};
-use super::manifest::{CONTAINER_NAME, LABEL_ATTEMPT, LABEL_EXECUTION, LABEL_INSTANCE, label_selector};
+use super::manifest::{LABEL_ATTEMPT, LABEL_EXECUTION, LABEL_INSTANCE, label_selector};
+use super::slim::{SlimJob, SlimPod};
 use futures::StreamExt as _;
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec, ResourceRequirements};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt as _;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, watcher};
@@ -27,134 +27,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-/// A Job as the runner keeps it: metadata (without managed fields and annotations), status, deadline and the
-/// executor container's resources (classification reads their limits). The watchers and the create answer parse
-/// only these fields off the wire and skip the rest of the pod template (environment, volumes, security context)
-/// without allocating it; the tracker keeps one per attempt for as long as the attempt runs. Every watcher sees
-/// every executor Job of the installation, so this is most of what a dispatcher parses per Job. Same API
-/// resource as [`Job`] (a `kube::Resource` for `Api` and the watcher).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SlimJob(pub Job);
-
-impl<'de> serde::Deserialize<'de> for SlimJob {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use k8s_openapi::api::batch::v1::JobStatus;
-        use serde::Deserialize;
-
-        #[derive(Deserialize)]
-        struct Wire {
-            #[serde(default)]
-            metadata: ObjectMeta,
-            spec: Option<SpecWire>,
-            status: Option<JobStatus>,
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct SpecWire {
-            active_deadline_seconds: Option<i64>,
-            #[serde(default)]
-            template: TemplateWire,
-        }
-        #[derive(Deserialize, Default)]
-        struct TemplateWire {
-            spec: Option<PodSpecWire>,
-        }
-        #[derive(Deserialize)]
-        struct PodSpecWire {
-            #[serde(default)]
-            containers: Vec<ContainerWire>,
-        }
-        #[derive(Deserialize)]
-        struct ContainerWire {
-            name: String,
-            resources: Option<ResourceRequirements>,
-        }
-
-        let wire = Wire::deserialize(deserializer)?;
-        let spec = wire.spec.map(|spec| JobSpec {
-            active_deadline_seconds: spec.active_deadline_seconds,
-            template: PodTemplateSpec {
-                metadata: None,
-                spec: spec.template.spec.map(|pod| PodSpec {
-                    containers: pod
-                        .containers
-                        .into_iter()
-                        .filter(|c| c.name == CONTAINER_NAME)
-                        .map(|c| Container { name: c.name, resources: c.resources, ..Default::default() })
-                        .collect(),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        });
-        Ok(SlimJob(Job { metadata: kept_metadata(wire.metadata), spec, status: wire.status }))
-    }
-}
-
-/// The metadata a slim Job or pod keeps: all but managed fields and annotations, which nothing reads.
-fn kept_metadata(metadata: ObjectMeta) -> ObjectMeta {
-    ObjectMeta { managed_fields: None, annotations: None, ..metadata }
-}
-
-/// `kube::Resource` for a slim reading of a Kubernetes type: the same API resource (group, version, kind, plural,
-/// namespaced), so `Api` and the watcher address it exactly as the full type.
-macro_rules! resource_as {
-    ($slim:ty, $full:ty) => {
-        impl kube::Resource for $slim {
-            type DynamicType = ();
-            type Scope = k8s_openapi::NamespaceResourceScope;
-
-            fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
-                <$full as kube::Resource>::kind(dt)
-            }
-
-            fn group(dt: &()) -> std::borrow::Cow<'_, str> {
-                <$full as kube::Resource>::group(dt)
-            }
-
-            fn version(dt: &()) -> std::borrow::Cow<'_, str> {
-                <$full as kube::Resource>::version(dt)
-            }
-
-            fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
-                <$full as kube::Resource>::plural(dt)
-            }
-
-            fn meta(&self) -> &ObjectMeta {
-                &self.0.metadata
-            }
-
-            fn meta_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.0.metadata
-            }
-        }
-    };
-}
-
-resource_as!(SlimJob, Job);
-resource_as!(SlimPod, Pod);
-
-/// A pod as the runner reads it: metadata (without managed fields and annotations) and status, which is all
-/// [`PodState::from_pod`] reads. The spec, most of a pod, is skipped by the parser.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SlimPod(pub Pod);
-
-impl<'de> serde::Deserialize<'de> for SlimPod {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use k8s_openapi::api::core::v1::PodStatus;
-
-        #[derive(serde::Deserialize)]
-        struct Wire {
-            #[serde(default)]
-            metadata: ObjectMeta,
-            status: Option<PodStatus>,
-        }
-
-        let wire = Wire::deserialize(deserializer)?;
-        Ok(SlimPod(Pod { metadata: kept_metadata(wire.metadata), spec: None, status: wire.status }))
-    }
-}
 
 /// One unfinished executor Job of this installation, as the sweep checks it against the leases.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -503,56 +375,5 @@ fn spawn_watcher<K: Send + 'static>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn job(name: &str, execution: Uuid, attempt: u32, complete: bool) -> SlimJob {
-        let conditions = if complete { json!([{"type": "Complete", "status": "True"}]) } else { json!([]) };
-        serde_json::from_value(json!({
-            "metadata": {
-                "name": name,
-                "creationTimestamp": "2026-11-26T01:00:00Z",
-                "labels": {LABEL_EXECUTION: execution.to_string(), LABEL_ATTEMPT: attempt.to_string()}
-            },
-            "status": {"conditions": conditions}
-        }))
-        .unwrap()
-    }
-
-    fn names(tracker: &Tracker) -> BTreeMap<String, (Uuid, u32)> {
-        let jobs = tracker.unfinished_jobs().expect("listed");
-        jobs.into_iter().map(|j| (j.job_name, (j.execution_id, j.attempt))).collect()
-    }
-
-    #[test]
-    fn the_sweeps_view_follows_events_and_relists() {
-        let tracker = Tracker::default();
-        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        assert_eq!(tracker.unfinished_jobs(), None, "not listed yet");
-
-        tracker.apply_job(watcher::Event::Init);
-        tracker.apply_job(watcher::Event::InitApply(job("a", a, 1, false)));
-        tracker.apply_job(watcher::Event::InitApply(job("b", b, 2, false)));
-        tracker.apply_job(watcher::Event::InitApply(job("done", c, 1, true)));
-        let unlabelled: SlimJob = serde_json::from_value(json!({"metadata": {"name": "someone-elses"}})).unwrap();
-        tracker.apply_job(watcher::Event::InitApply(unlabelled));
-        tracker.apply_job(watcher::Event::InitDone);
-        assert_eq!(names(&tracker), BTreeMap::from([("a".into(), (a, 1)), ("b".into(), (b, 2))]));
-        let created = tracker.unfinished_jobs().unwrap()[0].created_at_ms;
-        assert_eq!(created, Some(1_795_654_800_000));
-
-        // b finishes, c's next attempt starts, a is deleted.
-        tracker.apply_job(watcher::Event::Apply(job("b", b, 2, true)));
-        tracker.apply_job(watcher::Event::Apply(job("c2", c, 2, false)));
-        tracker.apply_job(watcher::Event::Delete(job("a", a, 1, false)));
-        assert_eq!(names(&tracker), BTreeMap::from([("c2".into(), (c, 2))]));
-
-        // A relist after the watch was down: c2 was deleted meanwhile (no event), d was created.
-        let d = Uuid::now_v7();
-        tracker.apply_job(watcher::Event::Init);
-        tracker.apply_job(watcher::Event::InitApply(job("d", d, 1, false)));
-        tracker.apply_job(watcher::Event::InitDone);
-        assert_eq!(names(&tracker), BTreeMap::from([("d".into(), (d, 1))]));
-    }
-}
+#[path = "watch_tests.rs"]
+mod tests;

@@ -23,9 +23,10 @@
 //! wrong image; a new attempt lands on a fresh pod, possibly on another node, and a wrong image still fails
 //! the execution after the dispatcher's last attempt, with this reason.
 
-use super::manifest::{CANCELLED_EXIT_CODE, CONTAINER_NAME, WORKFLOW_FAILED_EXIT_CODE};
+use super::manifest::CONTAINER_NAME;
 use crate::runner::AttemptEnd;
 use flow_like_shared::status::FinishedOutcome;
+use flow_like_shared::status::exit_code;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 
@@ -196,7 +197,7 @@ pub fn reported_exit<'a>(pods: impl IntoIterator<Item = &'a PodState>) -> Option
 }
 
 fn is_verdict(code: i32) -> bool {
-    code == WORKFLOW_FAILED_EXIT_CODE || code == CANCELLED_EXIT_CODE
+    code == exit_code::WORKFLOW_FAILED || code == exit_code::CANCELLED
 }
 
 /// Why a pod ended, in words, with the executor's last log line when Kubernetes kept it.
@@ -304,8 +305,8 @@ pub fn api_failure(what: &str, err: &kube::Error) -> AttemptEnd {
 pub fn cause(end: &AttemptEnd) -> &'static str {
     match end {
         AttemptEnd::Reported { exit_code: 0 } => "succeeded",
-        AttemptEnd::Reported { exit_code: WORKFLOW_FAILED_EXIT_CODE } => "workflow_failed",
-        AttemptEnd::Reported { exit_code: CANCELLED_EXIT_CODE } => "cancelled",
+        AttemptEnd::Reported { exit_code: exit_code::WORKFLOW_FAILED } => "workflow_failed",
+        AttemptEnd::Reported { exit_code: exit_code::CANCELLED } => "cancelled",
         AttemptEnd::Reported { .. } => "exit_other",
         AttemptEnd::Concluded { outcome: FinishedOutcome::TimedOut, .. } => "deadline_exceeded",
         AttemptEnd::Concluded { outcome: FinishedOutcome::Cancelled, .. } => "cancelled",

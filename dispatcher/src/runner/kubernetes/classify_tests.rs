@@ -245,7 +245,8 @@ fn a_slim_pod_gives_the_same_state_as_the_full_one() {
         }
     }))
     .unwrap();
-    let slim: crate::kubernetes::watch::SlimPod = serde_json::from_slice(&serde_json::to_vec(&full).unwrap()).unwrap();
+    let slim: crate::runner::kubernetes::slim::SlimPod =
+        serde_json::from_slice(&serde_json::to_vec(&full).unwrap()).unwrap();
     assert_eq!(slim.0.spec, None);
     assert_eq!(slim.0.metadata.labels, full.metadata.labels);
     let state = PodState::from_pod(&full, 7);
