@@ -10,6 +10,12 @@
 #   scripts/bench.sh executor           executor start to first event (release executor, one-node workflow)
 #   scripts/bench.sh e2e                API + dispatcher (process runner) + executor: executions/s, queue-to-start
 #   scripts/bench.sh pipeline           all five pipeline modes in turn
+#   scripts/bench.sh bullmq             flow-like beside BullMQ on the same Redis: drain of BENCH_EXECUTIONS queued
+#                                       no-op jobs (one dispatcher; BullMQ's default and removeOnComplete modes)
+#                                       and add-to-start latency at BENCH_RATE/s, BENCH_ROUNDS interleaved rounds
+#                                       (3), with Redis commands and Redis CPU per job for both; BullMQ
+#                                       (BENCH_BULLMQ_VERSION, 6.7.6) and its Redis client ioredis
+#                                       (BENCH_IOREDIS_VERSION, 6.1.0) are installed from npm into target/bullmq-bench
 #   scripts/bench.sh kube-dispatch      dispatchers on the Kubernetes runner (1 then 3) against the simulator with
 #                                       5 ms API latency and no pods, beside a plain kube-rs create loop at the same
 #                                       concurrency; then queue-to-Job-created at 200 executions/s
@@ -37,9 +43,9 @@ MODE="${1:-submit}"
 log() { echo "bench: $*" >&2; }
 
 case "$MODE" in
-    submit | dispatch | dispatch-latency | dispatcher-memory | executor | e2e | pipeline | kube-dispatch) ;;
+    submit | dispatch | dispatch-latency | dispatcher-memory | executor | e2e | pipeline | kube-dispatch | bullmq) ;;
     *)
-        echo "usage: scripts/bench.sh [submit|dispatch|dispatch-latency|dispatcher-memory|executor|e2e|pipeline|kube-dispatch]" >&2
+        echo "usage: scripts/bench.sh [submit|dispatch|dispatch-latency|dispatcher-memory|executor|e2e|pipeline|kube-dispatch|bullmq]" >&2
         exit 2
         ;;
 esac
@@ -90,13 +96,49 @@ pipeline_mode() {
     esac
 }
 
+# flow-like and BullMQ side by side on the test pool's Redis (the one the load generator's pipeline modes use).
+bullmq_mode() {
+    local loadgen="$TARGET/flow-like-loadgen" scratch="$REPO/target/bullmq-bench"
+    local version="${BENCH_BULLMQ_VERSION:-6.7.6}" ioredis="${BENCH_IOREDIS_VERSION:-6.1.0}"
+    local rounds="${BENCH_ROUNDS:-3}" jobs="${BENCH_EXECUTIONS:-50000}"
+    local out="$REPO/target/bullmq-bench/results.jsonl" redis_url round
+    command -v node >/dev/null || { log "node (18 or later) is needed for the BullMQ side"; exit 1; }
+    if [[ ! -f $scratch/node_modules/ioredis/package.json ]] \
+        || [[ "$(node -p "require('$scratch/node_modules/bullmq/package.json').version")" != "$version" ]]; then
+        # ioredis is a peer dependency of BullMQ 6 (it also runs on node-redis); the benchmark uses ioredis.
+        log "installing bullmq@$version and ioredis@$ioredis into $scratch"
+        mkdir -p "$scratch"
+        npm install --prefix "$scratch" --no-audit --no-fund --silent "bullmq@$version" "ioredis@$ioredis" >&2
+    fi
+    cp "$REPO/tools/bullmq-bench/bench.mjs" "$scratch/bench.mjs"
+    redis_url="$("$TARGET/flow-like-test-services" env | sed -n "s/^export REDIS_URL='\(.*\)'$/\1/p")"
+    [[ -n $redis_url ]] || { log "could not start the test pool's Redis"; exit 1; }
+    log "Redis for both sides: $redis_url ($(redis-cli -u "$redis_url" INFO server | tr -d '\r' | sed -n 's/^redis_version://p'))"
+    : >"$out"
+    for round in $(seq 1 "$rounds"); do
+        log "round $round/$rounds: flow-like drain, BullMQ drain (default, removeOnComplete)"
+        "$loadgen" dispatch --executions "$jobs" --dispatchers 1 | tail -n 1 | sed 's/^/{"side":"flow-like","round":'"$round"',"report":/; s/$/}/' >>"$out"
+        node "$scratch/bench.mjs" drain --redis "$redis_url" --jobs "$jobs" >>"$out"
+        node "$scratch/bench.mjs" drain --redis "$redis_url" --jobs "$jobs" --remove-on-complete >>"$out"
+        log "round $round/$rounds: add-to-start latency at ${BENCH_RATE:-1000}/s"
+        "$loadgen" dispatch-latency --rate "${BENCH_RATE:-1000}" --seconds "${BENCH_SECONDS:-10}" | tail -n 1 \
+            | sed 's/^/{"side":"flow-like","round":'"$round"',"report":/; s/$/}/' >>"$out"
+        node "$scratch/bench.mjs" latency --redis "$redis_url" --rate "${BENCH_RATE:-1000}" \
+            --seconds "${BENCH_SECONDS:-10}" >>"$out"
+    done
+    python3 "$REPO/tools/bullmq-bench/summary.py" "$out"
+}
+
 if [[ $MODE != submit ]]; then
     if [[ -z ${STACK_SKIP_BUILD:-} ]]; then
         log "building the dispatcher, the executor and the load generator (release)"
         (cd "$REPO" && cargo build --release -p flow-like-dispatcher -p flow-like-executor \
-            && cargo build --release -p flow-like-loadgen --bin flow-like-loadgen)
+            && cargo build --release -p flow-like-loadgen --bin flow-like-loadgen \
+            && cargo build --release -p flow-like-test-services --bin flow-like-test-services)
     fi
-    if [[ $MODE == pipeline ]]; then
+    if [[ $MODE == bullmq ]]; then
+        bullmq_mode
+    elif [[ $MODE == pipeline ]]; then
         for mode in dispatch dispatch-latency dispatcher-memory executor e2e; do pipeline_mode "$mode"; done
     else
         pipeline_mode "$MODE"

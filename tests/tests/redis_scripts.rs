@@ -346,10 +346,43 @@ fn withdraw_removes_waiting_work(mut c: Ctx) -> BoxFuture<'static, Ctx> {
     })
 }
 
+/// Within one call, every admission counts against the limits at once, tenants alternate (one admission each
+/// per pass) and the round-robin turn the call leaves behind puts the tenant served last at the back.
+fn one_call_counts_and_alternates(mut c: Ctx) -> BoxFuture<'static, Ctx> {
+    Box::pin(async move {
+        c.limits(100, 2, 0).await;
+        let mut acme = Vec::new();
+        for _ in 0..4 {
+            acme.push(c.enqueue("acme", "report", 5).await);
+        }
+        let globex = c.enqueue("globex", "report", 5).await;
+        let (stop, admitted) = c.admit("d1", 10).await;
+        assert_eq!(stop, AdmitStop::Idle);
+        assert_eq!(admitted.len(), 3, "acme's limit of 2 holds inside one call: {admitted:?}");
+        assert_eq!(admitted.iter().filter(|id| acme.contains(id)).count(), 2);
+        assert!(admitted.contains(&globex));
+        assert_eq!(c.zcard(&c.keys.active_tenant("acme")).await, 2);
+        let turn: i64 = redis::cmd("GET").arg(c.keys.turn()).query_async(&mut c.conn).await.unwrap();
+        assert_eq!(turn, 3, "one turn per admission");
+        let scores: Vec<(String, i64)> = redis::cmd("ZRANGE")
+            .arg(c.keys.tenants())
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut c.conn)
+            .await
+            .unwrap();
+        // globex has no work left and left the round robin; acme was served last (turn 3).
+        assert_eq!(scores, vec![("acme".to_owned(), 3)]);
+        c
+    })
+}
+
 type Case = fn(Ctx) -> BoxFuture<'static, Ctx>;
 
 const CASES: &[(&str, Case)] = &[
     ("a tenant at its limit is skipped and the next served", tenant_at_limit_is_skipped),
+    ("one call counts every admission and alternates tenants", one_call_counts_and_alternates),
     ("the per-workflow limit blocks its lane only", workflow_limit_blocks_its_lane_only),
     ("a cancelled entry takes no slot", cancelled_entry_takes_no_slot),
     ("a malformed entry is dead-lettered", malformed_entry_is_dead_lettered),

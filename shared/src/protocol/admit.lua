@@ -46,92 +46,143 @@ if active >= global_limit then
   return out
 end
 
+-- What this call reads about a tenant once and then keeps up to date itself: nothing else runs while a script
+-- runs, so the counts it tracks are the counts Redis holds. {limit, active, workflow_limit, priorities,
+-- workflows = {name -> active}}.
+local seen = {}
+local function tenant_state(tenant)
+  local state = seen[tenant]
+  if state == nil then
+    state = {
+      limit = tonumber(redis.call('HGET', KEYS[2], 'tenant:' .. tenant)) or tenant_default,
+      active = redis.call('ZCARD', K.active_tenant(tenant)),
+      workflows = {},
+    }
+    seen[tenant] = state
+  end
+  return state
+end
+local function workflow_active(tenant, state, workflow)
+  local count = state.workflows[workflow]
+  if count == nil then
+    count = redis.call('ZCARD', K.active_workflow(tenant, workflow))
+    state.workflows[workflow] = count
+  end
+  return count
+end
+
+-- The round-robin turn: read once, advanced per tenant served, written back once at the end.
+local turn = nil
+local function next_turn()
+  if turn == nil then
+    turn = tonumber(redis.call('GET', KEYS[5])) or 0
+  end
+  turn = turn + 1
+  return turn
+end
+
 -- Passes over the tenants in round-robin order (least recently served first), at most one admission per
 -- tenant per pass, until the batch is full, the global limit is reached or a pass admits nothing.
-local progress = true
-while progress do
-  progress = false
-  local tenants = redis.call('ZRANGE', KEYS[1], 0, -1)
-  for _, tenant in ipairs(tenants) do
-    if admitted >= max then
-      out[1] = 'batch'
-      return out
-    end
-    if active >= global_limit then
-      out[1] = 'global'
-      return out
-    end
-    local tenant_limit = tonumber(redis.call('HGET', KEYS[2], 'tenant:' .. tenant)) or tenant_default
-    local tenant_active = K.active_tenant(tenant)
-    local lanes_key = K.lanes(tenant)
-    if redis.call('ZCARD', tenant_active) < tenant_limit then
-      local workflow_limit = tonumber(redis.call('HGET', KEYS[2], 'workflow:' .. tenant)) or workflow_default
-      local served = false
-      -- Highest priority first.
-      local priorities = redis.call('ZREVRANGE', lanes_key, 0, -1)
-      for _, priority in ipairs(priorities) do
-        local lane = K.lane(tenant, priority)
-        local entry = nil
-        local blocked = false
-        while entry == nil do
-          if workflow_limit > 0 then
-            -- Look before claiming: an entry whose workflow is at its limit stays unclaimed (and holds back
-            -- this lane of this tenant only).
-            local next = peek(lane)
-            if next == nil then break end
-            local workflow = field(next[2], 'workflow')
-            if redis.call('ZCARD', K.active_workflow(tenant, workflow)) >= workflow_limit then
-              blocked = true
-              break
+local function admit_passes()
+  local progress = true
+  while progress do
+    progress = false
+    local tenants = redis.call('ZRANGE', KEYS[1], 0, -1)
+    for _, tenant in ipairs(tenants) do
+      if admitted >= max then
+        return 'batch'
+      end
+      if active >= global_limit then
+        return 'global'
+      end
+      local state = tenant_state(tenant)
+      local lanes_key = K.lanes(tenant)
+      if state.active < state.limit then
+        if state.priorities == nil then
+          state.workflow_limit = tonumber(redis.call('HGET', KEYS[2], 'workflow:' .. tenant)) or workflow_default
+          -- Highest priority first.
+          state.priorities = redis.call('ZREVRANGE', lanes_key, 0, -1)
+        end
+        local workflow_limit = state.workflow_limit
+        local served = false
+        local remaining = {}
+        for index, priority in ipairs(state.priorities) do
+          local lane = K.lane(tenant, priority)
+          local entry = nil
+          local blocked = false
+          while entry == nil do
+            if workflow_limit > 0 then
+              -- Look before claiming: an entry whose workflow is at its limit stays unclaimed (and holds back
+              -- this lane of this tenant only).
+              local next = peek(lane)
+              if next == nil then break end
+              local workflow = field(next[2], 'workflow')
+              if workflow_active(tenant, state, workflow) >= workflow_limit then
+                blocked = true
+                break
+              end
+            end
+            local read = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', lane, '>')
+            if not read then break end
+            local candidate = read[1][2][1]
+            local id = field(candidate[2], 'id')
+            if not id or not field(candidate[2], 'workflow') then
+              -- Not a queue message: park it with the dead letters rather than block the lane.
+              ack_entry(lane, group, candidate[1])
+              local dead = {}
+              for _, v in ipairs(candidate[2]) do dead[#dead + 1] = v end
+              for _, v in ipairs({'reason', 'malformed queue entry (no id or workflow field)', 'dead_at', now,
+                  'deliveries', 1}) do dead[#dead + 1] = v end
+              redis.call('XADD', K.dead_letters(), '*', unpack(dead))
+            elseif redis.call('EXISTS', K.cancel(id)) == 1 then
+              -- Cancelled while waiting: drop it without taking a slot.
+              ack_entry(lane, group, candidate[1])
+              redis.call('HDEL', KEYS[4], id)
+            else
+              entry = candidate
             end
           end
-          local read = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', lane, '>')
-          if not read then break end
-          local candidate = read[1][2][1]
-          local id = field(candidate[2], 'id')
-          if not id or not field(candidate[2], 'workflow') then
-            -- Not a queue message: park it with the dead letters rather than block the lane.
-            ack_entry(lane, group, candidate[1])
-            local dead = {}
-            for _, v in ipairs(candidate[2]) do dead[#dead + 1] = v end
-            for _, v in ipairs({'reason', 'malformed queue entry (no id or workflow field)', 'dead_at', now,
-                'deliveries', 1}) do dead[#dead + 1] = v end
-            redis.call('XADD', K.dead_letters(), '*', unpack(dead))
-          elseif redis.call('EXISTS', K.cancel(id)) == 1 then
-            -- Cancelled while waiting: drop it without taking a slot.
-            ack_entry(lane, group, candidate[1])
+          if entry ~= nil then
+            local fields = entry[2]
+            local id = field(fields, 'id') or ''
+            local workflow = field(fields, 'workflow') or ''
+            score_slots(id, tenant, workflow, expiry)
+            redis.call('HSET', K.lease(id),
+              'dispatcher', consumer, 'tenant', tenant, 'workflow', workflow,
+              'attempt', field(fields, 'attempt') or '1', 'lane', lane, 'entry', entry[1],
+              'claimed_at', now, 'deliveries', 1)
             redis.call('HDEL', KEYS[4], id)
+            out[#out + 1] = {lane, entry[1], fields}
+            admitted = admitted + 1
+            active = active + 1
+            state.active = state.active + 1
+            state.workflows[workflow] = workflow_active(tenant, state, workflow) + 1
+            served = true
+            progress = true
+            -- This lane and the lower ones stay as they are.
+            for rest = index, #state.priorities do remaining[#remaining + 1] = state.priorities[rest] end
+            break
+          elseif blocked then
+            remaining[#remaining + 1] = priority
           else
-            entry = candidate
+            -- Nothing left to deliver in this lane. Enqueue re-adds the lane with its next entry.
+            redis.call('ZREM', lanes_key, priority)
           end
         end
-        if entry ~= nil then
-          local fields = entry[2]
-          local id = field(fields, 'id') or ''
-          local workflow = field(fields, 'workflow') or ''
-          score_slots(id, tenant, workflow, expiry)
-          redis.call('HSET', K.lease(id),
-            'dispatcher', consumer, 'tenant', tenant, 'workflow', workflow,
-            'attempt', field(fields, 'attempt') or '1', 'lane', lane, 'entry', entry[1],
-            'claimed_at', now, 'deliveries', 1)
-          redis.call('HDEL', KEYS[4], id)
-          out[#out + 1] = {lane, entry[1], fields}
-          admitted = admitted + 1
-          active = active + 1
-          served = true
-          progress = true
-          break
-        elseif not blocked then
-          -- Nothing left to deliver in this lane. Enqueue re-adds the lane with its next entry.
-          redis.call('ZREM', lanes_key, priority)
+        state.priorities = remaining
+        if served then
+          redis.call('ZADD', KEYS[1], next_turn(), tenant)
+        elseif #remaining == 0 then
+          redis.call('ZREM', KEYS[1], tenant)
         end
-      end
-      if served then
-        redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[5]), tenant)
-      elseif redis.call('ZCARD', lanes_key) == 0 then
-        redis.call('ZREM', KEYS[1], tenant)
       end
     end
   end
+  return 'idle'
+end
+
+out[1] = admit_passes()
+if turn ~= nil then
+  redis.call('SET', KEYS[5], turn)
 end
 return out

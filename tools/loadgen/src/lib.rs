@@ -15,6 +15,7 @@ pub mod kube;
 pub mod kube_dispatch;
 pub mod pgbench;
 pub mod pipeline;
+pub mod redis_stats;
 pub mod report;
 pub mod stats;
 pub mod submit;

@@ -4,6 +4,7 @@
 //! pool (`TestServices`: PostgreSQL, Redis and s3s-fs started once per machine) with a fresh database, key prefix
 //! and bucket pair, so runs never see each other's executions.
 
+use crate::redis_stats::RedisCounters;
 use anyhow::Context;
 use aws_sdk_s3::primitives::ByteStream;
 use flow_like_shared::protocol::keys::Keys;
@@ -204,6 +205,7 @@ pub async fn dispatch(executions: u64, dispatchers: usize, tenants: u32, timeout
     let http = reqwest::Client::new();
     let mut ports = Vec::new();
     let mut running = Vec::new();
+    let before = RedisCounters::read(&mut redis).await?;
     let started = Instant::now();
     for i in 0..dispatchers.max(1) {
         let port = free_port()?;
@@ -212,7 +214,7 @@ pub async fn dispatch(executions: u64, dispatchers: usize, tenants: u32, timeout
         ports.push(port);
     }
     let deadline = started + timeout;
-    let (mut admitted_at, mut terminal_at) = (None, None);
+    let (mut admitted_at, mut terminal_at, mut after) = (None, None, None);
     let mut last_terminal_poll = Instant::now() - Duration::from_secs(1);
     while admitted_at.is_none() || terminal_at.is_none() {
         anyhow::ensure!(Instant::now() < deadline, "not done within {timeout:?}");
@@ -229,6 +231,7 @@ pub async fn dispatch(executions: u64, dispatchers: usize, tenants: u32, timeout
             last_terminal_poll = Instant::now();
             if terminal_rows(&db).await? >= executions as i64 {
                 terminal_at = Some(started.elapsed());
+                after = Some(RedisCounters::read(&mut redis).await?);
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -236,6 +239,7 @@ pub async fn dispatch(executions: u64, dispatchers: usize, tenants: u32, timeout
     for dispatcher in running {
         dispatcher.stop().await?;
     }
+    let (commands_per_job, cpu_us_per_job) = before.per_job(&after.unwrap_or(before), executions);
     let admitted_secs = admitted_at.unwrap_or_default().as_secs_f64();
     let terminal_secs = terminal_at.unwrap_or_default().as_secs_f64();
     // The same figure from PostgreSQL's own timestamps: first to last dispatch.
@@ -256,6 +260,10 @@ pub async fn dispatch(executions: u64, dispatchers: usize, tenants: u32, timeout
         "admitted_per_sec": round1(executions as f64 / admitted_secs.max(f64::EPSILON)),
         "terminal_per_sec": round1(executions as f64 / terminal_secs.max(f64::EPSILON)),
         "dispatched_at_span_ms": span_ms.map(round1),
+        // Start of the dispatchers to every execution terminal in PostgreSQL (admission, events, release and
+        // the status pipeline's reads and acknowledgements all fall inside).
+        "redis_commands_per_job": round1(commands_per_job),
+        "redis_cpu_us_per_job": round1(cpu_us_per_job),
         "statuses": statuses.into_iter().collect::<BTreeMap<_, _>>(),
         "target_dispatch_per_sec": 5000,
     }))
