@@ -41,7 +41,7 @@ const NAMESPACE: &str = "default";
 /// The simulator's runtime threads, by which its CPU time is told apart from the load generator's.
 const SIM_THREADS: &str = "kube-sim";
 /// The services a dispatcher uses, whose CPU time the report shows apart.
-const SERVICES: [&str; 3] = ["postgres", "redis-server", "s3s-fs"];
+pub(crate) const SERVICES: [&str; 3] = ["postgres", "redis-server", "s3s-fs"];
 /// A dispatcher drains for 1 s, then hands its leases back.
 const STOP_WITHIN: Duration = Duration::from_secs(60);
 
