@@ -15,7 +15,9 @@
 #                                       and add-to-start latency at BENCH_RATE/s, BENCH_ROUNDS interleaved rounds
 #                                       (3), with Redis commands and Redis CPU per job for both; BullMQ
 #                                       (BENCH_BULLMQ_VERSION, 6.7.6) and its Redis client ioredis
-#                                       (BENCH_IOREDIS_VERSION, 6.1.0) are installed from npm into target/bullmq-bench
+#                                       (BENCH_IOREDIS_VERSION, 6.1.0) are installed from npm into target/bullmq-bench;
+#                                       PostgreSQL runs at default durability in a pool of its own (BENCH_PG_DURABLE=0:
+#                                       the test pool, fsync off)
 #   scripts/bench.sh kube-dispatch      dispatchers on the Kubernetes runner (1 then 3) against the simulator with
 #                                       5 ms API latency and no pods, beside a plain kube-rs create loop at the same
 #                                       concurrency; then queue-to-Job-created at 200 executions/s
@@ -111,8 +113,18 @@ bullmq_mode() {
         npm install --prefix "$scratch" --no-audit --no-fund --silent "bullmq@$version" "ioredis@$ioredis" >&2
     fi
     cp "$REPO/tools/bullmq-bench/bench.mjs" "$scratch/bench.mjs"
-    redis_url="$("$TARGET/flow-like-test-services" env | sed -n "s/^export REDIS_URL='\(.*\)'$/\1/p")"
+    if [[ ${BENCH_PG_DURABLE:-1} == 1 ]]; then
+        # PostgreSQL at its default durability (fsync, synchronous_commit, full_page_writes on), in a service
+        # pool of its own (the test pool runs without durability); stopped again at the end.
+        export FLOWLIKE_TEST_STATE="$REPO/target/bench-services-durable" FLOWLIKE_TEST_PG_DURABLE=1
+        trap '"$TARGET/flow-like-test-services" stop >/dev/null 2>&1 || true' EXIT
+    fi
+    local env_out database_url
+    env_out="$("$TARGET/flow-like-test-services" env)"
+    redis_url="$(sed -n "s/^export REDIS_URL='\(.*\)'$/\1/p" <<<"$env_out")"
+    database_url="$(sed -n "s/^export DATABASE_URL='\(.*\)'$/\1/p" <<<"$env_out")"
     [[ -n $redis_url ]] || { log "could not start the test pool's Redis"; exit 1; }
+    log "PostgreSQL: fsync $(psql -Atc 'SHOW fsync' "$database_url"), synchronous_commit $(psql -Atc 'SHOW synchronous_commit' "$database_url")"
     log "Redis for both sides: $redis_url ($(redis-cli -u "$redis_url" INFO server | tr -d '\r' | sed -n 's/^redis_version://p'))"
     : >"$out"
     for round in $(seq 1 "$rounds"); do

@@ -6,7 +6,7 @@
 
 use crate::cpu::CpuProbe;
 use crate::kube_dispatch::SERVICES;
-use crate::redis_stats::RedisCounters;
+use crate::redis_stats::{self, RedisCounters};
 use anyhow::Context;
 use aws_sdk_s3::primitives::ByteStream;
 use flow_like_shared::protocol::keys::Keys;
@@ -200,6 +200,7 @@ pub async fn dispatch(executions: u64, dispatchers: usize, tenants: u32, timeout
     let keys = Keys::new(configs.redis.prefix.clone());
     let mut redis = protocol::connect_lazy(&configs.redis)?;
     create_tenants(&db, tenants).await?;
+    let memory_before = redis_stats::used_memory(&mut redis).await?;
     let fill_started = Instant::now();
     fill(&db, &mut redis, &keys, 0, executions, tenants).await?;
     let fill_secs = fill_started.elapsed().as_secs_f64();
@@ -244,6 +245,14 @@ pub async fn dispatch(executions: u64, dispatchers: usize, tenants: u32, timeout
     for dispatcher in running {
         dispatcher.stop().await?;
     }
+    // What the finished executions leave in Redis: the growth of `used_memory` since before the queue was
+    // filled, and the progress streams of a sample of them.
+    let memory_after = redis_stats::used_memory(&mut redis).await?;
+    let sample: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM executions ORDER BY id LIMIT 200").fetch_all(&db).await?;
+    let stream_keys: Vec<String> = sample.iter().map(|id| keys.progress(&id.to_string())).collect();
+    let stream_bytes = redis_stats::memory_usage(&mut redis, &stream_keys).await?;
+    let stream_mean = stream_bytes.iter().sum::<u64>() as f64 / stream_bytes.len().max(1) as f64;
     let (redis_after, cpu_after) = after.unwrap_or_else(|| (before, probe.snapshot()));
     let (commands_per_job, cpu_us_per_job) = before.per_job(&redis_after, executions);
     let admitted_secs = admitted_at.unwrap_or_default().as_secs_f64();
@@ -270,6 +279,8 @@ pub async fn dispatch(executions: u64, dispatchers: usize, tenants: u32, timeout
         // the status pipeline's reads and acknowledgements all fall inside).
         "redis_commands_per_job": round1(commands_per_job),
         "redis_cpu_us_per_job": round1(cpu_us_per_job),
+        "redis_memory_bytes_left_per_execution": round1(memory_after.saturating_sub(memory_before) as f64 / executions.max(1) as f64),
+        "progress_stream_bytes_mean": round1(stream_mean),
         // CPU ms per execution over the same window: `rest_of_this_process` is the in-process dispatchers.
         "cpu_ms_per_job": cpu_before.per_unit_since(&cpu_after, executions),
         "statuses": statuses.into_iter().collect::<BTreeMap<_, _>>(),

@@ -38,6 +38,24 @@ impl RedisCounters {
     }
 }
 
+/// Redis's `used_memory` (bytes) now.
+pub async fn used_memory(redis: &mut ConnectionManager) -> anyhow::Result<u64> {
+    let info: String = redis::cmd("INFO").arg("memory").query_async(redis).await?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("used_memory:")?.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("INFO memory has no used_memory"))
+}
+
+/// `MEMORY USAGE` of each key (0 for a key that does not exist), in one round trip.
+pub async fn memory_usage(redis: &mut ConnectionManager, keys: &[String]) -> anyhow::Result<Vec<u64>> {
+    let mut pipe = redis::pipe();
+    for key in keys {
+        pipe.cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0);
+    }
+    let sizes: Vec<Option<u64>> = pipe.query_async(redis).await?;
+    Ok(sizes.into_iter().map(Option::unwrap_or_default).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

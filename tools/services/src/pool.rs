@@ -7,8 +7,8 @@
 //! shutdown) uses a dedicated instance instead.
 
 use super::postgres::{
-    Durability, POOL_SETTINGS, StopMode, cluster_base, database_url, init_cluster, postmaster_pid,
-    start_cluster_on_free_port, stop_cluster,
+    DURABLE_POOL_SETTINGS, Durability, PG_DURABLE_ENV, POOL_SETTINGS, StopMode, cluster_base, database_url,
+    init_cluster, postmaster_pid, start_cluster_on_free_port, stop_cluster,
 };
 use super::process::{accepts_tcp, process_alive, process_name, terminate_pid};
 use super::redis::{RedisOptions, start_redis_on_free_port};
@@ -150,8 +150,11 @@ fn ensure_postgres(dir: &Path, entry: Option<PostgresEntry>) -> Result<PostgresE
     }
     let pg_dir = cluster_base(dir).join("postgres");
     remove_dir(&pg_dir)?;
-    init_cluster(&pg_dir, Durability::Throwaway)?;
-    let port = start_cluster_on_free_port(&pg_dir, POOL_SETTINGS)?;
+    let durable = std::env::var(PG_DURABLE_ENV).is_ok_and(|v| v == "1");
+    let (durability, settings) =
+        if durable { (Durability::Durable, DURABLE_POOL_SETTINGS) } else { (Durability::Throwaway, POOL_SETTINGS) };
+    init_cluster(&pg_dir, durability)?;
+    let port = start_cluster_on_free_port(&pg_dir, settings)?;
     Ok(PostgresEntry { port, dir: pg_dir })
 }
 

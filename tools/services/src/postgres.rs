@@ -18,6 +18,12 @@ const MAX_SOCKET_DIR_LEN: usize = 90;
 /// Server settings of the shared pool: durability off (tests only), room for many parallel test pools.
 pub(crate) const POOL_SETTINGS: &[&str] =
     &["fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_connections=500"];
+/// The shared pool's settings when `FLOWLIKE_TEST_PG_DURABLE=1` (benchmarks at the server's default durability:
+/// fsync, synchronous_commit and full_page_writes on).
+pub(crate) const DURABLE_POOL_SETTINGS: &[&str] = &["max_connections=500"];
+/// Set to 1 to start the pool's PostgreSQL at default durability. A running pool keeps the settings it started
+/// with, so give such a pool its own `FLOWLIKE_TEST_STATE`.
+pub const PG_DURABLE_ENV: &str = "FLOWLIKE_TEST_PG_DURABLE";
 /// Server settings of dedicated clusters, which fault tests crash. A commit still writes its WAL before it
 /// returns (synchronous_commit stays on), so a killed server recovers every committed transaction; only fsync
 /// is off, which matters for a machine crash alone, and these tests do not simulate one.
