@@ -17,7 +17,8 @@
 #                                       (BENCH_BULLMQ_VERSION, 6.7.6) and its Redis client ioredis
 #                                       (BENCH_IOREDIS_VERSION, 6.1.0) are installed from npm into target/bullmq-bench;
 #                                       PostgreSQL runs at default durability in a pool of its own (BENCH_PG_DURABLE=0:
-#                                       the test pool, fsync off)
+#                                       the test pool, fsync off); BENCH_REDIS_AOF=1 gives that pool's Redis an
+#                                       append-only file fsynced every second (the chart's setting)
 #   scripts/bench.sh kube-dispatch      dispatchers on the Kubernetes runner (1 then 3) against the simulator with
 #                                       5 ms API latency and no pods, beside a plain kube-rs create loop at the same
 #                                       concurrency; then queue-to-Job-created at 200 executions/s
@@ -117,6 +118,10 @@ bullmq_mode() {
         # PostgreSQL at its default durability (fsync, synchronous_commit, full_page_writes on), in a service
         # pool of its own (the test pool runs without durability); stopped again at the end.
         export FLOWLIKE_TEST_STATE="$REPO/target/bench-services-durable" FLOWLIKE_TEST_PG_DURABLE=1
+        if [[ ${BENCH_REDIS_AOF:-0} == 1 ]]; then
+            # Redis as the chart runs it: appendonly yes, appendfsync everysec.
+            export FLOWLIKE_TEST_STATE="$REPO/target/bench-services-durable-aof" FLOWLIKE_TEST_REDIS_AOF=1
+        fi
         trap '"$TARGET/flow-like-test-services" stop >/dev/null 2>&1 || true' EXIT
     fi
     local env_out database_url
@@ -125,7 +130,7 @@ bullmq_mode() {
     database_url="$(sed -n "s/^export DATABASE_URL='\(.*\)'$/\1/p" <<<"$env_out")"
     [[ -n $redis_url ]] || { log "could not start the test pool's Redis"; exit 1; }
     log "PostgreSQL: fsync $(psql -Atc 'SHOW fsync' "$database_url"), synchronous_commit $(psql -Atc 'SHOW synchronous_commit' "$database_url")"
-    log "Redis for both sides: $redis_url ($(redis-cli -u "$redis_url" INFO server | tr -d '\r' | sed -n 's/^redis_version://p'))"
+    log "Redis for both sides: $redis_url ($(redis-cli -u "$redis_url" INFO server | tr -d '\r' | sed -n 's/^redis_version://p'), appendonly $(redis-cli -u "$redis_url" CONFIG GET appendonly | tail -n 1))"
     : >"$out"
     for round in $(seq 1 "$rounds"); do
         log "round $round/$rounds: flow-like drain, BullMQ drain (default, removeOnComplete)"

@@ -31,6 +31,10 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Attempts at CREATE DATABASE: concurrent creations from `template1` can fail transiently.
 const CREATE_DATABASE_ATTEMPTS: u32 = 5;
 
+/// Set to 1 to start the pool's Redis with an append-only file fsynced every second, as the chart configures it.
+/// A running pool keeps the settings it started with, so give such a pool its own `FLOWLIKE_TEST_STATE`.
+pub const REDIS_AOF_ENV: &str = "FLOWLIKE_TEST_REDIS_AOF";
+
 /// The state directory: `FLOWLIKE_TEST_STATE`, else `<workspace>/target/test-services`.
 pub fn state_dir() -> PathBuf {
     match std::env::var_os(STATE_DIR_ENV) {
@@ -168,7 +172,9 @@ fn ensure_redis(dir: &Path, entry: Option<ProcessEntry>) -> Result<ProcessEntry,
     let redis_dir = dir.join("redis");
     remove_dir(&redis_dir)?;
     create_dir(&redis_dir)?;
-    let (port, server) = start_redis_on_free_port(&redis_dir, &RedisOptions::default())?;
+    // Benchmarks of the chart's Redis settings (`appendonly yes`, `appendfsync everysec`) set REDIS_AOF_ENV.
+    let options = RedisOptions { append_only: std::env::var(REDIS_AOF_ENV).is_ok_and(|v| v == "1"), tls: None };
+    let (port, server) = start_redis_on_free_port(&redis_dir, &options)?;
     Ok(ProcessEntry { port, pid: server.detach() })
 }
 
