@@ -32,8 +32,6 @@ def module_files(src: Path):
             parts = []
         elif parts[-1] == "mod":
             parts = parts[:-1]
-        elif parts[-1] in ("lib", "main") and len(parts) == 1:
-            parts = []
         modules.setdefault(tuple(parts), file)
     # `#[path = "x.rs"] mod y;` declared in a file: the module is y under the declaring module.
     for path, file in list(modules.items()):

@@ -133,15 +133,16 @@ mod tests {
         for source in sources {
             for (at, _) in source.match_indices("status ") {
                 let rest = &source[at + "status ".len()..];
-                let list = if let Some(one) = rest.strip_prefix("= '") {
-                    &rest[2..4 + one.find('\'').unwrap_or(0)]
+                // `status = 'x'`, or `status [NOT] IN ('x', 'y')`; anything else (a bound parameter) names no state.
+                let names: Vec<&str> = if let Some(one) = rest.strip_prefix("= '") {
+                    one.split('\'').take(1).collect()
                 } else if let Some(list) = rest.strip_prefix("IN (").or_else(|| rest.strip_prefix("NOT IN (")) {
-                    &list[..list.find(')').unwrap_or(0)]
+                    let list = list.split(')').next().unwrap_or_default();
+                    list.split(',').filter_map(|item| item.trim().strip_prefix('\'')?.strip_suffix('\'')).collect()
                 } else {
                     continue;
                 };
-                for literal in list.split(',').map(str::trim).filter(|l| l.starts_with('\'')) {
-                    let name = literal.trim_matches('\'');
+                for name in names {
                     assert!(ExecutionStatus::parse(name).is_some(), "SQL names unknown state {name:?}");
                     seen += 1;
                 }

@@ -54,9 +54,7 @@ async fn lanes(conn: &mut ConnectionManager, keys: &Keys, tenant: &str) -> Resul
         let groups: Vec<HashMap<String, redis::Value>> = redis::from_redis_value_ref(groups)
             .map_err(|e| QueueError::Malformed(format!("XINFO GROUPS reply: {e}")))?;
         let length = int(Some(length)).unwrap_or(0);
-        let group = groups
-            .iter()
-            .find(|g| matches!(g.get("name"), Some(redis::Value::BulkString(n)) if n == DISPATCH_GROUP.as_bytes()));
+        let group = dispatch_group(&groups);
         // Redis reports no lag once an entry between the group's last delivery and the stream's end was deleted
         // (a cancelled queued execution). Every entry that is acknowledged is also deleted, so the lane holds
         // exactly the delivered-but-unacknowledged entries plus the waiting ones.
@@ -64,7 +62,7 @@ async fn lanes(conn: &mut ConnectionManager, keys: &Keys, tenant: &str) -> Resul
             Some(g) => int(g.get("lag")).unwrap_or_else(|| length.saturating_sub(int(g.get("pending")).unwrap_or(0))),
             None => length,
         };
-        let last_delivered = dispatch_group_last_delivered(&groups);
+        let last_delivered = group.and_then(last_delivered_id);
         lanes.push(Lane { priority: *priority, key: keys.lane(tenant, *priority), lag, last_delivered });
     }
     Ok((lanes, running))
@@ -210,9 +208,9 @@ pub async fn waiting_state(
         retry_due_ms,
         retry_attempt,
         dispatchers_alive,
-        global,
-        tenant_n,
-        workflow_n,
+        running_global,
+        running_tenant,
+        running_workflow,
         queued,
     ): (Option<String>, Option<u32>, Option<f64>, Option<u32>, u64, u64, u64, u64, Option<String>) = redis::pipe()
         .hget(keys.lease(&id), "dispatcher")
@@ -226,16 +224,17 @@ pub async fn waiting_state(
         .hget(keys.queued(), &id)
         .query_async(conn)
         .await?;
+    let queued_at = queued.and_then(|q| q.split_once(' ').map(|(lane, entry)| (lane.to_owned(), entry.to_owned())));
     Ok(WaitingState {
         lease_holder,
         lease_attempt,
         retry_due_ms,
         retry_attempt,
         dispatchers_alive,
-        running_global: global,
-        running_tenant: tenant_n,
-        running_workflow: workflow_n,
-        queued_at: queued.and_then(|q| q.split_once(' ').map(|(lane, entry)| (lane.to_owned(), entry.to_owned()))),
+        running_global,
+        running_tenant,
+        running_workflow,
+        queued_at,
     })
 }
 
@@ -277,7 +276,8 @@ pub async fn unclaimed_ahead(
     let mut ranged = 0;
     for ((lane, end), groups) in lanes.iter().zip(&groups) {
         let Ok(groups) = groups else { continue };
-        let start = format!("({}", dispatch_group_last_delivered(groups).unwrap_or_else(|| "0-0".into()));
+        let last = dispatch_group(groups).and_then(last_delivered_id);
+        let start = format!("({}", last.as_deref().unwrap_or("0-0"));
         pipe.cmd("XRANGE").arg(lane).arg(start).arg(end).arg("COUNT").arg(max_per_lane);
         ranged += 1;
     }
@@ -293,14 +293,16 @@ pub async fn unclaimed_ahead(
     Ok(ahead)
 }
 
-/// The dispatch group's last delivered entry id in an `XINFO GROUPS` reply (entries after it are unclaimed).
-fn dispatch_group_last_delivered(groups: &[HashMap<String, Value>]) -> Option<String> {
-    groups
-        .iter()
-        .find(|g| matches!(g.get("name"), Some(Value::BulkString(n)) if n == DISPATCH_GROUP.as_bytes()))
-        .and_then(|g| match g.get("last-delivered-id") {
-            Some(Value::BulkString(id)) => String::from_utf8(id.clone()).ok(),
-            Some(Value::SimpleString(id)) => Some(id.clone()),
-            _ => None,
-        })
+/// The dispatch group in an `XINFO GROUPS` reply.
+fn dispatch_group(groups: &[HashMap<String, Value>]) -> Option<&HashMap<String, Value>> {
+    groups.iter().find(|g| matches!(g.get("name"), Some(Value::BulkString(n)) if n == DISPATCH_GROUP.as_bytes()))
+}
+
+/// A group's last delivered entry id (entries after it are not claimed yet).
+fn last_delivered_id(group: &HashMap<String, Value>) -> Option<String> {
+    match group.get("last-delivered-id") {
+        Some(Value::BulkString(id)) => String::from_utf8(id.clone()).ok(),
+        Some(Value::SimpleString(id)) => Some(id.clone()),
+        _ => None,
+    }
 }

@@ -51,8 +51,8 @@ impl DispatchRow {
 
     /// The workflow's `resources`, if it asks for any (the document was validated at submit).
     pub fn resources(&self) -> Option<crate::workflow::Resources> {
-        let resources: crate::workflow::Resources =
-            serde_json::from_value(self.workflow.get("resources")?.clone()).ok()?;
+        let resources =
+            <crate::workflow::Resources as serde::Deserialize>::deserialize(self.workflow.get("resources")?).ok()?;
         (resources.cpu.is_some() || resources.memory.is_some()).then_some(resources)
     }
 }

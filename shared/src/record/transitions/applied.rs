@@ -2,11 +2,14 @@
 //! which were duplicates or stale, which attempts started and which executions ended, with their durations.
 //! Computed from the rows' state before and after the batch, inside its transaction.
 
-use super::{RANK_RUNNING, RANK_TERMINAL, Transition};
+use super::Transition;
 use crate::lifecycle::ExecutionStatus;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use uuid::Uuid;
+
+const RANK_RUNNING: i32 = ExecutionStatus::Running.rank();
+const RANK_TERMINAL: i32 = ExecutionStatus::TERMINAL_RANK;
 
 /// What one batch did, for the dispatcher's metrics. Counted against the state the rows had before the batch,
 /// so a replayed or duplicated event is never counted (or timed) twice.
@@ -70,12 +73,10 @@ pub(super) fn report(
 ) -> Applied {
     let mut applied = Applied::default();
     for t in batch {
-        let target = t.target();
+        let target = t.position();
         match before.get(&t.execution) {
-            Some(&(attempt, rank)) if rank < RANK_TERMINAL && (target.0, target.1) > (attempt, rank) => {
-                applied.advanced += 1
-            }
-            Some(&(attempt, rank)) if (target.0, target.1) == (attempt, rank) => applied.duplicate += 1,
+            Some(&(attempt, rank)) if rank < RANK_TERMINAL && target > (attempt, rank) => applied.advanced += 1,
+            Some(&(attempt, rank)) if target == (attempt, rank) => applied.duplicate += 1,
             _ => applied.stale += 1,
         }
     }

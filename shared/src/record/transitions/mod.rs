@@ -20,9 +20,6 @@ mod applied;
 pub use applied::{Applied, AttemptStarted, ExecutionFinished};
 use applied::{AttemptTimes, ExecutionAfter, report};
 
-const RANK_RUNNING: i32 = ExecutionStatus::Running.rank();
-const RANK_TERMINAL: i32 = ExecutionStatus::TERMINAL_RANK;
-
 /// One state change, from a status event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
@@ -76,27 +73,31 @@ impl Transition {
         Some(Self { execution: entry.execution, attempt: entry.attempt, at: from_ms(entry.at_ms), change })
     }
 
-    /// The execution state this transition targets: (attempt, rank, status).
-    fn target(&self) -> (u32, i32, &'static str) {
-        let (attempt, status) = match &self.change {
+    /// The execution state this transition targets: (attempt, status).
+    fn target(&self) -> (u32, ExecutionStatus) {
+        match &self.change {
             Change::Dispatched { .. } => (self.attempt, ExecutionStatus::Dispatched),
             Change::Started => (self.attempt, ExecutionStatus::Running),
             Change::Retrying { next_attempt, .. } => (*next_attempt, ExecutionStatus::Queued),
             Change::Finished { outcome, .. } => (self.attempt, ExecutionStatus::from(*outcome)),
-        };
-        (attempt, status.rank(), status.as_str())
+        }
     }
 
-    /// The attempt row's status after this transition, and its rank within the attempt.
-    fn attempt_status(&self) -> (&'static str, i32) {
-        let status = match &self.change {
+    /// Where the target sits in the state machine's order: (attempt, rank).
+    fn position(&self) -> (u32, i32) {
+        let (attempt, status) = self.target();
+        (attempt, status.rank())
+    }
+
+    /// The attempt row's status after this transition.
+    fn attempt_status(&self) -> ExecutionStatus {
+        match &self.change {
             Change::Dispatched { .. } => ExecutionStatus::Dispatched,
             Change::Started => ExecutionStatus::Running,
             // The attempt failed; the execution's next attempt is queued.
             Change::Retrying { .. } => ExecutionStatus::Failed,
             Change::Finished { outcome, .. } => ExecutionStatus::from(*outcome),
-        };
-        (status.as_str(), status.rank())
+        }
     }
 }
 
@@ -114,7 +115,7 @@ fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTi
 /// The folded effect of a batch on one execution.
 #[derive(Debug, Default)]
 struct ExecutionFold {
-    target: Option<(u32, i32, &'static str)>,
+    target: Option<(u32, ExecutionStatus)>,
     error: Option<String>,
     result_key: Option<String>,
     finished_at: Option<DateTime<Utc>>,
@@ -126,8 +127,7 @@ struct ExecutionFold {
 /// The folded effect of a batch on one attempt row.
 #[derive(Debug, Default)]
 struct AttemptFold {
-    rank: i32,
-    status: &'static str,
+    status: Option<ExecutionStatus>,
     dispatcher: Option<String>,
     runner: Option<String>,
     runner_ref: Option<String>,
@@ -156,7 +156,7 @@ pub async fn apply(pool: &PgPool, batch: &[Transition]) -> Result<Applied, Recor
     for t in batch {
         let fold = executions.entry(t.execution).or_default();
         let target = t.target();
-        let wins = fold.target.is_none_or(|(a, r, _)| (target.0, target.1) > (a, r));
+        let wins = fold.target.is_none_or(|(a, s)| t.position() > (a, s.rank()));
         if wins {
             fold.target = Some(target);
             (fold.error, fold.result_key, fold.finished_at) = match &t.change {
@@ -166,10 +166,9 @@ pub async fn apply(pool: &PgPool, batch: &[Transition]) -> Result<Applied, Recor
             };
         }
         let row = attempts.entry((t.execution, t.attempt)).or_default();
-        let (attempt_status, attempt_rank) = t.attempt_status();
-        if row.status.is_empty() || attempt_rank > row.rank {
-            row.rank = attempt_rank;
-            row.status = attempt_status;
+        let attempt_status = t.attempt_status();
+        if row.status.is_none_or(|s| attempt_status.rank() > s.rank()) {
+            row.status = Some(attempt_status);
         }
         match &t.change {
             Change::Dispatched { dispatcher, runner, runner_ref, claimed_at } => {
@@ -204,11 +203,11 @@ pub async fn apply(pool: &PgPool, batch: &[Transition]) -> Result<Applied, Recor
     let (mut e_error, mut e_result, mut e_finished) = (Vec::new(), Vec::new(), Vec::new());
     let (mut e_claimed, mut e_dispatched, mut e_started) = (Vec::new(), Vec::new(), Vec::new());
     for (id, fold) in &executions {
-        let Some((attempt, rank, status)) = fold.target else { continue };
+        let Some((attempt, status)) = fold.target else { continue };
         ids.push(*id);
         e_attempt.push(attempt as i32);
-        e_rank.push(rank);
-        e_status.push(status);
+        e_rank.push(status.rank());
+        e_status.push(status.as_str());
         e_error.push(fold.error.clone());
         e_result.push(fold.result_key.clone());
         e_finished.push(fold.finished_at);
@@ -276,7 +275,7 @@ pub async fn apply(pool: &PgPool, batch: &[Transition]) -> Result<Applied, Recor
     for ((id, attempt), row) in &attempts {
         a_id.push(*id);
         a_attempt.push(*attempt as i32);
-        a_status.push(row.status);
+        a_status.push(row.status.map(ExecutionStatus::as_str));
         a_dispatcher.push(row.dispatcher.clone());
         a_runner.push(row.runner.clone());
         a_ref.push(row.runner_ref.clone());
