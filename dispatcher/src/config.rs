@@ -185,7 +185,8 @@ pub struct RetentionConfig {
     /// Days a dead letter stays in the dead-letter stream; 0 keeps them forever.
     #[arg(long = "retention-dead-letters-days", env = "RETENTION_DEAD_LETTERS_DAYS", default_value_t = 30)]
     pub dead_letters_days: u32,
-    /// Seconds a finished execution's progress stream stays in Redis (for late Server-Sent Events readers).
+    /// Seconds a progress stream stays in Redis when it received entries after its execution's end was archived
+    /// in PostgreSQL (a redrive started meanwhile); an archived stream is deleted at once.
     #[arg(
         long = "retention-progress-stream-secs",
         env = "RETENTION_PROGRESS_STREAM_SECS",

@@ -35,9 +35,10 @@ pub async fn publish_many(redis: &mut ConnectionManager, keys: &Keys, events: &[
     for Event { execution, attempt, event } in events {
         let entry = StatusEntry { execution: *execution, attempt: *attempt, seq: 0, at_ms, event: event.clone() };
         let fields = entry.to_fields()?;
-        appends.append(&keys.status(), STATUS_STREAM_MAXLEN, &fields);
+        // The progress stream first, as the executor does: once the status pipeline sees an event, the
+        // progress stream it archives at the end already holds it.
         appends.append(&keys.progress(&execution.to_string()), PROGRESS_STREAM_MAXLEN, &fields);
-        // The status pipeline gives the stream its TTL when it applies the `finished` event (one place for it).
+        appends.append(&keys.status(), STATUS_STREAM_MAXLEN, &fields);
     }
     appends.send(redis).await?;
     Ok(())

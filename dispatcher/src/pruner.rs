@@ -3,8 +3,9 @@
 //! then dead letters past `RETENTION_DEAD_LETTERS_DAYS`. Rows are claimed with `SKIP LOCKED`, so pruners running
 //! at once share the work instead of repeating it; a pruner that dies mid-batch leaves the batch unmarked (its
 //! transaction rolls back) and the next pass deletes the rest. Queued and running executions are never touched.
-//! Progress streams are not pruned here: they expire `RETENTION_PROGRESS_STREAM_SECS` after their execution
-//! finished (the status pipeline sets the TTL).
+//! Progress streams are not pruned here: the status pipeline archives a finished execution's stream in
+//! PostgreSQL and deletes it (the archive goes with the row); a stream that received entries after its archived
+//! run expires `RETENTION_PROGRESS_STREAM_SECS` later.
 
 use crate::config::RetentionConfig;
 use chrono::{DateTime, Utc};

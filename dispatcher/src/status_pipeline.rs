@@ -2,9 +2,14 @@
 //! events into PostgreSQL state, in batches, through the monotonic state machine of
 //! `flow_like_shared::record::transitions`. An entry is acknowledged (and deleted) only after its batch is
 //! committed; entries left pending by a consumer that died are claimed (XAUTOCLAIM) by the others.
+//!
+//! When a batch holds an execution's `finished` event, the execution's progress stream is read and archived in
+//! PostgreSQL in the batch's transaction (`record::progress`), and deleted from Redis with the acknowledgement:
+//! Redis keeps the progress of executions in flight only.
 
 use flow_like_shared::protocol::Keys;
-use flow_like_shared::protocol::streams::{self, ReadFrom};
+use flow_like_shared::protocol::streams::{self, ReadFrom, Settle};
+use flow_like_shared::record::progress::{ArchivedEntry, Segment};
 use flow_like_shared::record::transitions::{self, Transition};
 use flow_like_shared::status::{NodeRun, StatusEntry, StatusEvent};
 use redis::aio::ConnectionManager;
@@ -12,6 +17,7 @@ use sqlx::PgPool;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// Most entries applied in one PostgreSQL transaction.
 const BATCH: usize = 500;
@@ -29,7 +35,8 @@ pub struct StatusPipeline {
     pub keys: Keys,
     pub consumer: String,
     pub metrics: crate::health::Metrics,
-    /// How long a finished execution's progress stream stays (RETENTION_PROGRESS_STREAM_SECS).
+    /// How long a progress stream that received entries after its archived run stays
+    /// (RETENTION_PROGRESS_STREAM_SECS).
     pub progress_retention: std::time::Duration,
 }
 
@@ -131,7 +138,10 @@ impl StatusPipeline {
                 Err(err) => tracing::warn!(entry = %entry_id, cause = %err, "skipping a malformed status entry"),
             }
         }
-        let applied = transitions::apply(&self.db, &batch).await?;
+        finished.sort_unstable();
+        finished.dedup();
+        let (segments, settle) = self.progress_of(&finished).await?;
+        let applied = transitions::apply(&self.db, &batch, &segments).await?;
         let now_ms = chrono::Utc::now().timestamp_millis();
         let lags = written_ms.iter().map(|at| Duration::from_millis(u64::try_from(now_ms - at).unwrap_or(0)));
         self.metrics.status_batch(&applied, lags);
@@ -142,8 +152,27 @@ impl StatusPipeline {
             }
         }
         let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
-        streams::ack_status(&mut self.redis, &self.keys, &ids, &finished, self.progress_retention).await?;
+        streams::ack_status(&mut self.redis, &self.keys, &ids, &settle, self.progress_retention).await?;
         Ok(())
+    }
+
+    /// The progress streams of the executions that finished in this batch, as segments to archive with the
+    /// batch, and how to settle each stream once the batch is committed.
+    async fn progress_of(&mut self, finished: &[Uuid]) -> Result<(Vec<Segment>, Vec<Settle>), anyhow::Error> {
+        let read = streams::read_progress_streams(&mut self.redis, &self.keys, finished).await?;
+        let mut segments = Vec::with_capacity(finished.len());
+        let mut settle = Vec::with_capacity(finished.len());
+        for (execution, entries) in finished.iter().zip(read) {
+            // The newest id read, parsed or not: a malformed entry is dropped here as the event stream drops it.
+            let archived_through = entries.last().map(|(id, _)| id.clone());
+            let archived = entries
+                .into_iter()
+                .filter_map(|(id, fields)| StatusEntry::from_fields(&fields).ok().map(|e| ArchivedEntry::new(id, e)))
+                .collect();
+            segments.extend(Segment::new(*execution, archived));
+            settle.push(Settle { execution: *execution, archived_through });
+        }
+        Ok((segments, settle))
     }
 
     /// Takes over entries another consumer left pending (it died between reading and acknowledging).

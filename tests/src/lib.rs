@@ -9,3 +9,4 @@ pub mod fixtures;
 pub mod inspect;
 pub mod otlp;
 pub mod scripted_runner;
+pub mod sse;

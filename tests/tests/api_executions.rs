@@ -9,7 +9,7 @@ use flow_like_shared::status::{FinishedOutcome, NodePhase, StatusEntry, StatusEv
 use flow_like_shared::workflow::LogLevel;
 use flow_like_test_harness::{ADMIN_TOKEN, TestApi};
 use flow_like_tests::fixtures::{Submission, assert_problem};
-use futures::StreamExt;
+use flow_like_tests::sse::{open_events, read_events};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -34,57 +34,6 @@ async fn xadd_event(api: &TestApi, id: Uuid, attempt: u32, seq: u64, event: Stat
 
 fn finished(outcome: FinishedOutcome) -> StatusEvent {
     StatusEvent::Finished { outcome, error: None, result_key: None, duration_ms: 42, nodes: Vec::new() }
-}
-
-#[derive(Debug, Clone)]
-struct SseEvent {
-    id: String,
-    event: String,
-    data: Value,
-}
-
-/// Reads a whole event stream (until the server ends it), failing after `within`.
-async fn read_events(response: reqwest::Response, within: Duration) -> Vec<SseEvent> {
-    assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
-    let collect = async move {
-        let mut text = String::new();
-        let mut body = response.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
-        }
-        text
-    };
-    let text = tokio::time::timeout(within, collect).await.expect("the event stream did not end in time");
-    parse_events(&text)
-}
-
-fn parse_events(text: &str) -> Vec<SseEvent> {
-    let mut out = Vec::new();
-    for block in text.split("\n\n") {
-        let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
-        for line in block.lines() {
-            if let Some(v) = line.strip_prefix("id:") {
-                id = v.trim().into();
-            } else if let Some(v) = line.strip_prefix("event:") {
-                event = v.trim().into();
-            } else if let Some(v) = line.strip_prefix("data:") {
-                data.push_str(v.trim());
-            }
-        }
-        if !event.is_empty() {
-            out.push(SseEvent { id, event, data: serde_json::from_str(&data).unwrap() });
-        }
-    }
-    out
-}
-
-async fn open_events(api: &TestApi, key: &str, id: Uuid, last_event_id: Option<&str>) -> reqwest::Response {
-    let mut request = api.http.get(api.url(&format!("/api/v1/executions/{id}/events"))).bearer_auth(key);
-    if let Some(last) = last_event_id {
-        request = request.header("last-event-id", last);
-    }
-    request.send().await.unwrap()
 }
 
 async fn set_status(api: &TestApi, id: Uuid, status: &str, result_key: Option<&str>) {

@@ -16,7 +16,7 @@ use flow_like_shared::spec::AttemptSpec;
 use flow_like_shared::storage::layout;
 use flow_like_test_harness::{DispatcherArgs, DispatcherProcess, TestApi, workspace_binary};
 use flow_like_tests::fixtures::{sample_workflow, sleepy, submit, wait_terminal, wait_until};
-use flow_like_tests::inspect::leftover_leases;
+use flow_like_tests::inspect::{finished_outcomes, leftover_leases};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
@@ -254,18 +254,7 @@ async fn an_evicted_pod_becomes_a_new_attempt() -> anyhow::Result<()> {
     assert_eq!(job_names(&world.jobs_of(id)), BTreeSet::from([job_name(id, 2)]));
     assert_eq!(world.sim.job_creates_seen(), 2);
     // One result document: the executor of the evicted pod never finished.
-    let mut redis = world.api.redis.clone();
-    let entries: Vec<(String, std::collections::HashMap<String, redis::Value>)> = redis::cmd("XRANGE")
-        .arg(world.api.keys.progress(&id.to_string()))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut redis)
-        .await?;
-    let finished: Vec<_> = entries
-        .iter()
-        .filter_map(|(_, f)| flow_like_shared::status::StatusEntry::from_fields(f).ok())
-        .filter(|e| matches!(e.event, flow_like_shared::status::StatusEvent::Finished { .. }))
-        .collect();
+    let finished = finished_outcomes(&world.api, id).await?;
     assert_eq!(finished.len(), 1, "{finished:?}");
     dispatcher.stop().await?;
     assert!(leftover_leases(&world.api).await?.is_empty());

@@ -3,7 +3,7 @@
 
 use flow_like_test_harness::{DispatcherArgs, DispatcherProcess, InProcessDispatcher, TestApi};
 use flow_like_tests::fixtures::{Submission, sleepy, wait_terminal, wait_until};
-use flow_like_tests::inspect::leftover_leases;
+use flow_like_tests::inspect::{finished_outcomes, leftover_leases};
 use flow_like_tests::scripted_runner::{Script, ScriptedRunner};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -376,19 +376,12 @@ async fn cancel_stops_a_running_execution() -> anyhow::Result<()> {
     })
     .await?;
     assert!(started.elapsed() < Duration::from_secs(15), "cancel took {:?}", started.elapsed());
-    // The executor itself reported the cancellation on the progress stream.
-    let mut redis = api.redis.clone();
-    let entries: Vec<(String, HashMap<String, redis::Value>)> =
-        redis::cmd("XRANGE").arg(api.keys.progress(&id.to_string())).arg("-").arg("+").query_async(&mut redis).await?;
-    let outcomes: Vec<_> = entries
-        .iter()
-        .filter_map(|(_, f)| flow_like_shared::status::StatusEntry::from_fields(f).ok())
-        .filter_map(|e| match e.event {
-            flow_like_shared::status::StatusEvent::Finished { outcome, .. } => Some(outcome),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(outcomes, [flow_like_shared::status::FinishedOutcome::Cancelled]);
+    // The executor itself reported the cancellation on the progress stream (archived once it is applied).
+    wait_until(Duration::from_secs(10), "the executor's finished event", || async move {
+        Ok(!finished_outcomes(api_ref, id).await?.is_empty())
+    })
+    .await?;
+    assert_eq!(finished_outcomes(&api, id).await?, [flow_like_shared::status::FinishedOutcome::Cancelled]);
     dispatcher.stop().await?;
     Ok(())
 }

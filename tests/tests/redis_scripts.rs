@@ -5,9 +5,11 @@
 //! Two checks tie the scripts to the key space: the Lua key builders (`prelude.lua`) must build exactly the keys
 //! of `Keys::catalogue()`, and after every case each key under the prefix must match a catalogue key.
 
+use flow_like_shared::protocol::keys::STATUS_GROUP;
 use flow_like_shared::protocol::keys::{SAMPLE_EXECUTION, SAMPLE_PRIORITY, SAMPLE_TENANT, SAMPLE_WORKFLOW};
 use flow_like_shared::protocol::limits::{self, DefaultLimits, TenantOverrides};
 use flow_like_shared::protocol::scripts::{self, PRELUDE};
+use flow_like_shared::protocol::streams::{self, Settle};
 use flow_like_shared::protocol::{
     self, AdmitStop, DISPATCH_GROUP, Keys, QueueBody, QueueMessage, Renewal, connect_lazy,
 };
@@ -53,6 +55,25 @@ impl Ctx {
     async fn admit_with_ttl(&mut self, dispatcher: &str, max: usize, ttl: Duration) -> (AdmitStop, Vec<Uuid>) {
         let (stop, admitted) = protocol::admit(&mut self.conn, &self.keys, dispatcher, ttl, max).await.unwrap();
         (stop, admitted.iter().map(|a| a.message().unwrap().execution_id).collect())
+    }
+
+    /// Appends `n` entries to the stream `key`; returns their ids.
+    async fn xadd(&mut self, key: &str, n: u32) -> Vec<String> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            ids.push(redis::cmd("XADD").arg(key).arg("*").arg("n").arg(i).query_async(&mut self.conn).await.unwrap());
+        }
+        ids
+    }
+
+    async fn stream_ids(&mut self, key: &str) -> Vec<String> {
+        let entries: Vec<(String, BTreeMap<String, String>)> =
+            redis::cmd("XRANGE").arg(key).arg("-").arg("+").query_async(&mut self.conn).await.unwrap();
+        entries.into_iter().map(|(id, _)| id).collect()
+    }
+
+    async fn ttl(&mut self, key: &str) -> i64 {
+        redis::cmd("TTL").arg(key).query_async(&mut self.conn).await.unwrap()
     }
 
     async fn zcard(&mut self, key: &str) -> u64 {
@@ -378,6 +399,56 @@ fn one_call_counts_and_alternates(mut c: Ctx) -> BoxFuture<'static, Ctx> {
     })
 }
 
+/// The status pipeline's acknowledgement removes the applied status entries and settles progress streams: one
+/// archived through its newest entry is deleted; one that got entries after its archived run keeps only those,
+/// with the TTL; one with nothing archived keeps its entries with the TTL; a missing one stays missing.
+fn ack_status_settles_progress_streams(mut c: Ctx) -> BoxFuture<'static, Ctx> {
+    Box::pin(async move {
+        let (done, redriven, unread, missing) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let progress = |id: Uuid| c.keys.progress(&id.to_string());
+        let (done_key, redriven_key, unread_key, missing_key) =
+            (progress(done), progress(redriven), progress(unread), progress(missing));
+        let done_ids = c.xadd(&done_key, 3).await;
+        let redriven_ids = c.xadd(&redriven_key, 3).await;
+        c.xadd(&unread_key, 2).await;
+        let status = c.keys.status();
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&status)
+            .arg(STATUS_GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut c.conn)
+            .await
+            .unwrap();
+        let status_ids = c.xadd(&status, 2).await;
+        let from = streams::ReadFrom::New { block: Duration::from_millis(10) };
+        let read = streams::read_status(&mut c.conn, &c.keys, "d1", from, 10).await.unwrap();
+        assert_eq!(read.len(), 2);
+        let settle = |execution, through: Option<&String>| Settle { execution, archived_through: through.cloned() };
+        let ids: Vec<&str> = status_ids.iter().map(String::as_str).collect();
+        let settles = [
+            settle(done, done_ids.last()),
+            settle(redriven, redriven_ids.get(1)),
+            settle(unread, None),
+            settle(missing, None),
+        ];
+        streams::ack_status(&mut c.conn, &c.keys, &ids, &settles, TTL).await.unwrap();
+        assert_eq!(c.stream_ids(&status).await.len(), 0, "applied status entries are deleted");
+        let pending: Vec<redis::Value> =
+            redis::cmd("XPENDING").arg(&status).arg(STATUS_GROUP).query_async(&mut c.conn).await.unwrap();
+        assert_eq!(pending.first(), Some(&redis::Value::Int(0)), "and acknowledged: {pending:?}");
+        assert_eq!(c.ttl(&done_key).await, -2, "an archived stream is deleted");
+        assert_eq!(c.stream_ids(&redriven_key).await, redriven_ids[2..], "only the unarchived entry stays");
+        assert_eq!(c.stream_ids(&unread_key).await.len(), 2, "nothing archived, nothing removed");
+        for key in [&redriven_key, &unread_key] {
+            assert!((1..=30).contains(&c.ttl(key).await), "{key} gets the TTL");
+        }
+        assert_eq!(c.ttl(&missing_key).await, -2, "no stream is created");
+        c
+    })
+}
+
 type Case = fn(Ctx) -> BoxFuture<'static, Ctx>;
 
 const CASES: &[(&str, Case)] = &[
@@ -391,6 +462,7 @@ const CASES: &[(&str, Case)] = &[
     ("hand back expires the lease for the next takeover", hand_back_expires_the_lease),
     ("delay, then promote once due", delay_then_promote),
     ("withdraw removes waiting work", withdraw_removes_waiting_work),
+    ("the status acknowledgement settles progress streams", ack_status_settles_progress_streams),
 ];
 
 #[tokio::test]

@@ -1,16 +1,16 @@
 //! Retention against real PostgreSQL, Redis and S3: the pruner deletes finished executions, their objects in both
 //! buckets and dead letters past their retention, in bounded batches, with several pruners at once, and never
-//! touches queued or running work; a dispatcher gives finished progress streams the configured TTL.
+//! touches queued or running work. (A finished execution's progress leaves Redis when it is archived in
+//! PostgreSQL: tests/tests/progress_archive.rs.)
 
 use bytes::Bytes;
 use chrono::Utc;
 use flow_like_dispatcher::config::RetentionConfig;
 use flow_like_dispatcher::pruner::{PruneReport, Pruner};
 use flow_like_shared::storage::layout;
-use flow_like_test_harness::{DispatcherArgs, InProcessDispatcher, TestApi};
-use flow_like_tests::fixtures::{Submission, WorkflowDoc, submit, wait_terminal};
+use flow_like_test_harness::TestApi;
+use flow_like_tests::fixtures::{Submission, WorkflowDoc, submit};
 use serde_json::json;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -186,28 +186,5 @@ async fn dead_letters_past_retention_are_trimmed() -> anyhow::Result<()> {
     assert_eq!(report.dead_letters, 2);
     let left: u64 = redis::cmd("XLEN").arg(api.keys.dead_letters()).query_async(&mut redis).await?;
     assert_eq!(left, 2);
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_finished_executions_progress_stream_expires_after_the_configured_time() -> anyhow::Result<()> {
-    let api = TestApi::start().await?;
-    let key = api.tenant_key("acme").await?;
-    let args = DispatcherArgs::new(&api.configs, "retention-d1")?.set("--retention-progress-stream-secs", 120);
-    let dispatcher = InProcessDispatcher::start(&args).await?;
-    let id = submit(&api, &key, &workflow()).await?;
-    assert_eq!(wait_terminal(&api.db, &[id], Duration::from_secs(60)).await?, ["succeeded"]);
-    let mut redis = api.redis.clone();
-    let progress = api.keys.progress(&id.to_string());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let ttl = loop {
-        let ttl: i64 = redis::cmd("TTL").arg(&progress).query_async(&mut redis).await?;
-        if ttl > 0 || std::time::Instant::now() > deadline {
-            break ttl;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!((1..=120).contains(&ttl), "progress stream TTL {ttl}, expected at most 120 s");
-    dispatcher.stop().await?;
     Ok(())
 }

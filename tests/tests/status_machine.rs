@@ -113,7 +113,7 @@ async fn shuffled_and_duplicated_replays_reach_the_same_state() -> anyhow::Resul
     let in_order = database_with(&ids).await?;
     let mut finished_in_order = Vec::new();
     for event in &events {
-        let applied = transitions::apply(&in_order, std::slice::from_ref(event)).await?;
+        let applied = transitions::apply(&in_order, std::slice::from_ref(event), &[]).await?;
         finished_in_order.extend(applied.finished);
     }
     let expected = state(&in_order).await?;
@@ -145,7 +145,7 @@ async fn shuffled_and_duplicated_replays_reach_the_same_state() -> anyhow::Resul
         let (mut finished, mut counted) = (Vec::new(), 0);
         while !rest.is_empty() {
             let n = rng.random_range(1..=rest.len().min(25));
-            let applied = transitions::apply(&shuffled, &rest[..n]).await?;
+            let applied = transitions::apply(&shuffled, &rest[..n], &[]).await?;
             counted += applied.advanced + applied.duplicate + applied.stale;
             finished.extend(applied.finished);
             rest = &rest[n..];
@@ -164,7 +164,7 @@ async fn shuffled_and_duplicated_replays_reach_the_same_state() -> anyhow::Resul
     let before = state(&in_order).await?;
     let early: Vec<Transition> =
         events.iter().filter(|e| !matches!(e.change, Change::Finished { .. })).cloned().collect();
-    let applied = transitions::apply(&in_order, &early).await?;
+    let applied = transitions::apply(&in_order, &early, &[]).await?;
     assert_eq!(state(&in_order).await?, before);
     assert_eq!((applied.advanced, applied.stale), (0, early.len() as u64));
     assert!(applied.started.is_empty() && applied.finished.is_empty(), "{applied:?}");

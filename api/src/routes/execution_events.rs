@@ -1,5 +1,6 @@
 //! `GET /api/v1/executions/{id}/events`: the execution's progress stream (`{prefix}:status:{id}`) as
-//! Server-Sent Events.
+//! Server-Sent Events; once the execution has finished, from the progress archive in PostgreSQL
+//! (`record::progress`), with the same event ids, so a client resumes across the end.
 //!
 //! Each SSE event carries the Redis stream entry id as `id`, the event kind (`dispatched`, `started`, `node`,
 //! `log`, `retrying`, `finished`) as `event`, and one JSON object as `data`: `execution`, `attempt`, `seq`,
@@ -25,6 +26,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use flow_like_shared::protocol::{Keys, streams};
 use flow_like_shared::record::executions;
+use flow_like_shared::record::progress::{self, EntryId};
 use flow_like_shared::status::{StatusEntry, StatusEvent};
 use redis::aio::MultiplexedConnection;
 use serde::Deserialize;
@@ -108,6 +110,7 @@ pub async fn events(
         after,
         buffer: VecDeque::new(),
         terminal: record.status.is_terminal(),
+        archive_pending: record.status.is_terminal(),
         ended: false,
         _permit: permit,
         _open: state.metrics.stream_opened(),
@@ -137,6 +140,8 @@ struct Follow {
     buffer: VecDeque<Event>,
     /// PostgreSQL said the execution is terminal before the last read.
     terminal: bool,
+    /// The execution became terminal and its archived progress was not read since.
+    archive_pending: bool,
     /// Nothing more will be sent once the buffer is empty.
     ended: bool,
     _permit: OwnedSemaphorePermit,
@@ -151,6 +156,11 @@ impl Follow {
             }
             if self.ended {
                 return None;
+            }
+            if self.terminal && self.archive_pending {
+                self.archive_pending = false;
+                self.read_archive().await;
+                continue;
             }
             let read =
                 streams::read_progress(&mut self.conn, &self.keys, self.execution, &self.after, READ_COUNT, BLOCK)
@@ -179,15 +189,41 @@ impl Follow {
                         continue;
                     }
                 };
-                let finished = matches!(parsed.event, StatusEvent::Finished { .. });
-                self.buffer.push_back(sse_event(&entry_id, &parsed));
-                if finished {
-                    // Final for the execution, unless an operator redrove it for a later attempt since.
-                    self.ended = !self.redriven_after(parsed.attempt).await;
-                    if self.ended {
-                        break;
-                    }
+                if self.push(&entry_id, &parsed).await {
+                    break;
                 }
+            }
+        }
+    }
+
+    /// Buffers one event; true when it ended the stream.
+    async fn push(&mut self, entry_id: &str, entry: &StatusEntry) -> bool {
+        self.buffer.push_back(sse_event(entry_id, entry));
+        if matches!(entry.event, StatusEvent::Finished { .. }) {
+            // Final for the execution, unless an operator redrove it for a later attempt since.
+            self.ended = !self.redriven_after(entry.attempt).await;
+        }
+        self.ended
+    }
+
+    /// Buffers what the progress archive holds after the resume point: the events of a finished execution,
+    /// whose stream the status pipeline deleted from Redis once it had archived them. The live stream is read
+    /// after them (a redrive's events).
+    async fn read_archive(&mut self) {
+        // An id beyond what PostgreSQL stores is after everything archived.
+        let Some(after) = EntryId::parse(&self.after) else { return };
+        let archived = match progress::entries_after(&self.db, self.execution, after).await {
+            Ok(archived) => archived,
+            Err(err) => {
+                // Not fatal: the live stream is read as before, and the client can reconnect.
+                tracing::warn!(execution_id = %self.execution, cause = %err, "cannot read the progress archive");
+                return;
+            }
+        };
+        for (id, archived) in archived {
+            self.after = id.to_string();
+            if self.push(&archived.id, &archived.entry(self.execution)).await {
+                return;
             }
         }
     }
@@ -195,7 +231,11 @@ impl Follow {
     /// Asks PostgreSQL whether the execution is terminal now (the stream ends after a silent block interval).
     async fn refresh_terminal(&mut self) {
         match executions::get(&self.db, &self.tenant, self.execution).await {
-            Ok(Some(record)) => self.terminal = record.status.is_terminal(),
+            Ok(Some(record)) => {
+                let terminal = record.status.is_terminal();
+                self.archive_pending |= terminal && !self.terminal;
+                self.terminal = terminal;
+            }
             // Deleted: nothing more will come.
             Ok(None) => self.terminal = true,
             Err(err) => {

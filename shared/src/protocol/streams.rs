@@ -3,12 +3,15 @@
 //! left), and how the API's event stream reads one execution's `{prefix}:status:<id>`.
 //!
 //! Entries are `StatusEntry::to_fields` (crate::status). Both streams are capped (`MAXLEN ~`); the status
-//! pipeline deletes what it has applied and gives a finished execution's progress stream its TTL.
+//! pipeline deletes what it has applied, archives a finished execution's progress stream in PostgreSQL
+//! (`record::progress`) and then deletes the stream.
 
 use super::keys::{Keys, STATUS_GROUP};
 use super::message::QueueError;
+use super::scripts::ACK_STATUS;
 use redis::Value;
 use redis::aio::ConnectionLike;
+use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
@@ -104,25 +107,49 @@ async fn ensure_status_group(conn: &mut impl ConnectionLike, keys: &Keys) -> Res
     }
 }
 
-/// Acknowledges and deletes applied status entries, and gives the progress streams of executions that
-/// finished in them their TTL; one round trip.
+/// How `ack_status` leaves a finished execution's progress stream: the id of the last entry its commit archived
+/// in PostgreSQL, or none when the stream had nothing to archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settle {
+    pub execution: Uuid,
+    pub archived_through: Option<String>,
+}
+
+/// Acknowledges and deletes applied status entries, and settles the progress streams of executions that
+/// finished in them (`ack_status.lua`): deleted when the archive holds their newest entry, otherwise trimmed of
+/// what was archived and given `progress_ttl`. One script call.
 pub async fn ack_status(
-    conn: &mut impl ConnectionLike,
+    conn: &mut ConnectionManager,
     keys: &Keys,
     ids: &[&str],
-    finished: &[Uuid],
+    settle: &[Settle],
     progress_ttl: Duration,
 ) -> Result<(), QueueError> {
-    let mut pipe = redis::pipe();
-    if !ids.is_empty() {
-        pipe.cmd("XACK").arg(keys.status()).arg(STATUS_GROUP).arg(ids).ignore();
-        pipe.cmd("XDEL").arg(keys.status()).arg(ids).ignore();
+    let mut invocation = ACK_STATUS.script().arg(keys.prefix());
+    invocation.arg(STATUS_GROUP).arg(progress_ttl.as_secs().max(1)).arg(ids.len()).arg(ids);
+    for Settle { execution, archived_through } in settle {
+        invocation.arg(execution.to_string()).arg(archived_through.as_deref().unwrap_or(""));
     }
-    for execution in finished {
-        pipe.expire(keys.progress(&execution.to_string()), progress_ttl.as_secs() as i64).ignore();
-    }
-    pipe.query_async::<()>(conn).await?;
+    let _: i64 = invocation.invoke_async(conn).await?;
     Ok(())
+}
+
+/// The whole progress streams of `executions` (each capped at `PROGRESS_STREAM_MAXLEN` entries), in one round
+/// trip; a missing stream reads as empty.
+pub async fn read_progress_streams(
+    conn: &mut impl ConnectionLike,
+    keys: &Keys,
+    executions: &[Uuid],
+) -> Result<Vec<Vec<Entry>>, QueueError> {
+    if executions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for execution in executions {
+        pipe.cmd("XRANGE").arg(keys.progress(&execution.to_string())).arg("-").arg("+");
+    }
+    let replies: Vec<Value> = pipe.query_async(conn).await?;
+    Ok(replies.iter().map(parse_entries).collect())
 }
 
 /// One page of `XAUTOCLAIM` on the status stream: entries idle in other consumers for at least `min_idle`

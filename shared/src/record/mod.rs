@@ -6,6 +6,7 @@ pub mod batch;
 pub mod dispatch;
 pub mod executions;
 pub mod operator;
+pub mod progress;
 pub mod retention;
 pub mod transitions;
 pub mod workflows;
@@ -29,6 +30,9 @@ pub enum RecordError {
     Query(#[source] sqlx::Error),
     #[error("applying migrations failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// A stored value cannot be encoded or decoded (the progress archive's MessagePack).
+    #[error("stored data is malformed: {0}")]
+    Encode(String),
 }
 
 impl From<sqlx::Error> for RecordError {

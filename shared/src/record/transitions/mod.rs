@@ -9,6 +9,7 @@
 //! locked in id order so concurrent consumers cannot deadlock.
 
 use super::RecordError;
+use super::progress::Segment;
 use crate::lifecycle::ExecutionStatus;
 use crate::status::{FinishedOutcome, StatusEntry, StatusEvent};
 use chrono::{DateTime, Utc};
@@ -146,9 +147,10 @@ macro_rules! advance {
     };
 }
 
-/// Applies a batch of transitions in one transaction. Idempotent and order-independent (see the module doc).
-pub async fn apply(pool: &PgPool, batch: &[Transition]) -> Result<Applied, RecordError> {
-    if batch.is_empty() {
+/// Applies a batch of transitions in one transaction, with the progress segments of the executions that finished
+/// in it (`record::progress`). Idempotent and order-independent (see the module doc).
+pub async fn apply(pool: &PgPool, batch: &[Transition], progress: &[Segment]) -> Result<Applied, RecordError> {
+    if batch.is_empty() && progress.is_empty() {
         return Ok(Applied::default());
     }
     let mut executions: BTreeMap<Uuid, ExecutionFold> = BTreeMap::new();
@@ -319,6 +321,7 @@ pub async fn apply(pool: &PgPool, batch: &[Transition]) -> Result<Applied, Recor
     .bind(&a_finished)
     .fetch_all(&mut *tx)
     .await?;
+    super::progress::archive(&mut tx, progress).await?;
     tx.commit().await?;
     Ok(report(batch, &before, &after, &attempt_rows))
 }
