@@ -253,6 +253,10 @@ pub async fn dispatch(executions: u64, dispatchers: usize, tenants: u32, timeout
     let stream_keys: Vec<String> = sample.iter().map(|id| keys.progress(&id.to_string())).collect();
     let stream_bytes = redis_stats::memory_usage(&mut redis, &stream_keys).await?;
     let stream_mean = stream_bytes.iter().sum::<u64>() as f64 / stream_bytes.len().max(1) as f64;
+    let streams_left = stream_bytes.iter().filter(|bytes| **bytes > 0).count();
+    // Where the progress went instead: the archive table in PostgreSQL (with its TOAST and index).
+    let archive_bytes: i64 =
+        sqlx::query_scalar("SELECT pg_total_relation_size('execution_progress')").fetch_one(&db).await?;
     let (redis_after, cpu_after) = after.unwrap_or_else(|| (before, probe.snapshot()));
     let (commands_per_job, cpu_us_per_job) = before.per_job(&redis_after, executions);
     let admitted_secs = admitted_at.unwrap_or_default().as_secs_f64();
@@ -280,7 +284,11 @@ pub async fn dispatch(executions: u64, dispatchers: usize, tenants: u32, timeout
         "redis_commands_per_job": round1(commands_per_job),
         "redis_cpu_us_per_job": round1(cpu_us_per_job),
         "redis_memory_bytes_left_per_execution": round1(memory_after.saturating_sub(memory_before) as f64 / executions.max(1) as f64),
+        "redis_memory_bytes_left_total": memory_after.saturating_sub(memory_before),
+        // MEMORY USAGE of the progress streams of 200 finished executions (0 for a stream that is gone).
         "progress_stream_bytes_mean": round1(stream_mean),
+        "progress_streams_left_of_200": streams_left,
+        "progress_archive_bytes_per_execution": round1(archive_bytes as f64 / executions.max(1) as f64),
         // CPU ms per execution over the same window: `rest_of_this_process` is the in-process dispatchers.
         "cpu_ms_per_job": cpu_before.per_unit_since(&cpu_after, executions),
         "statuses": statuses.into_iter().collect::<BTreeMap<_, _>>(),
