@@ -169,6 +169,18 @@ impl Fields {
         }
     }
 
+    /// A number field greater than 0 and at most `max`.
+    pub fn positive_number(&mut self, name: &str, max: f64) -> Result<Option<f64>, ApiError> {
+        let Some(value) = self.take(name) else { return Ok(None) };
+        match value.as_f64() {
+            Some(n) if n > 0.0 && n <= max => Ok(Some(n)),
+            _ => Err(ApiError::invalid(
+                self.pointer(name),
+                format!("`{name}` must be a number greater than 0 and at most {max}"),
+            )),
+        }
+    }
+
     pub fn string(&mut self, name: &str) -> Result<Option<String>, ApiError> {
         match self.take(name) {
             None => Ok(None),

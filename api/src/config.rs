@@ -49,6 +49,15 @@ pub struct ApiConfig {
     /// Inputs larger than this many bytes (serialized JSON) are stored in the meta bucket instead of the record.
     #[arg(long = "inline-input-max-bytes", env = "API_INLINE_INPUT_MAX_BYTES", default_value_t = 64 * 1024)]
     pub inline_input_max_bytes: usize,
+    /// Submissions per second each tenant may sustain, counted across every API replica in Redis; over it a
+    /// submission gets 429 with Retry-After. 0 means no limit. A tenant's own rate (set with
+    /// `PUT /api/v1/tenants/{tenant}/limits`) replaces it.
+    #[arg(long = "submit-rate", env = "API_SUBMIT_RATE", default_value_t = 0.0, value_parser = submit_rate)]
+    pub submit_rate: f64,
+    /// Submissions a tenant may make at once after a quiet spell (the bucket's size). 0 means the rate rounded
+    /// up, at least 1.
+    #[arg(long = "submit-burst", env = "API_SUBMIT_BURST", default_value_t = 0)]
+    pub submit_burst: u32,
     /// Seconds a verified API key is cached; a revoked key stops working within this time on every replica.
     #[arg(long = "api-key-cache-secs", env = "API_KEY_CACHE_SECS", default_value_t = 5)]
     pub api_key_cache_secs: u64,
@@ -63,4 +72,14 @@ pub struct ApiConfig {
     pub s3: S3Config,
     #[command(flatten)]
     pub trace: TraceConfig,
+}
+
+/// A submit rate: a finite number from 0 to 1,000,000 per second.
+fn submit_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text.parse().map_err(|_| format!("`{text}` is not a number"))?;
+    if rate.is_finite() && (0.0..=crate::routes::admin::MAX_SUBMIT_RATE).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!("a submit rate is from 0 (no limit) to {} per second", crate::routes::admin::MAX_SUBMIT_RATE))
+    }
 }

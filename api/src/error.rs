@@ -5,10 +5,12 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flow_like_shared::protocol::QueueError;
+use flow_like_shared::protocol::submit_rate::Bucket;
 use flow_like_shared::record::RecordError;
 use flow_like_shared::storage::StorageError;
 use flow_like_shared::workflow;
 use serde::Serialize;
+use std::time::Duration;
 
 /// Seconds a client should wait before retrying when a backing service is down.
 pub const RETRY_AFTER_SECS: &str = "5";
@@ -38,6 +40,8 @@ pub enum ApiError {
     Invalid { title: String, errors: Vec<InvalidPart> },
     #[error("{0}")]
     Conflict(String),
+    #[error("over the tenant's submit rate limit")]
+    RateLimited { bucket: Bucket, retry_in: Duration },
     #[error("the database is unavailable")]
     DatabaseUnavailable(#[source] RecordError),
     #[error("the queue is unavailable")]
@@ -72,6 +76,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::DatabaseUnavailable(_) | Self::QueueUnavailable(_) | Self::StorageUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -89,6 +94,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Invalid { .. } => "invalid",
             Self::Conflict(_) => "conflict",
+            Self::RateLimited { .. } => "rate-limited",
             Self::DatabaseUnavailable(_) | Self::QueueUnavailable(_) | Self::StorageUnavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -147,6 +153,18 @@ impl IntoResponse for ApiError {
         let slug = self.slug();
         match self {
             Self::Invalid { title, errors } => problem(status, slug, title, errors),
+            Self::RateLimited { bucket, retry_in } => {
+                let title = format!(
+                    "over the tenant's submit rate limit (a burst of {}); retry after {} ms",
+                    bucket.burst,
+                    retry_in.as_millis().max(1)
+                );
+                let mut response = problem(status, slug, title, Vec::new());
+                let headers = response.headers_mut();
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(whole_seconds(retry_in)));
+                rate_limit_headers(headers, &bucket);
+                response
+            }
             other => problem(status, slug, other.to_string(), Vec::new()),
         }
     }
@@ -175,4 +193,18 @@ pub fn problem(status: StatusCode, slug: &'static str, title: impl Into<String>,
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
+}
+
+/// Seconds for a header: rounded up, at least 1 (a client told 0 would retry at once).
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_micros().div_ceil(1_000_000).max(1) as u64
+}
+
+/// The `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` headers (IETF httpapi draft) of a tenant's
+/// submit bucket: its size, the tokens left, and the seconds until it is full again.
+pub fn rate_limit_headers(headers: &mut axum::http::HeaderMap, bucket: &Bucket) {
+    headers.insert("ratelimit-limit", HeaderValue::from(bucket.burst));
+    headers.insert("ratelimit-remaining", HeaderValue::from(bucket.remaining));
+    let reset = if bucket.full_in.is_zero() { 0 } else { whole_seconds(bucket.full_in) };
+    headers.insert("ratelimit-reset", HeaderValue::from(reset));
 }

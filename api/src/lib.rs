@@ -67,6 +67,7 @@ pub async fn state(config: &ApiConfig) -> Result<AppState, RunError> {
             max_body_bytes: config.max_body_bytes,
             inline_input_max_bytes: config.inline_input_max_bytes,
             workflow_limits: Limits::default(),
+            submit_rate: protocol::submit_rate::RateDefaults { rate: config.submit_rate, burst: config.submit_burst },
         },
         key_cache: key_cache::KeyCache::new(Duration::from_secs(config.api_key_cache_secs)),
         metrics: Arc::new(metrics::Metrics::default()),

@@ -133,6 +133,7 @@ fn reason_label(slug: &'static str) -> &'static str {
         "too-large" => "too_large",
         "unsupported-media-type" => "unsupported_media_type",
         "not-found" => "not_found",
+        "rate-limited" => "rate_limited",
         other => other,
     }
 }

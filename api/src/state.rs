@@ -36,6 +36,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub inline_input_max_bytes: usize,
     pub workflow_limits: Limits,
+    /// The submit rate limit of tenants without one of their own.
+    pub submit_rate: flow_like_shared::protocol::submit_rate::RateDefaults,
 }
 
 impl axum::extract::FromRef<AppState> for crate::body::BodyLimit {

@@ -5,6 +5,10 @@
 //! follows. If the enqueue fails the execution is withdrawn and the client gets 503; if even the withdrawal
 //! fails, the execution stays committed and the reconciler queues it later, so accepted work is never lost.
 //!
+//! Before anything is written, the submission is charged to its tenant's submit rate limit ([`charge`]): over
+//! it the answer is 429 and nothing is written anywhere. A replay of an Idempotency-Key already accepted is looked
+//! up first and is not charged.
+//!
 //! Without an Idempotency-Key the commit and the enqueue are batched with other submissions ([`batcher`]).
 //! With one, the key and the row are inserted in one transaction, then the one message is enqueued: the same
 //! key with the same body (by SHA-256) replays the original execution, with a different body it is refused.
@@ -21,6 +25,7 @@ use crate::views::Accepted;
 use axum::http::HeaderMap;
 use bytes::Bytes;
 use flow_like_shared::ids::valid_workflow_name;
+use flow_like_shared::protocol::submit_rate::{self, Bucket, Charge};
 use flow_like_shared::protocol::{self, DEFAULT_PRIORITY};
 use flow_like_shared::record::RecordError;
 use flow_like_shared::record::executions::{self, IdempotentInsert, NewExecution};
@@ -66,6 +71,8 @@ pub struct Submitted {
     pub accepted: Accepted,
     /// The Idempotency-Key was seen before with the same body: `accepted` is the original execution.
     pub replayed: bool,
+    /// The tenant's submit bucket after this submission, when the tenant has a rate limit (and was charged).
+    pub rate: Option<Bucket>,
 }
 
 /// Submits one execution for `tenant`: traced, counted and logged, whatever the outcome. The headers are read
@@ -95,7 +102,7 @@ pub async fn submit(
     }
     // Refusals (extractor rejections included) are counted by the metrics layer, by problem type.
     let submitted = result?;
-    let Submitted { accepted, replayed } = &submitted;
+    let Submitted { accepted, replayed, .. } = &submitted;
     state.metrics.submission(if *replayed { "replayed" } else { "accepted" });
     // Ids and names only: never the input, labels or the workflow document, which may hold secrets.
     if *replayed {
@@ -140,6 +147,14 @@ async fn commit_and_queue(
     let request_sha256: Option<[u8; 32]> =
         idempotency.map(|_| Sha256::digest(serde_json::to_vec(&raw).unwrap_or_default()).into());
 
+    let idempotent = idempotency.zip(request_sha256.as_ref());
+    if let Some((key, sha256)) = idempotent
+        && let Some(seen) = executions::find_idempotent(&state.db, tenant, key, sha256).await?
+    {
+        return replay(state, tenant, seen, None).await;
+    }
+    let rate = charge(state, tenant).await?;
+
     let traceparent = trace.map(|context| context.traceparent());
     let input_bytes = serde_json::to_vec(&request.input).unwrap_or_default();
     let (input, input_key) = if input_bytes.len() > state.settings.inline_input_max_bytes {
@@ -161,7 +176,7 @@ async fn commit_and_queue(
         traceparent,
     };
     let accepted = |queued_at| Accepted::queued(id, resolved.name, resolved.version, priority, queued_at);
-    let Some(idempotency) = idempotency.zip(request_sha256.as_ref()) else {
+    let Some(idempotency) = idempotent else {
         // The common path: committed and queued as part of a batch with other submissions.
         let submission = Submission { row: new, priority, labels: request.labels };
         let queued_at = match state.submitter.submit(submission).await {
@@ -176,20 +191,16 @@ async fn commit_and_queue(
                 return Err(err.into());
             }
         };
-        return Ok(Submitted { accepted: accepted(queued_at), replayed: false });
+        return Ok(Submitted { accepted: accepted(queued_at), replayed: false, rate });
     };
     // With an Idempotency-Key: the key and the row in one transaction, then a single enqueue.
     let inserted = executions::insert(&state.db, &new, Some(idempotency)).await;
     let queued_at = match inserted {
         Ok(IdempotentInsert::Created { queued_at }) => queued_at,
-        Ok(IdempotentInsert::Existing(original)) => {
+        Ok(seen @ (IdempotentInsert::Existing(_) | IdempotentInsert::Conflict)) => {
+            // The original committed while this request was on its way (it was charged too).
             discard_input(state, input_key.as_deref()).await;
-            let record = executions::get(&state.db, tenant, original).await?.ok_or(ApiError::NotFound("execution"))?;
-            return Ok(Submitted { accepted: Accepted::from(&record), replayed: true });
-        }
-        Ok(IdempotentInsert::Conflict) => {
-            discard_input(state, input_key.as_deref()).await;
-            return Err(ApiError::invalid("", "this Idempotency-Key was already used with a different request body"));
+            return replay(state, tenant, seen, rate).await;
         }
         Err(err) => {
             discard_input(state, input_key.as_deref()).await;
@@ -213,7 +224,36 @@ async fn commit_and_queue(
             }
         }
     }
-    Ok(Submitted { accepted: accepted(queued_at), replayed: false })
+    Ok(Submitted { accepted: accepted(queued_at), replayed: false, rate })
+}
+
+/// The answer to an Idempotency-Key seen before: the original execution, or 422 when the body differs.
+async fn replay(
+    state: &AppState,
+    tenant: &str,
+    seen: IdempotentInsert,
+    rate: Option<Bucket>,
+) -> Result<Submitted, ApiError> {
+    match seen {
+        IdempotentInsert::Existing(original) => {
+            let record = executions::get(&state.db, tenant, original).await?.ok_or(ApiError::NotFound("execution"))?;
+            Ok(Submitted { accepted: Accepted::from(&record), replayed: true, rate })
+        }
+        IdempotentInsert::Conflict | IdempotentInsert::Created { .. } => {
+            Err(ApiError::invalid("", "this Idempotency-Key was already used with a different request body"))
+        }
+    }
+}
+
+/// Charges one submission to the tenant's rate limit: the bucket after it (None when the tenant has no limit),
+/// or 429 with nothing written.
+async fn charge(state: &AppState, tenant: &str) -> Result<Option<Bucket>, ApiError> {
+    let mut redis = state.redis.clone();
+    match submit_rate::charge(&mut redis, &state.keys, tenant, state.settings.submit_rate).await? {
+        Charge::Unlimited => Ok(None),
+        Charge::Allowed(bucket) => Ok(Some(bucket)),
+        Charge::Refused { bucket, retry_in } => Err(ApiError::RateLimited { bucket, retry_in }),
+    }
 }
 
 fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ApiError> {

@@ -150,7 +150,8 @@ async fn bodies_are_objects_and_arrays_change_nothing() {
     let (keys,): (i64,) = sqlx::query_as("SELECT count(*) FROM api_keys").fetch_one(&api.db).await.unwrap();
     assert_eq!(keys, 1, "only the key of the test itself");
     let (tenants,): (i64,) = sqlx::query_as(
-        "SELECT count(*) FROM tenants WHERE concurrency_limit IS NOT NULL OR workflow_limit IS NOT NULL",
+        "SELECT count(*) FROM tenants WHERE concurrency_limit IS NOT NULL OR workflow_limit IS NOT NULL
+         OR submit_rate IS NOT NULL OR submit_burst IS NOT NULL",
     )
     .fetch_one(&api.db)
     .await
@@ -237,7 +238,10 @@ async fn integers_are_what_json_schema_calls_integers() {
     .await;
     assert_eq!(limits.status(), 200);
     let limits: Value = limits.json().await.unwrap();
-    assert_eq!(limits, json!({"concurrency_limit": 3, "workflow_limit": null}));
+    assert_eq!(
+        limits,
+        json!({"concurrency_limit": 3, "workflow_limit": null, "submit_rate": null, "submit_burst": null})
+    );
 }
 
 #[tokio::test]

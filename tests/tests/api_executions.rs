@@ -413,7 +413,7 @@ async fn a_queued_execution_says_why_it_waits() {
         &mut redis,
         &api.keys,
         "acme",
-        TenantOverrides { concurrency_limit: Some(3), workflow_limit: Some(2) },
+        TenantOverrides { concurrency_limit: Some(3), workflow_limit: Some(2), ..TenantOverrides::default() },
     )
     .await
     .unwrap();
@@ -425,7 +425,7 @@ async fn a_queued_execution_says_why_it_waits() {
         &mut redis,
         &api.keys,
         "acme",
-        TenantOverrides { concurrency_limit: Some(5), workflow_limit: Some(2) },
+        TenantOverrides { concurrency_limit: Some(5), workflow_limit: Some(2), ..TenantOverrides::default() },
     )
     .await
     .unwrap();

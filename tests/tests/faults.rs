@@ -108,7 +108,7 @@ async fn the_reconciler_requeues_what_redis_lost() {
     api.http
         .put(api.url("/api/v1/tenants/acme/limits"))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"concurrency_limit": 2, "workflow_limit": 1}))
+        .json(&json!({"concurrency_limit": 2, "workflow_limit": 1, "submit_rate": 50.5, "submit_burst": 7}))
         .send()
         .await
         .unwrap();
@@ -125,6 +125,14 @@ async fn the_reconciler_requeues_what_redis_lost() {
     assert_eq!(view["queue"]["waiting_by_priority"], json!({"2": 1, "5": 1, "9": 1}));
     assert_eq!(view["limits"]["tenant"], 2, "limit overrides are restored from PostgreSQL");
     assert_eq!(view["limits"]["workflow"], 1);
+    let rate: (Option<f64>, Option<u32>) = redis::cmd("HMGET")
+        .arg(api.keys.limits())
+        .arg("rate:acme")
+        .arg("burst:acme")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rate, (Some(50.5), Some(7)), "the submit rate override is restored too");
 
     // A second pass (or another dispatcher's) changes nothing.
     let again = reconciler.pass().await.unwrap();

@@ -10,6 +10,7 @@ use flow_like_shared::protocol::keys::{SAMPLE_EXECUTION, SAMPLE_PRIORITY, SAMPLE
 use flow_like_shared::protocol::limits::{self, DefaultLimits, TenantOverrides};
 use flow_like_shared::protocol::scripts::{self, PRELUDE};
 use flow_like_shared::protocol::streams::{self, Settle};
+use flow_like_shared::protocol::submit_rate::{self, Charge, RateDefaults};
 use flow_like_shared::protocol::{
     self, AdmitStop, DISPATCH_GROUP, Keys, QueueBody, QueueMessage, Renewal, connect_lazy,
 };
@@ -157,7 +158,7 @@ fn tenant_at_limit_is_skipped(mut c: Ctx) -> BoxFuture<'static, Ctx> {
             &mut c.conn,
             &c.keys,
             "acme",
-            TenantOverrides { concurrency_limit: Some(2), workflow_limit: None },
+            TenantOverrides { concurrency_limit: Some(2), ..TenantOverrides::default() },
         )
         .await
         .unwrap();
@@ -449,6 +450,48 @@ fn ack_status_settles_progress_streams(mut c: Ctx) -> BoxFuture<'static, Ctx> {
     })
 }
 
+/// The submit rate script is a token bucket: a full bucket takes `burst` at once, then refuses until a token is
+/// due (writing nothing), and refills at the rate; a tenant override replaces the defaults; no limit writes nothing.
+fn submit_rate_is_a_token_bucket(mut c: Ctx) -> BoxFuture<'static, Ctx> {
+    Box::pin(async move {
+        let defaults = RateDefaults { rate: 20.0, burst: 3 };
+        let bucket_key = c.keys.submit_rate(SAMPLE_TENANT);
+        for remaining in [2, 1, 0] {
+            let charge = submit_rate::charge(&mut c.conn, &c.keys, SAMPLE_TENANT, defaults).await.unwrap();
+            let Charge::Allowed(bucket) = charge else { panic!("allowed, not {charge:?}") };
+            assert_eq!((bucket.burst, bucket.remaining), (3, remaining));
+        }
+        let before: BTreeMap<String, String> =
+            redis::cmd("HGETALL").arg(&bucket_key).query_async(&mut c.conn).await.unwrap();
+        let charge = submit_rate::charge(&mut c.conn, &c.keys, SAMPLE_TENANT, defaults).await.unwrap();
+        let Charge::Refused { bucket, retry_in } = charge else { panic!("refused, not {charge:?}") };
+        assert_eq!(bucket.remaining, 0);
+        assert!(retry_in > Duration::ZERO && retry_in <= Duration::from_millis(50), "{retry_in:?}");
+        assert!(bucket.full_in > Duration::from_millis(100) && bucket.full_in <= Duration::from_millis(150));
+        let after: BTreeMap<String, String> =
+            redis::cmd("HGETALL").arg(&bucket_key).query_async(&mut c.conn).await.unwrap();
+        assert_eq!(before, after, "a refusal writes nothing");
+        tokio::time::sleep(retry_in + Duration::from_millis(2)).await;
+        let charge = submit_rate::charge(&mut c.conn, &c.keys, SAMPLE_TENANT, defaults).await.unwrap();
+        assert!(matches!(charge, Charge::Allowed(_)), "a token came back: {charge:?}");
+        let pttl: i64 = redis::cmd("PTTL").arg(&bucket_key).query_async(&mut c.conn).await.unwrap();
+        assert!((100..=150).contains(&pttl), "kept until full again: {pttl} ms");
+
+        // A tenant's own limit replaces the defaults from the next charge on: the faster rate refills the tokens
+        // that are there (a few ms at 1,000/s), the burst caps them. Without any limit nothing is written.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let overrides =
+            TenantOverrides { submit_rate: Some(1000.0), submit_burst: Some(7), ..TenantOverrides::default() };
+        limits::publish_tenant(&mut c.conn, &c.keys, SAMPLE_TENANT, overrides).await.unwrap();
+        let charge = submit_rate::charge(&mut c.conn, &c.keys, SAMPLE_TENANT, defaults).await.unwrap();
+        assert!(matches!(charge, Charge::Allowed(b) if b.burst == 7), "{charge:?}");
+        let off = RateDefaults { rate: 0.0, burst: 0 };
+        assert_eq!(submit_rate::charge(&mut c.conn, &c.keys, "other", off).await.unwrap(), Charge::Unlimited);
+        assert_eq!(c.ttl(&c.keys.submit_rate("other")).await, -2, "no bucket for an unlimited tenant");
+        c
+    })
+}
+
 type Case = fn(Ctx) -> BoxFuture<'static, Ctx>;
 
 const CASES: &[(&str, Case)] = &[
@@ -463,6 +506,7 @@ const CASES: &[(&str, Case)] = &[
     ("delay, then promote once due", delay_then_promote),
     ("withdraw removes waiting work", withdraw_removes_waiting_work),
     ("the status acknowledgement settles progress streams", ack_status_settles_progress_streams),
+    ("the submit rate script is a token bucket", submit_rate_is_a_token_bucket),
 ];
 
 #[tokio::test]
@@ -488,7 +532,7 @@ async fn every_script_compiles_and_the_lua_keys_are_the_catalogue() {
         "{PRELUDE}\nPREFIX = ARGV[1]\nlocal t, w, e, p = ARGV[2], ARGV[3], ARGV[4], ARGV[5]\nreturn {{K.lane(t, p), \
          K.tenants(), K.lanes(t), K.queued(), K.turn(), K.active(), K.active_tenant(t), K.active_workflow(t, w), \
          K.lease(e), K.limits(), K.dispatchers(), K.status(), K.progress(e), K.dead_letters(), K.cancel(e), \
-         K.retrying(), K.retry(e), K.wake()}}"
+         K.retrying(), K.retry(e), K.wake(), K.submit_rate(t)}}"
     );
     let lua: Vec<String> = redis::Script::new(&probe)
         .arg(c.keys.prefix())

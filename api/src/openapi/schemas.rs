@@ -109,12 +109,20 @@ fn limits_body() -> Value {
                "description": format!("{what}; null or absent falls back to the dispatcher's default.")})
     };
     json!({
-        "description": "A tenant's concurrency overrides.",
+        "description": "A tenant's overrides of the concurrency limits and the submit rate limit. A PUT replaces all \
+                        four; null or absent falls back to the default.",
         "type": "object",
         "additionalProperties": false,
         "properties": {
             "concurrency_limit": limit("Most executions of this tenant running at once"),
-            "workflow_limit": limit("Most executions of any one workflow of this tenant running at once")
+            "workflow_limit": limit("Most executions of any one workflow of this tenant running at once"),
+            "submit_rate": {"type": ["number", "null"], "exclusiveMinimum": 0,
+                            "maximum": crate::routes::admin::MAX_SUBMIT_RATE,
+                            "description": "Submissions per second this tenant may sustain (over it: 429); null or \
+                                            absent falls back to the API's API_SUBMIT_RATE."},
+            "submit_burst": {"type": ["integer", "null"], "minimum": 1, "maximum": i32::MAX,
+                             "description": "Submissions accepted at once after a quiet spell (the bucket's size); \
+                                             null or absent falls back to API_SUBMIT_BURST."}
         }
     })
 }

@@ -89,7 +89,11 @@ pub async fn revoke_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A tenant's concurrency overrides; `null` (or absent) falls back to the dispatcher's default.
+/// Highest submit rate a tenant can be given, in submissions per second.
+pub const MAX_SUBMIT_RATE: f64 = 1_000_000.0;
+
+/// A tenant's overrides; `null` (or absent) falls back to the default: the dispatchers' for concurrency, the
+/// API's (`API_SUBMIT_RATE`, `API_SUBMIT_BURST`) for the submit rate. A PUT replaces all four.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LimitsBody {
     /// Most executions of this tenant running at once.
@@ -98,17 +102,34 @@ pub struct LimitsBody {
     /// Most executions of any one workflow of this tenant running at once.
     #[schema(minimum = 0, maximum = 2147483647)]
     pub workflow_limit: Option<i32>,
+    /// Submissions per second this tenant may sustain.
+    pub submit_rate: Option<f64>,
+    /// Submissions accepted at once after a quiet spell (the bucket's size).
+    #[schema(minimum = 1, maximum = 2147483647)]
+    pub submit_burst: Option<i32>,
 }
 
 impl RequestBody for LimitsBody {
     fn from_object(object: serde_json::Map<String, serde_json::Value>) -> Result<Self, ApiError> {
-        let mut fields = Fields::new("", object, &["concurrency_limit", "workflow_limit"])?;
-        let mut limit = |name| fields.integer(name, 0..=i64::from(i32::MAX)).map(|n| n.map(|n| n as i32));
-        Ok(Self { concurrency_limit: limit("concurrency_limit")?, workflow_limit: limit("workflow_limit")? })
+        let names = ["concurrency_limit", "workflow_limit", "submit_rate", "submit_burst"];
+        let mut fields = Fields::new("", object, &names)?;
+        let mut count = |name, min| fields.integer(name, min..=i64::from(i32::MAX)).map(|n| n.map(|n| n as i32));
+        let (concurrency_limit, workflow_limit) = (count("concurrency_limit", 0)?, count("workflow_limit", 0)?);
+        let submit_burst = count("submit_burst", 1)?;
+        let submit_rate = fields.positive_number("submit_rate", MAX_SUBMIT_RATE)?;
+        Ok(Self { concurrency_limit, workflow_limit, submit_rate, submit_burst })
     }
 }
 
-/// Set a tenant's concurrency limits. Stored in PostgreSQL and applied by the dispatchers at once.
+impl From<&LimitsBody> for TenantLimits {
+    fn from(body: &LimitsBody) -> Self {
+        let LimitsBody { concurrency_limit, workflow_limit, submit_rate, submit_burst } = *body;
+        Self { concurrency_limit, workflow_limit, submit_rate, submit_burst }
+    }
+}
+
+/// Set a tenant's limits. Stored in PostgreSQL and applied at once: concurrency by the dispatchers' next
+/// admission, the submit rate by every API replica's next submission.
 #[utoipa::path(
     put, path = "/api/v1/tenants/{tenant}/limits", operation_id = "setTenantLimits", tag = "admin",
     params(("tenant" = String, Path)),
@@ -124,7 +145,7 @@ pub async fn put_limits(
     let tenant = params::path(tenant, "tenant")?;
     check_tenant(&tenant)?;
     let body = body.value;
-    let tenant_limits = TenantLimits { concurrency_limit: body.concurrency_limit, workflow_limit: body.workflow_limit };
+    let tenant_limits = TenantLimits::from(&body);
     record::set_tenant_limits(&state.db, &tenant, tenant_limits).await?;
     let mut redis = state.redis.clone();
     limits::publish_tenant(&mut redis, &state.keys, &tenant, tenant_limits).await?;

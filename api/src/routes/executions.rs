@@ -71,6 +71,9 @@ impl RequestBody for SubmitExecution {
         (status = 413, description = "Body too large", body = crate::error::Problem),
         (status = 415, description = "Not application/json", body = crate::error::Problem),
         (status = 422, description = "Invalid workflow or request, with JSON Pointers", body = crate::error::Problem),
+        (status = 429, description = "Over the tenant's submit rate limit; nothing was written. Retry after \
+            Retry-After (seconds); RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset describe the bucket \
+            (also sent with a 202 when the tenant has a limit)", body = crate::error::Problem),
         (status = 503, description = "A backing service is down; retry after Retry-After", body = crate::error::Problem),
     ),
     security(("api_key" = []))
@@ -81,11 +84,14 @@ pub async fn submit(
     headers: HeaderMap,
     body: JsonBody<SubmitExecution>,
 ) -> Result<Response, ApiError> {
-    let Submitted { accepted, replayed } = submit::submit(&state, &caller.tenant, &headers, body).await?;
+    let Submitted { accepted, replayed, rate } = submit::submit(&state, &caller.tenant, &headers, body).await?;
     let location = accepted.links.self_.clone();
     let mut response = views::with_location((StatusCode::ACCEPTED, Json(accepted)).into_response(), &location);
     if replayed {
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    if let Some(bucket) = rate {
+        crate::error::rate_limit_headers(response.headers_mut(), &bucket);
     }
     Ok(response)
 }

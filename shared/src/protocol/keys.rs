@@ -71,7 +71,8 @@ impl Keys {
         format!("{}:lease:{execution}", self.prefix)
     }
 
-    /// Hash: concurrency limits: `global`, `tenant:<tenant>` and `workflow:<tenant>` (per workflow of that tenant).
+    /// Hash: limits: `global`, `tenant:<tenant>` and `workflow:<tenant>` (concurrency; `workflow` is per workflow of
+    /// that tenant), and `rate:<tenant>` / `burst:<tenant>` (the tenant's submit rate limit).
     pub fn limits(&self) -> String {
         format!("{}:limits", self.prefix)
     }
@@ -110,6 +111,12 @@ impl Keys {
     /// Hash: the queue message (same fields as a lane entry) of one execution waiting in `retrying`.
     pub fn retry(&self, execution: &str) -> String {
         format!("{}:retry:{execution}", self.prefix)
+    }
+
+    /// Hash with expiry: one tenant's submit rate bucket, `tokens` (fractional) as of `at` (µs since the epoch);
+    /// it expires when the bucket is full again.
+    pub fn submit_rate(&self, tenant: &str) -> String {
+        format!("{}:submit-rate:{tenant}", self.prefix)
     }
 
     /// Pub/sub channel (not a key): published when work is enqueued or a slot is released, so idle
@@ -151,6 +158,7 @@ impl Keys {
             self.retrying(),
             self.retry(execution),
             self.wake(),
+            self.submit_rate(tenant),
         ]
     }
 }
@@ -162,7 +170,7 @@ mod tests {
     #[test]
     fn every_key_carries_the_prefix() {
         let catalogue = Keys::new("fl").catalogue();
-        assert_eq!(catalogue.len(), 18);
+        assert_eq!(catalogue.len(), 19);
         for key in catalogue {
             assert!(key.starts_with("fl:"), "{key}");
         }

@@ -17,11 +17,16 @@ pub struct DefaultLimits {
     pub workflow: u32,
 }
 
-/// Overrides of one tenant; `None` falls back to the default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+/// Overrides of one tenant; `None` falls back to the default (the dispatchers' for concurrency, the API's for the
+/// submit rate).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct TenantOverrides {
     pub concurrency_limit: Option<i32>,
     pub workflow_limit: Option<i32>,
+    /// Submissions per second.
+    pub submit_rate: Option<f64>,
+    /// Submissions accepted at once from a full bucket.
+    pub submit_burst: Option<i32>,
 }
 
 pub fn tenant_field(tenant: &str) -> String {
@@ -30,6 +35,16 @@ pub fn tenant_field(tenant: &str) -> String {
 
 pub fn workflow_field(tenant: &str) -> String {
     format!("workflow:{tenant}")
+}
+
+/// The field of a tenant's submit rate (read by `submit_rate.lua`).
+pub fn rate_field(tenant: &str) -> String {
+    format!("rate:{tenant}")
+}
+
+/// The field of a tenant's submit burst (read by `submit_rate.lua`).
+pub fn burst_field(tenant: &str) -> String {
+    format!("burst:{tenant}")
 }
 
 /// Writes the defaults (every dispatcher does this at start; replicas are expected to agree).
@@ -57,9 +72,16 @@ pub async fn publish_tenant(
     let limits = limits.into();
     let mut pipe = redis::pipe();
     pipe.atomic();
-    for (field, value) in
-        [(tenant_field(tenant), limits.concurrency_limit), (workflow_field(tenant), limits.workflow_limit)]
-    {
+    let rate = limits.submit_rate.map(|r| r.to_string());
+    let counts =
+        [limits.concurrency_limit, limits.workflow_limit, limits.submit_burst].map(|v| v.map(|v| v.to_string()));
+    let [concurrency, workflow, burst] = counts;
+    for (field, value) in [
+        (tenant_field(tenant), concurrency),
+        (workflow_field(tenant), workflow),
+        (rate_field(tenant), rate),
+        (burst_field(tenant), burst),
+    ] {
         match value {
             Some(v) => pipe.hset(keys.limits(), field, v).ignore(),
             None => pipe.hdel(keys.limits(), field).ignore(),

@@ -5,6 +5,7 @@
 //!
 //! | operation | file | atomic |
 //! |---|---|---|
+//! | charge a submission to its tenant's rate limit (API) | [`submit_rate`] | `submit_rate.lua` |
 //! | enqueue an attempt (API, reconciler, retry promotion) | [`enqueue`] | `enqueue.lua` |
 //! | admit under the limits and take leases | [`admit`] | `admit.lua` |
 //! | heartbeat: renew leases, see cancellations | [`renew`] | `renew.lua` |
@@ -36,6 +37,7 @@ mod reply;
 pub mod retry;
 pub mod scripts;
 pub mod streams;
+pub mod submit_rate;
 pub mod takeover;
 pub mod withdraw;
 

@@ -21,6 +21,7 @@ function K.cancel(id) return PREFIX .. ':cancel:' .. id end
 function K.retrying() return PREFIX .. ':retrying' end
 function K.retry(id) return PREFIX .. ':retry:' .. id end
 function K.wake() return PREFIX .. ':wake' end
+function K.submit_rate(tenant) return PREFIX .. ':submit-rate:' .. tenant end
 
 -- The value of `name` in a flat {field, value, ...} list, or nil.
 local function field(fields, name)

@@ -43,10 +43,22 @@ pub static WITHDRAW: LuaScript = LuaScript::new("withdraw", include_str!("withdr
 pub static DEAD_LETTER: LuaScript = LuaScript::new("dead_letter", include_str!("dead_letter.lua"));
 pub static HAND_BACK: LuaScript = LuaScript::new("hand_back", include_str!("hand_back.lua"));
 pub static ACK_STATUS: LuaScript = LuaScript::new("ack_status", include_str!("ack_status.lua"));
+pub static SUBMIT_RATE: LuaScript = LuaScript::new("submit_rate", include_str!("submit_rate.lua"));
 
 /// Every script, in the order of the protocol's life cycle.
-pub static ALL: [&LuaScript; 10] =
-    [&ENQUEUE, &ADMIT, &RENEW, &TAKEOVER, &RELEASE, &RETRY, &WITHDRAW, &DEAD_LETTER, &HAND_BACK, &ACK_STATUS];
+pub static ALL: [&LuaScript; 11] = [
+    &SUBMIT_RATE,
+    &ENQUEUE,
+    &ADMIT,
+    &RENEW,
+    &TAKEOVER,
+    &RELEASE,
+    &RETRY,
+    &WITHDRAW,
+    &DEAD_LETTER,
+    &HAND_BACK,
+    &ACK_STATUS,
+];
 
 /// Loads every script into Redis (`SCRIPT LOAD`); an error names the script that does not compile.
 pub async fn load_all(conn: &mut ConnectionManager) -> Result<(), QueueError> {

@@ -79,6 +79,29 @@ pub async fn insert(
     Ok(IdempotentInsert::Created { queued_at })
 }
 
+/// An Idempotency-Key seen before: `Existing` when `request_sha256` matches the request it was first used with,
+/// `Conflict` when it does not; `None` when the key is new.
+pub async fn find_idempotent(
+    pool: &PgPool,
+    tenant: &str,
+    key: &str,
+    request_sha256: &[u8; 32],
+) -> Result<Option<IdempotentInsert>, RecordError> {
+    let seen: Option<(Vec<u8>, Uuid)> =
+        sqlx::query_as("SELECT request_sha256, execution_id FROM idempotency_keys WHERE tenant = $1 AND key = $2")
+            .bind(tenant)
+            .bind(key)
+            .fetch_optional(pool)
+            .await?;
+    Ok(seen.map(|(stored, execution)| {
+        if stored == request_sha256.as_slice() {
+            IdempotentInsert::Existing(execution)
+        } else {
+            IdempotentInsert::Conflict
+        }
+    }))
+}
+
 async fn insert_row<'e>(db: impl sqlx::PgExecutor<'e>, new: &NewExecution) -> Result<DateTime<Utc>, RecordError> {
     let (queued_at,): (DateTime<Utc>,) = sqlx::query_as(
         "INSERT INTO executions

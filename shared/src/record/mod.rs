@@ -81,22 +81,29 @@ pub async fn ensure_tenant<'e>(db: impl sqlx::PgExecutor<'e>, tenant: &str) -> R
     Ok(())
 }
 
-/// A tenant's concurrency overrides (None: the dispatcher's default applies).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A tenant's overrides (None: the default applies): concurrency (the dispatchers' defaults) and the submit rate
+/// limit (the API's defaults).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TenantLimits {
     pub concurrency_limit: Option<i32>,
     pub workflow_limit: Option<i32>,
+    pub submit_rate: Option<f64>,
+    pub submit_burst: Option<i32>,
 }
 
-/// Sets a tenant's concurrency overrides, creating the tenant if needed.
+/// Sets a tenant's overrides, creating the tenant if needed.
 pub async fn set_tenant_limits(pool: &PgPool, tenant: &str, limits: TenantLimits) -> Result<(), RecordError> {
     sqlx::query(
-        "INSERT INTO tenants (name, concurrency_limit, workflow_limit) VALUES ($1, $2, $3)
-         ON CONFLICT (name) DO UPDATE SET concurrency_limit = $2, workflow_limit = $3",
+        "INSERT INTO tenants (name, concurrency_limit, workflow_limit, submit_rate, submit_burst)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (name) DO UPDATE
+         SET concurrency_limit = $2, workflow_limit = $3, submit_rate = $4, submit_burst = $5",
     )
     .bind(tenant)
     .bind(limits.concurrency_limit)
     .bind(limits.workflow_limit)
+    .bind(limits.submit_rate)
+    .bind(limits.submit_burst)
     .execute(pool)
     .await?;
     Ok(())
@@ -104,15 +111,19 @@ pub async fn set_tenant_limits(pool: &PgPool, tenant: &str, limits: TenantLimits
 
 /// Every tenant's overrides, for restoring the Redis copy after Redis lost its data.
 pub async fn all_tenant_limits(pool: &PgPool) -> Result<Vec<(String, TenantLimits)>, RecordError> {
-    let rows: Vec<(String, Option<i32>, Option<i32>)> = sqlx::query_as(
-        "SELECT name, concurrency_limit, workflow_limit FROM tenants
-         WHERE concurrency_limit IS NOT NULL OR workflow_limit IS NOT NULL",
+    type Row = (String, Option<i32>, Option<i32>, Option<f64>, Option<i32>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT name, concurrency_limit, workflow_limit, submit_rate, submit_burst FROM tenants
+         WHERE concurrency_limit IS NOT NULL OR workflow_limit IS NOT NULL
+            OR submit_rate IS NOT NULL OR submit_burst IS NOT NULL",
     )
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(name, concurrency_limit, workflow_limit)| (name, TenantLimits { concurrency_limit, workflow_limit }))
+        .map(|(name, concurrency_limit, workflow_limit, submit_rate, submit_burst)| {
+            (name, TenantLimits { concurrency_limit, workflow_limit, submit_rate, submit_burst })
+        })
         .collect())
 }
 
@@ -124,6 +135,7 @@ pub async fn ping(pool: &PgPool) -> Result<(), RecordError> {
 
 impl From<TenantLimits> for crate::protocol::limits::TenantOverrides {
     fn from(limits: TenantLimits) -> Self {
-        Self { concurrency_limit: limits.concurrency_limit, workflow_limit: limits.workflow_limit }
+        let TenantLimits { concurrency_limit, workflow_limit, submit_rate, submit_burst } = limits;
+        Self { concurrency_limit, workflow_limit, submit_rate, submit_burst }
     }
 }

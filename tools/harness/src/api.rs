@@ -40,6 +40,8 @@ pub fn api_config(configs: &ServiceConfigs) -> ApiConfig {
         migrate_on_start: true,
         max_body_bytes: 1024 * 1024,
         inline_input_max_bytes: 16 * 1024,
+        submit_rate: 0.0,
+        submit_burst: 0,
         api_key_cache_secs: 0,
         shutdown_grace_secs: 1,
         database: configs.database.clone(),
