@@ -2,6 +2,7 @@
 //! process or as child processes) and the real executor.
 
 use flow_like_test_harness::{DispatcherArgs, DispatcherProcess, InProcessDispatcher, TestApi};
+use flow_like_test_services::{DedicatedRedis, TestServices, redis_config};
 use flow_like_tests::fixtures::{Submission, sleepy, wait_terminal, wait_until};
 use flow_like_tests::inspect::{finished_outcomes, leftover_leases};
 use flow_like_tests::scripted_runner::{Script, ScriptedRunner};
@@ -279,7 +280,11 @@ async fn kill_9_of_a_dispatcher_mid_drain_loses_nothing() -> anyhow::Result<()> 
 /// settled, and every execution still finishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn flushall_mid_run_still_finishes_everything() -> anyhow::Result<()> {
-    let api = TestApi::start().await?;
+    // A Redis of its own: FLUSHALL on the shared one would wipe the keys of every test running beside this one.
+    let redis_server = DedicatedRedis::start().await?;
+    let mut configs = TestServices::get().await?.fresh_configs().await?;
+    configs.redis = redis_config(&redis_server.url(), "fl");
+    let api = TestApi::start_with(configs, |_| {}).await?;
     let key = api.tenant_key("acme").await?;
     let mut ids = Vec::new();
     for i in 0..30 {

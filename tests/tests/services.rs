@@ -51,6 +51,11 @@ async fn pool_is_shared_and_prefixes_are_unique() -> anyhow::Result<()> {
     let mut redis = redis_connection(&services.redis_url()).await?;
     let pong: String = redis::cmd("PING").query_async(&mut redis).await?;
     assert_eq!(pong, "PONG");
+    // Tests share this Redis at the same time: wiping it is refused (a test that needs to, starts its own).
+    for command in ["FLUSHALL", "FLUSHDB"] {
+        let refused = redis::cmd(command).query_async::<()>(&mut redis).await.unwrap_err();
+        assert_eq!(refused.code(), Some("NOPERM"), "{command}: {refused}");
+    }
 
     let configs = services.fresh_configs().await?;
     assert_eq!(current_database(&configs.database.url).await?.len(), 34);

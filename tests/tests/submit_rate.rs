@@ -100,7 +100,10 @@ async fn a_tenant_over_its_rate_gets_429_across_replicas_and_others_do_not() {
     let accepted: u32 = counts.iter().map(|(a, _)| a).sum();
     let refused: u32 = counts.iter().map(|(_, r)| r).sum();
 
-    eprintln!("tenant A: {accepted} accepted, {refused} refused in {elapsed:.2} s; tenant B: {} accepted", b_statuses.len());
+    eprintln!(
+        "tenant A: {accepted} accepted, {refused} refused in {elapsed:.2} s; tenant B: {} accepted",
+        b_statuses.len()
+    );
     // 10 at once, then 50 per second of the run (the clock from the first to the last request).
     let expected = 10.0 + 50.0 * elapsed;
     let band = (10.0 + 50.0 * elapsed * 0.9)..=(10.0 + 50.0 * elapsed * 1.1);

@@ -4,7 +4,8 @@
 //! `<state dir>/pool.lock` and records their ports and pids in `<state dir>/pool.json`; later processes find
 //! them alive (pid running and port accepting) and reuse them. Tests isolate themselves with a fresh database,
 //! key prefix and bucket pair each, so they run in parallel; a test that needs to break a server (FLUSHALL,
-//! shutdown) uses a dedicated instance instead.
+//! shutdown) uses a dedicated instance instead. The shared Redis refuses FLUSHALL and FLUSHDB (NOPERM), so a test
+//! that forgets this fails at once instead of wiping the keys of the tests running beside it.
 
 use super::postgres::{
     DURABLE_POOL_SETTINGS, Durability, PG_DURABLE_ENV, POOL_SETTINGS, StopMode, cluster_base, database_url,
@@ -173,7 +174,8 @@ fn ensure_redis(dir: &Path, entry: Option<ProcessEntry>) -> Result<ProcessEntry,
     remove_dir(&redis_dir)?;
     create_dir(&redis_dir)?;
     // Benchmarks of the chart's Redis settings (`appendonly yes`, `appendfsync everysec`) set REDIS_AOF_ENV.
-    let options = RedisOptions { append_only: std::env::var(REDIS_AOF_ENV).is_ok_and(|v| v == "1"), tls: None };
+    let append_only = std::env::var(REDIS_AOF_ENV).is_ok_and(|v| v == "1");
+    let options = RedisOptions { append_only, tls: None, shared: true };
     let (port, server) = start_redis_on_free_port(&redis_dir, &options)?;
     Ok(ProcessEntry { port, pid: server.detach() })
 }
@@ -320,7 +322,8 @@ impl TestServices {
         database_url(self.postgres_port, database)
     }
 
-    /// `redis://127.0.0.1:<port>` of the shared Redis. Never FLUSHALL it: other tests use it at the same time.
+    /// `redis://127.0.0.1:<port>` of the shared Redis. It refuses FLUSHALL and FLUSHDB: other tests use it at the
+    /// same time.
     pub fn redis_url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.redis_port)
     }

@@ -21,6 +21,9 @@ pub struct RedisOptions {
     pub append_only: bool,
     /// Serve TLS only (`--tls-port`, no plain port) with this certificate; clients are not asked for one.
     pub tls: Option<crate::tls::ServerCertificate>,
+    /// Shared by tests running at once: the default user may not run `FLUSHALL` or `FLUSHDB`, which would wipe
+    /// the keys of every other test (a test that needs them starts a [`DedicatedRedis`]).
+    pub shared: bool,
 }
 
 /// Starts Redis on `port` with its files in `dir`, in the foreground, and waits until it accepts connections.
@@ -46,6 +49,9 @@ pub(crate) fn start_redis(dir: &Path, port: u16, options: &RedisOptions) -> Resu
         .arg("--pidfile")
         .arg(dir.join("redis.pid"))
         .args(["--save", "", "--daemonize", "no", "--maxclients", "10000"]);
+    if options.shared {
+        command.args(["--user", "default", "on", "nopass", "~*", "&*", "+@all", "-flushall", "-flushdb"]);
+    }
     if options.append_only {
         command.args(["--appendonly", "yes", "--appendfsync", "everysec"]);
     } else {

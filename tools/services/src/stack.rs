@@ -121,7 +121,7 @@ fn ensure_redis(config: &StackConfig) -> Result<bool, ServiceError> {
     if pid_file_names(&dir.join("redis.pid"), "redis-server") {
         return Ok(false);
     }
-    let options = RedisOptions { append_only: true, tls: None };
+    let options = RedisOptions { append_only: true, tls: None, shared: false };
     start_redis(&dir, config.redis_port, &options)?.detach();
     Ok(true)
 }
