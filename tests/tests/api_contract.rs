@@ -151,7 +151,7 @@ async fn bodies_are_objects_and_arrays_change_nothing() {
     assert_eq!(keys, 1, "only the key of the test itself");
     let (tenants,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM tenants WHERE concurrency_limit IS NOT NULL OR workflow_limit IS NOT NULL
-         OR submit_rate IS NOT NULL OR submit_burst IS NOT NULL",
+         OR weight IS NOT NULL OR submit_rate IS NOT NULL OR submit_burst IS NOT NULL",
     )
     .fetch_one(&api.db)
     .await
@@ -240,7 +240,7 @@ async fn integers_are_what_json_schema_calls_integers() {
     let limits: Value = limits.json().await.unwrap();
     assert_eq!(
         limits,
-        json!({"concurrency_limit": 3, "workflow_limit": null, "submit_rate": null, "submit_burst": null})
+        json!({"concurrency_limit": 3, "workflow_limit": null, "weight": null, "submit_rate": null, "submit_burst": null})
     );
 }
 

@@ -108,7 +108,9 @@ async fn the_reconciler_requeues_what_redis_lost() {
     api.http
         .put(api.url("/api/v1/tenants/acme/limits"))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"concurrency_limit": 2, "workflow_limit": 1, "submit_rate": 50.5, "submit_burst": 7}))
+        .json(
+            &json!({"concurrency_limit": 2, "workflow_limit": 1, "weight": 3, "submit_rate": 50.5, "submit_burst": 7}),
+        )
         .send()
         .await
         .unwrap();

@@ -368,8 +368,8 @@ fn withdraw_removes_waiting_work(mut c: Ctx) -> BoxFuture<'static, Ctx> {
     })
 }
 
-/// Within one call, every admission counts against the limits at once, tenants alternate (one admission each
-/// per pass) and the round-robin turn the call leaves behind puts the tenant served last at the back.
+/// Within one call, every admission counts against the limits at once, tenants of equal weight alternate, and
+/// the fair-share tags the call leaves behind put the tenant served last at the back.
 fn one_call_counts_and_alternates(mut c: Ctx) -> BoxFuture<'static, Ctx> {
     Box::pin(async move {
         c.limits(100, 2, 0).await;
@@ -382,11 +382,12 @@ fn one_call_counts_and_alternates(mut c: Ctx) -> BoxFuture<'static, Ctx> {
         assert_eq!(stop, AdmitStop::Idle);
         assert_eq!(admitted.len(), 3, "acme's limit of 2 holds inside one call: {admitted:?}");
         assert_eq!(admitted.iter().filter(|id| acme.contains(id)).count(), 2);
-        assert!(admitted.contains(&globex));
+        assert_eq!(admitted[1], globex, "the two tenants alternate");
         assert_eq!(c.zcard(&c.keys.active_tenant("acme")).await, 2);
-        let turn: i64 = redis::cmd("GET").arg(c.keys.turn()).query_async(&mut c.conn).await.unwrap();
-        assert_eq!(turn, 3, "one turn per admission");
-        let scores: Vec<(String, i64)> = redis::cmd("ZRANGE")
+        // acme (tag 0 -> 1), globex (0 -> 1), acme again (starts at 1, tag 2): the virtual time is 1.
+        let vtime: f64 = redis::cmd("GET").arg(c.keys.turn()).query_async(&mut c.conn).await.unwrap();
+        assert_eq!(vtime, 1.0);
+        let scores: Vec<(String, f64)> = redis::cmd("ZRANGE")
             .arg(c.keys.tenants())
             .arg(0)
             .arg(-1)
@@ -394,8 +395,8 @@ fn one_call_counts_and_alternates(mut c: Ctx) -> BoxFuture<'static, Ctx> {
             .query_async(&mut c.conn)
             .await
             .unwrap();
-        // globex has no work left and left the round robin; acme was served last (turn 3).
-        assert_eq!(scores, vec![("acme".to_owned(), 3)]);
+        // globex has no work left and left the fair share; acme was served last.
+        assert_eq!(scores, vec![("acme".to_owned(), 2.0)]);
         c
     })
 }
@@ -446,6 +447,46 @@ fn ack_status_settles_progress_streams(mut c: Ctx) -> BoxFuture<'static, Ctx> {
             assert!((1..=30).contains(&c.ttl(key).await), "{key} gets the TTL");
         }
         assert_eq!(c.ttl(&missing_key).await, -2, "no stream is created");
+        c
+    })
+}
+
+/// Weighted fair share: tenants weighted 1:2:4 that all have work split admissions 1:2:4, across calls of any
+/// size; a tenant that joins late is served at once but banks no credit for the time it had no work.
+fn weights_split_admissions(mut c: Ctx) -> BoxFuture<'static, Ctx> {
+    Box::pin(async move {
+        c.limits(1000, 1000, 0).await;
+        let tenants = [("t-1", 1.0), ("t-2", 2.0), ("t-4", 4.0)];
+        let mut owner = std::collections::HashMap::new();
+        for (tenant, weight) in tenants {
+            let overrides = TenantOverrides { weight: Some(weight), ..TenantOverrides::default() };
+            limits::publish_tenant(&mut c.conn, &c.keys, tenant, overrides).await.unwrap();
+            for _ in 0..60 {
+                owner.insert(c.enqueue(tenant, "report", 5).await, tenant);
+            }
+        }
+        let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+        for batch in [7, 3, 1, 7, 5, 7, 7, 11, 7, 15] {
+            let (_, admitted) = c.admit("d1", batch).await;
+            assert_eq!(admitted.len(), batch);
+            for id in admitted {
+                *counts.entry(owner[&id]).or_default() += 1;
+            }
+        }
+        // 70 admissions: 10, 20 and 40 (stride scheduling is exact up to one admission per tenant).
+        let expected = [("t-1", 10), ("t-2", 20), ("t-4", 40)];
+        for (tenant, want) in expected {
+            assert!(counts[tenant].abs_diff(want) <= 1, "{tenant}: {counts:?}");
+        }
+        let late = c.enqueue("late", "report", 5).await;
+        for _ in 0..20 {
+            c.enqueue("late", "report", 5).await;
+        }
+        let (_, admitted) = c.admit("d1", 16).await;
+        assert_eq!(admitted[0], late, "a newcomer is served next");
+        let late_count = admitted.iter().filter(|id| !owner.contains_key(*id)).count();
+        // Weights 1:2:4 and the newcomer's 1: 2 of 16, plus at most one of catch-up.
+        assert!((2..=3).contains(&late_count), "the newcomer banked no credit: {late_count} of 16");
         c
     })
 }
@@ -507,6 +548,7 @@ const CASES: &[(&str, Case)] = &[
     ("withdraw removes waiting work", withdraw_removes_waiting_work),
     ("the status acknowledgement settles progress streams", ack_status_settles_progress_streams),
     ("the submit rate script is a token bucket", submit_rate_is_a_token_bucket),
+    ("weights split admissions and newcomers bank no credit", weights_split_admissions),
 ];
 
 #[tokio::test]

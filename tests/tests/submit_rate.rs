@@ -225,6 +225,9 @@ async fn bad_rate_limits_are_422_and_change_nothing() {
         (json!({"submit_burst": 0}), "/submit_burst"),
         (json!({"submit_burst": 1.5}), "/submit_burst"),
         (json!({"submit_rate": 5, "burst": 2}), "/burst"),
+        (json!({"weight": 0}), "/weight"),
+        (json!({"weight": -2}), "/weight"),
+        (json!({"weight": 1e6}), "/weight"),
     ];
     for (body, pointer) in cases {
         let problem = assert_problem(put_limits(&api, "acme", &body).await, 422).await;

@@ -109,13 +109,16 @@ fn limits_body() -> Value {
                "description": format!("{what}; null or absent falls back to the dispatcher's default.")})
     };
     json!({
-        "description": "A tenant's overrides of the concurrency limits and the submit rate limit. A PUT replaces all \
-                        four; null or absent falls back to the default.",
+        "description": "A tenant's overrides of the concurrency limits, its fair-share weight and the submit rate \
+                        limit. A PUT replaces them all; null or absent falls back to the default.",
         "type": "object",
         "additionalProperties": false,
         "properties": {
             "concurrency_limit": limit("Most executions of this tenant running at once"),
             "workflow_limit": limit("Most executions of any one workflow of this tenant running at once"),
+            "weight": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": crate::routes::admin::MAX_WEIGHT,
+                       "description": "This tenant's share of admissions when tenants compete for slots, relative \
+                                       to the others' weights; null or absent is 1."},
             "submit_rate": {"type": ["number", "null"], "exclusiveMinimum": 0,
                             "maximum": crate::routes::admin::MAX_SUBMIT_RATE,
                             "description": "Submissions per second this tenant may sustain (over it: 429); null or \

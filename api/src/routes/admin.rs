@@ -91,9 +91,11 @@ pub async fn revoke_key(
 
 /// Highest submit rate a tenant can be given, in submissions per second.
 pub const MAX_SUBMIT_RATE: f64 = 1_000_000.0;
+/// Highest fair-share weight (the lowest is just above 0).
+pub const MAX_WEIGHT: f64 = 10_000.0;
 
 /// A tenant's overrides; `null` (or absent) falls back to the default: the dispatchers' for concurrency, the
-/// API's (`API_SUBMIT_RATE`, `API_SUBMIT_BURST`) for the submit rate. A PUT replaces all four.
+/// API's (`API_SUBMIT_RATE`, `API_SUBMIT_BURST`) for the submit rate, 1 for the weight. A PUT replaces them all.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LimitsBody {
     /// Most executions of this tenant running at once.
@@ -102,6 +104,8 @@ pub struct LimitsBody {
     /// Most executions of any one workflow of this tenant running at once.
     #[schema(minimum = 0, maximum = 2147483647)]
     pub workflow_limit: Option<i32>,
+    /// This tenant's share of admissions when tenants compete for slots, relative to the others' (default 1).
+    pub weight: Option<f64>,
     /// Submissions per second this tenant may sustain.
     pub submit_rate: Option<f64>,
     /// Submissions accepted at once after a quiet spell (the bucket's size).
@@ -111,20 +115,21 @@ pub struct LimitsBody {
 
 impl RequestBody for LimitsBody {
     fn from_object(object: serde_json::Map<String, serde_json::Value>) -> Result<Self, ApiError> {
-        let names = ["concurrency_limit", "workflow_limit", "submit_rate", "submit_burst"];
+        let names = ["concurrency_limit", "workflow_limit", "weight", "submit_rate", "submit_burst"];
         let mut fields = Fields::new("", object, &names)?;
         let mut count = |name, min| fields.integer(name, min..=i64::from(i32::MAX)).map(|n| n.map(|n| n as i32));
         let (concurrency_limit, workflow_limit) = (count("concurrency_limit", 0)?, count("workflow_limit", 0)?);
         let submit_burst = count("submit_burst", 1)?;
         let submit_rate = fields.positive_number("submit_rate", MAX_SUBMIT_RATE)?;
-        Ok(Self { concurrency_limit, workflow_limit, submit_rate, submit_burst })
+        let weight = fields.positive_number("weight", MAX_WEIGHT)?;
+        Ok(Self { concurrency_limit, workflow_limit, weight, submit_rate, submit_burst })
     }
 }
 
 impl From<&LimitsBody> for TenantLimits {
     fn from(body: &LimitsBody) -> Self {
-        let LimitsBody { concurrency_limit, workflow_limit, submit_rate, submit_burst } = *body;
-        Self { concurrency_limit, workflow_limit, submit_rate, submit_burst }
+        let LimitsBody { concurrency_limit, workflow_limit, weight, submit_rate, submit_burst } = *body;
+        Self { concurrency_limit, workflow_limit, weight, submit_rate, submit_burst }
     }
 }
 

@@ -2,7 +2,7 @@
 -- takes their leases, all in one atomic step. Work that cannot start stays unclaimed for other dispatchers.
 -- KEYS[1] tenants zset ({prefix}:tenants)    KEYS[2] limits hash ({prefix}:limits)
 -- KEYS[3] active zset ({prefix}:active)      KEYS[4] queued hash ({prefix}:queued)
--- KEYS[5] turn counter ({prefix}:turn)
+-- KEYS[5] fair-share virtual time ({prefix}:turn)
 -- ARGV[1] prefix (tenant-derived keys are built from it: single Redis only, not Redis Cluster)
 -- ARGV[2] consumer group, ARGV[3] dispatcher id (consumer name and lease owner), ARGV[4] now (ms),
 -- ARGV[5] lease expiry (ms), ARGV[6] most executions to admit in this call
@@ -71,118 +71,156 @@ local function workflow_active(tenant, state, workflow)
   return count
 end
 
--- The round-robin turn: read once, advanced per tenant served, written back once at the end.
-local turn = nil
-local function next_turn()
-  if turn == nil then
-    turn = tonumber(redis.call('GET', KEYS[5])) or 0
+-- Fair share between tenants (start-time fair queuing, as stride scheduling does it): the tenants zset scores
+-- each tenant with work by its tag, the virtual time at which its last admission ended, and KEYS[5] holds the
+-- virtual time V, the start of the last admission. The tenant with the smallest tag is served next; its
+-- admission starts at max(V, tag) and ends, as its new tag, 1/weight later. While tenants compete, a tenant of
+-- weight 2 is therefore served twice as often as one of weight 1; one that had no work or sat at its limit
+-- comes back at V and banks no credit (one admission of catch-up at most); one that cannot be served is skipped
+-- without holding anyone back. A new tenant enters at 0 (enqueue.lua) and is served next, once.
+local vtime = nil
+local function tenant_weight(tenant, state)
+  if state.weight == nil then
+    local weight = tonumber(redis.call('HGET', KEYS[2], 'weight:' .. tenant)) or 1
+    if weight <= 0 then weight = 1 end
+    state.weight = weight
   end
-  turn = turn + 1
-  return turn
+  return state.weight
 end
 
--- Passes over the tenants in round-robin order (least recently served first), at most one admission per
--- tenant per pass, until the batch is full, the global limit is reached or a pass admits nothing.
-local function admit_passes()
-  local progress = true
-  while progress do
-    progress = false
-    local tenants = redis.call('ZRANGE', KEYS[1], 0, -1)
-    for _, tenant in ipairs(tenants) do
-      if admitted >= max then
-        return 'batch'
-      end
-      if active >= global_limit then
-        return 'global'
-      end
-      local state = tenant_state(tenant)
-      local lanes_key = K.lanes(tenant)
-      if state.active < state.limit then
-        if state.priorities == nil then
-          state.workflow_limit = tonumber(redis.call('HGET', KEYS[2], 'workflow:' .. tenant)) or workflow_default
-          -- Highest priority first.
-          state.priorities = redis.call('ZREVRANGE', lanes_key, 0, -1)
-        end
-        local workflow_limit = state.workflow_limit
-        local served = false
-        local remaining = {}
-        for index, priority in ipairs(state.priorities) do
-          local lane = K.lane(tenant, priority)
-          local entry = nil
-          local blocked = false
-          while entry == nil do
-            if workflow_limit > 0 then
-              -- Look before claiming: an entry whose workflow is at its limit stays unclaimed (and holds back
-              -- this lane of this tenant only).
-              local next = peek(lane)
-              if next == nil then break end
-              local workflow = field(next[2], 'workflow')
-              if workflow_active(tenant, state, workflow) >= workflow_limit then
-                blocked = true
-                break
-              end
-            end
-            local read = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', lane, '>')
-            if not read then break end
-            local candidate = read[1][2][1]
-            local id = field(candidate[2], 'id')
-            if not id or not field(candidate[2], 'workflow') then
-              -- Not a queue message: park it with the dead letters rather than block the lane.
-              ack_entry(lane, group, candidate[1])
-              local dead = {}
-              for _, v in ipairs(candidate[2]) do dead[#dead + 1] = v end
-              for _, v in ipairs({'reason', 'malformed queue entry (no id or workflow field)', 'dead_at', now,
-                  'deliveries', 1}) do dead[#dead + 1] = v end
-              redis.call('XADD', K.dead_letters(), '*', unpack(dead))
-            elseif redis.call('EXISTS', K.cancel(id)) == 1 then
-              -- Cancelled while waiting: drop it without taking a slot.
-              ack_entry(lane, group, candidate[1])
-              redis.call('HDEL', KEYS[4], id)
-            else
-              entry = candidate
-            end
-          end
-          if entry ~= nil then
-            local fields = entry[2]
-            local id = field(fields, 'id') or ''
-            local workflow = field(fields, 'workflow') or ''
-            score_slots(id, tenant, workflow, expiry)
-            redis.call('HSET', K.lease(id),
-              'dispatcher', consumer, 'tenant', tenant, 'workflow', workflow,
-              'attempt', field(fields, 'attempt') or '1', 'lane', lane, 'entry', entry[1],
-              'claimed_at', now, 'deliveries', 1)
-            redis.call('HDEL', KEYS[4], id)
-            out[#out + 1] = {lane, entry[1], fields}
-            admitted = admitted + 1
-            active = active + 1
-            state.active = state.active + 1
-            state.workflows[workflow] = workflow_active(tenant, state, workflow) + 1
-            served = true
-            progress = true
-            -- This lane and the lower ones stay as they are.
-            for rest = index, #state.priorities do remaining[#remaining + 1] = state.priorities[rest] end
-            break
-          elseif blocked then
-            remaining[#remaining + 1] = priority
-          else
-            -- Nothing left to deliver in this lane. Enqueue re-adds the lane with its next entry.
-            redis.call('ZREM', lanes_key, priority)
-          end
-        end
-        state.priorities = remaining
-        if served then
-          redis.call('ZADD', KEYS[1], next_turn(), tenant)
-        elseif #remaining == 0 then
-          redis.call('ZREM', KEYS[1], tenant)
+-- One admission from one tenant: its highest-priority lane with an admissible entry. Returns 'admitted',
+-- 'blocked' (at its limit, or every lane with work held back by the per-workflow limit: it keeps its tag) or
+-- 'empty' (nothing left to deliver).
+local function admit_one(tenant, state)
+  if state.active >= state.limit then
+    return 'blocked'
+  end
+  local lanes_key = K.lanes(tenant)
+  if state.priorities == nil then
+    state.workflow_limit = tonumber(redis.call('HGET', KEYS[2], 'workflow:' .. tenant)) or workflow_default
+    -- Highest priority first.
+    state.priorities = redis.call('ZREVRANGE', lanes_key, 0, -1)
+  end
+  local workflow_limit = state.workflow_limit
+  local served = false
+  local remaining = {}
+  for index, priority in ipairs(state.priorities) do
+    local lane = K.lane(tenant, priority)
+    local entry = nil
+    local blocked = false
+    while entry == nil do
+      if workflow_limit > 0 then
+        -- Look before claiming: an entry whose workflow is at its limit stays unclaimed (and holds back
+        -- this lane of this tenant only).
+        local next = peek(lane)
+        if next == nil then break end
+        local workflow = field(next[2], 'workflow')
+        if workflow_active(tenant, state, workflow) >= workflow_limit then
+          blocked = true
+          break
         end
       end
+      local read = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', lane, '>')
+      if not read then break end
+      local candidate = read[1][2][1]
+      local id = field(candidate[2], 'id')
+      if not id or not field(candidate[2], 'workflow') then
+        -- Not a queue message: park it with the dead letters rather than block the lane.
+        ack_entry(lane, group, candidate[1])
+        local dead = {}
+        for _, v in ipairs(candidate[2]) do dead[#dead + 1] = v end
+        for _, v in ipairs({'reason', 'malformed queue entry (no id or workflow field)', 'dead_at', now,
+            'deliveries', 1}) do dead[#dead + 1] = v end
+        redis.call('XADD', K.dead_letters(), '*', unpack(dead))
+      elseif redis.call('EXISTS', K.cancel(id)) == 1 then
+        -- Cancelled while waiting: drop it without taking a slot.
+        ack_entry(lane, group, candidate[1])
+        redis.call('HDEL', KEYS[4], id)
+      else
+        entry = candidate
+      end
+    end
+    if entry ~= nil then
+      local fields = entry[2]
+      local id = field(fields, 'id') or ''
+      local workflow = field(fields, 'workflow') or ''
+      score_slots(id, tenant, workflow, expiry)
+      redis.call('HSET', K.lease(id),
+        'dispatcher', consumer, 'tenant', tenant, 'workflow', workflow,
+        'attempt', field(fields, 'attempt') or '1', 'lane', lane, 'entry', entry[1],
+        'claimed_at', now, 'deliveries', 1)
+      redis.call('HDEL', KEYS[4], id)
+      out[#out + 1] = {lane, entry[1], fields}
+      admitted = admitted + 1
+      active = active + 1
+      state.active = state.active + 1
+      state.workflows[workflow] = workflow_active(tenant, state, workflow) + 1
+      served = true
+      -- This lane and the lower ones stay as they are.
+      for rest = index, #state.priorities do remaining[#remaining + 1] = state.priorities[rest] end
+      break
+    elseif blocked then
+      remaining[#remaining + 1] = priority
+    else
+      -- Nothing left to deliver in this lane. Enqueue re-adds the lane with its next entry.
+      redis.call('ZREM', lanes_key, priority)
+    end
+  end
+  state.priorities = remaining
+  if served then
+    return 'admitted'
+  elseif #remaining == 0 then
+    return 'empty'
+  end
+  return 'blocked'
+end
+
+-- Serves tenants in tag order until the batch is full, the global limit is reached or no tenant can be served.
+local function admit_fairly()
+  local scored = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+  -- {tenant, tag}, ordered by tag, then name (the zset's own order).
+  local order = {}
+  for i = 1, #scored, 2 do
+    order[#order + 1] = {scored[i], tonumber(scored[i + 1])}
+  end
+  local function before(a, b)
+    return a[2] < b[2] or (a[2] == b[2] and a[1] < b[1])
+  end
+  while #order > 0 do
+    if admitted >= max then
+      return 'batch'
+    end
+    if active >= global_limit then
+      return 'global'
+    end
+    local head = table.remove(order, 1)
+    local tenant, tag = head[1], head[2]
+    local state = tenant_state(tenant)
+    local result = admit_one(tenant, state)
+    if result == 'admitted' then
+      if vtime == nil then
+        vtime = tonumber(redis.call('GET', KEYS[5])) or 0
+      end
+      local start = math.max(vtime, tag)
+      vtime = start
+      local next = {tenant, start + 1 / tenant_weight(tenant, state)}
+      redis.call('ZADD', KEYS[1], string.format('%.17g', next[2]), tenant)
+      -- Back into the order at its new tag (binary search for the first element after it).
+      local low, high = 1, #order + 1
+      while low < high do
+        local mid = math.floor((low + high) / 2)
+        if before(next, order[mid]) then high = mid else low = mid + 1 end
+      end
+      table.insert(order, low, next)
+    elseif result == 'empty' then
+      redis.call('ZREM', KEYS[1], tenant)
     end
   end
   return 'idle'
 end
 
-out[1] = admit_passes()
-if turn ~= nil then
-  redis.call('SET', KEYS[5], turn)
+out[1] = admit_fairly()
+if vtime ~= nil then
+  redis.call('SET', KEYS[5], string.format('%.17g', vtime))
 end
 return out

@@ -30,7 +30,8 @@ impl Keys {
         format!("{}:queue:{tenant}:p{priority}", self.prefix)
     }
 
-    /// Sorted set: tenants that may have queued work, scored by the round-robin turn they were last served in.
+    /// Sorted set: tenants that may have queued work, scored by their fair-share tag (the virtual time at which
+    /// their last admission ended; the lowest is served next).
     pub fn tenants(&self) -> String {
         format!("{}:tenants", self.prefix)
     }
@@ -46,7 +47,7 @@ impl Keys {
         format!("{}:queued", self.prefix)
     }
 
-    /// String counter: the round-robin turn, incremented each time a tenant is served.
+    /// String (number): the fair-share virtual time, the start of the last admission.
     pub fn turn(&self) -> String {
         format!("{}:turn", self.prefix)
     }
@@ -72,7 +73,7 @@ impl Keys {
     }
 
     /// Hash: limits: `global`, `tenant:<tenant>` and `workflow:<tenant>` (concurrency; `workflow` is per workflow of
-    /// that tenant), and `rate:<tenant>` / `burst:<tenant>` (the tenant's submit rate limit).
+    /// that tenant), `weight:<tenant>` (fair share), and `rate:<tenant>` / `burst:<tenant>` (the tenant's submit rate limit).
     pub fn limits(&self) -> String {
         format!("{}:limits", self.prefix)
     }

@@ -23,6 +23,8 @@ pub struct DefaultLimits {
 pub struct TenantOverrides {
     pub concurrency_limit: Option<i32>,
     pub workflow_limit: Option<i32>,
+    /// The fair-share weight (1 when absent).
+    pub weight: Option<f64>,
     /// Submissions per second.
     pub submit_rate: Option<f64>,
     /// Submissions accepted at once from a full bucket.
@@ -35,6 +37,11 @@ pub fn tenant_field(tenant: &str) -> String {
 
 pub fn workflow_field(tenant: &str) -> String {
     format!("workflow:{tenant}")
+}
+
+/// The field of a tenant's fair-share weight (read by `admit.lua`).
+pub fn weight_field(tenant: &str) -> String {
+    format!("weight:{tenant}")
 }
 
 /// The field of a tenant's submit rate (read by `submit_rate.lua`).
@@ -72,13 +79,14 @@ pub async fn publish_tenant(
     let limits = limits.into();
     let mut pipe = redis::pipe();
     pipe.atomic();
-    let rate = limits.submit_rate.map(|r| r.to_string());
+    let [weight, rate] = [limits.weight, limits.submit_rate].map(|v| v.map(|v| v.to_string()));
     let counts =
         [limits.concurrency_limit, limits.workflow_limit, limits.submit_burst].map(|v| v.map(|v| v.to_string()));
     let [concurrency, workflow, burst] = counts;
     for (field, value) in [
         (tenant_field(tenant), concurrency),
         (workflow_field(tenant), workflow),
+        (weight_field(tenant), weight),
         (rate_field(tenant), rate),
         (burst_field(tenant), burst),
     ] {

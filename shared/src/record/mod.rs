@@ -81,12 +81,13 @@ pub async fn ensure_tenant<'e>(db: impl sqlx::PgExecutor<'e>, tenant: &str) -> R
     Ok(())
 }
 
-/// A tenant's overrides (None: the default applies): concurrency (the dispatchers' defaults) and the submit rate
-/// limit (the API's defaults).
+/// A tenant's overrides (None: the default applies): concurrency (the dispatchers' defaults), the fair-share
+/// weight (1) and the submit rate limit (the API's defaults).
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TenantLimits {
     pub concurrency_limit: Option<i32>,
     pub workflow_limit: Option<i32>,
+    pub weight: Option<f64>,
     pub submit_rate: Option<f64>,
     pub submit_burst: Option<i32>,
 }
@@ -94,14 +95,15 @@ pub struct TenantLimits {
 /// Sets a tenant's overrides, creating the tenant if needed.
 pub async fn set_tenant_limits(pool: &PgPool, tenant: &str, limits: TenantLimits) -> Result<(), RecordError> {
     sqlx::query(
-        "INSERT INTO tenants (name, concurrency_limit, workflow_limit, submit_rate, submit_burst)
-         VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO tenants (name, concurrency_limit, workflow_limit, weight, submit_rate, submit_burst)
+         VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (name) DO UPDATE
-         SET concurrency_limit = $2, workflow_limit = $3, submit_rate = $4, submit_burst = $5",
+         SET concurrency_limit = $2, workflow_limit = $3, weight = $4, submit_rate = $5, submit_burst = $6",
     )
     .bind(tenant)
     .bind(limits.concurrency_limit)
     .bind(limits.workflow_limit)
+    .bind(limits.weight)
     .bind(limits.submit_rate)
     .bind(limits.submit_burst)
     .execute(pool)
@@ -111,18 +113,18 @@ pub async fn set_tenant_limits(pool: &PgPool, tenant: &str, limits: TenantLimits
 
 /// Every tenant's overrides, for restoring the Redis copy after Redis lost its data.
 pub async fn all_tenant_limits(pool: &PgPool) -> Result<Vec<(String, TenantLimits)>, RecordError> {
-    type Row = (String, Option<i32>, Option<i32>, Option<f64>, Option<i32>);
+    type Row = (String, Option<i32>, Option<i32>, Option<f64>, Option<f64>, Option<i32>);
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT name, concurrency_limit, workflow_limit, submit_rate, submit_burst FROM tenants
-         WHERE concurrency_limit IS NOT NULL OR workflow_limit IS NOT NULL
+        "SELECT name, concurrency_limit, workflow_limit, weight, submit_rate, submit_burst FROM tenants
+         WHERE concurrency_limit IS NOT NULL OR workflow_limit IS NOT NULL OR weight IS NOT NULL
             OR submit_rate IS NOT NULL OR submit_burst IS NOT NULL",
     )
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(name, concurrency_limit, workflow_limit, submit_rate, submit_burst)| {
-            (name, TenantLimits { concurrency_limit, workflow_limit, submit_rate, submit_burst })
+        .map(|(name, concurrency_limit, workflow_limit, weight, submit_rate, submit_burst)| {
+            (name, TenantLimits { concurrency_limit, workflow_limit, weight, submit_rate, submit_burst })
         })
         .collect())
 }
@@ -135,7 +137,7 @@ pub async fn ping(pool: &PgPool) -> Result<(), RecordError> {
 
 impl From<TenantLimits> for crate::protocol::limits::TenantOverrides {
     fn from(limits: TenantLimits) -> Self {
-        let TenantLimits { concurrency_limit, workflow_limit, submit_rate, submit_burst } = limits;
-        Self { concurrency_limit, workflow_limit, submit_rate, submit_burst }
+        let TenantLimits { concurrency_limit, workflow_limit, weight, submit_rate, submit_burst } = limits;
+        Self { concurrency_limit, workflow_limit, weight, submit_rate, submit_burst }
     }
 }
