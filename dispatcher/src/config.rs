@@ -86,6 +86,12 @@ pub struct DispatcherConfig {
     /// Default most executions running at once per workflow of a tenant; 0 means only the tenant limit applies.
     #[arg(long = "workflow-limit", env = "DISPATCHER_WORKFLOW_LIMIT", default_value_t = 0)]
     pub workflow_limit: u32,
+    /// Milliseconds of waiting worth one priority level within a tenant: an execution of priority p goes before
+    /// any of priority p' > p submitted more than (p' - p) times this after it, so a priority-0 execution
+    /// behind a steady stream of priority-9 work waits at most about 9 times this. 0 keeps priorities strict
+    /// (low priorities may starve).
+    #[arg(long = "priority-aging-ms", env = "DISPATCHER_PRIORITY_AGING_MS", default_value_t = 60_000)]
+    pub priority_aging_ms: u32,
     /// Seconds a concurrency lease lives without a heartbeat before other dispatchers take it over.
     #[arg(
         long = "lease-ttl-secs",

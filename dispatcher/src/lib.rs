@@ -211,8 +211,12 @@ async fn run_with_runners(
     let redis_client = config.redis.client()?;
     let keys = Keys::new(config.redis.prefix.clone());
     let storage = Storage::connect(&config.s3).await?;
-    let defaults =
-        DefaultLimits { global: config.global_limit, tenant: config.tenant_limit, workflow: config.workflow_limit };
+    let defaults = DefaultLimits {
+        global: config.global_limit,
+        tenant: config.tenant_limit,
+        workflow: config.workflow_limit,
+        priority_aging_ms: config.priority_aging_ms,
+    };
     let metrics = health::Metrics::new(runner.as_ref());
     let listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await

@@ -400,15 +400,23 @@ async fn a_queued_execution_says_why_it_waits() {
     assert_eq!(waiting_reason(&api, &key, id).await, "no dispatcher alive");
     let _: () = redis.zadd(api.keys.dispatchers(), "d-1", now).await.unwrap();
 
-    limits::publish_defaults(&mut redis, &api.keys, DefaultLimits { global: 2, tenant: 10, workflow: 0 })
-        .await
-        .unwrap();
+    limits::publish_defaults(
+        &mut redis,
+        &api.keys,
+        DefaultLimits { global: 2, tenant: 10, workflow: 0, priority_aging_ms: 0 },
+    )
+    .await
+    .unwrap();
     zadd_members(&api, &api.keys.active(), 2).await;
     assert_eq!(waiting_reason(&api, &key, id).await, "global limit 2/2");
 
-    limits::publish_defaults(&mut redis, &api.keys, DefaultLimits { global: 10, tenant: 10, workflow: 0 })
-        .await
-        .unwrap();
+    limits::publish_defaults(
+        &mut redis,
+        &api.keys,
+        DefaultLimits { global: 10, tenant: 10, workflow: 0, priority_aging_ms: 0 },
+    )
+    .await
+    .unwrap();
     limits::publish_tenant(
         &mut redis,
         &api.keys,
@@ -439,7 +447,8 @@ async fn a_queued_execution_says_why_it_waits() {
     // Two more at the same priority and one at a higher one: the last same-priority one has 3 ahead.
     let _second = submit(&api, &key, 5).await;
     let third = submit(&api, &key, 5).await;
-    let _urgent = submit(&api, &key, 9).await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let urgent = submit(&api, &key, 9).await;
     assert_eq!(waiting_reason(&api, &key, third).await, "waiting to be claimed: 3 ahead of it in tenant acme's queue");
     assert_eq!(waiting_reason(&api, &key, id).await, "waiting to be claimed: 1 ahead of it in tenant acme's queue");
     // A dispatcher claims the first entry of the lane: one less ahead.
@@ -456,6 +465,17 @@ async fn a_queued_execution_says_why_it_waits() {
         .await
         .unwrap();
     assert_eq!(waiting_reason(&api, &key, third).await, "waiting to be claimed: 2 ahead of it in tenant acme's queue");
+    // With priority aging, what ranks ahead depends on when it was queued: at 1 ms per level, the priority-9
+    // execution queued 50 ms after `third` ranks behind it, and the priority-5 ones queued before it rank ahead.
+    let aging = |ms| DefaultLimits { global: 10, tenant: 10, workflow: 0, priority_aging_ms: ms };
+    limits::publish_defaults(&mut redis, &api.keys, aging(1)).await.unwrap();
+    assert_eq!(waiting_reason(&api, &key, third).await, "waiting to be claimed: 1 ahead of it in tenant acme's queue");
+    assert_eq!(waiting_reason(&api, &key, urgent).await, "waiting to be claimed: 2 ahead of it in tenant acme's queue");
+    // At a minute per level, 50 ms is nothing: priority decides, as without aging.
+    limits::publish_defaults(&mut redis, &api.keys, aging(60_000)).await.unwrap();
+    assert_eq!(waiting_reason(&api, &key, third).await, "waiting to be claimed: 2 ahead of it in tenant acme's queue");
+    assert_eq!(waiting_reason(&api, &key, urgent).await, "waiting to be claimed: 0 ahead of it in tenant acme's queue");
+    limits::publish_defaults(&mut redis, &api.keys, aging(0)).await.unwrap();
     // Another tenant's queue does not count.
     let globex = api.tenant_key("globex").await.unwrap();
     let theirs = submit(&api, &globex, 9).await;

@@ -38,7 +38,8 @@ impl Ctx {
     }
 
     async fn limits(&mut self, global: u32, tenant: u32, workflow: u32) {
-        limits::publish_defaults(&mut self.conn, &self.keys, DefaultLimits { global, tenant, workflow }).await.unwrap();
+        let limits = DefaultLimits { global, tenant, workflow, priority_aging_ms: 0 };
+        limits::publish_defaults(&mut self.conn, &self.keys, limits).await.unwrap();
     }
 
     /// Enqueues a first attempt of a new execution and returns its id.
@@ -533,6 +534,36 @@ fn submit_rate_is_a_token_bucket(mut c: Ctx) -> BoxFuture<'static, Ctx> {
     })
 }
 
+/// Priority aging: with one level per second of waiting, a priority-0 entry that has waited 10 s goes before a
+/// fresh priority-9 one, one that has waited 5 s does not; with aging off, priority is strict.
+fn aging_lifts_waiting_entries(mut c: Ctx) -> BoxFuture<'static, Ctx> {
+    Box::pin(async move {
+        let enqueue_aged = async |c: &mut Ctx, priority: u8, waited_ms: i64| {
+            let mut m = message(SAMPLE_TENANT, "report", priority);
+            m.queued_at_ms -= waited_ms;
+            protocol::enqueue(&mut c.conn, &c.keys, &m).await.unwrap();
+            m.execution_id
+        };
+        let aging = |ms| DefaultLimits { global: 100, tenant: 100, workflow: 0, priority_aging_ms: ms };
+        limits::publish_defaults(&mut c.conn, &c.keys, aging(1000)).await.unwrap();
+        let old_low = enqueue_aged(&mut c, 0, 10_000).await;
+        let fresh_high = enqueue_aged(&mut c, 9, 0).await;
+        assert_eq!(c.admit("d1", 1).await.1, [old_low], "0 + 10 s of waiting ranks above 9");
+        assert_eq!(c.admit("d1", 1).await.1, [fresh_high]);
+
+        let younger_low = enqueue_aged(&mut c, 0, 5_000).await;
+        let fresh_high = enqueue_aged(&mut c, 9, 0).await;
+        let (_, both) = c.admit("d1", 2).await;
+        assert_eq!(both, [fresh_high, younger_low], "0 + 5 s ranks below 9");
+
+        limits::publish_defaults(&mut c.conn, &c.keys, aging(0)).await.unwrap();
+        let very_old_low = enqueue_aged(&mut c, 0, 3_600_000).await;
+        let fresh_high = enqueue_aged(&mut c, 9, 0).await;
+        assert_eq!(c.admit("d1", 2).await.1, [fresh_high, very_old_low], "without aging, priority is strict");
+        c
+    })
+}
+
 type Case = fn(Ctx) -> BoxFuture<'static, Ctx>;
 
 const CASES: &[(&str, Case)] = &[
@@ -549,6 +580,7 @@ const CASES: &[(&str, Case)] = &[
     ("the status acknowledgement settles progress streams", ack_status_settles_progress_streams),
     ("the submit rate script is a token bucket", submit_rate_is_a_token_bucket),
     ("weights split admissions and newcomers bank no credit", weights_split_admissions),
+    ("aging lifts waiting entries above fresher higher priorities", aging_lifts_waiting_entries),
 ];
 
 #[tokio::test]

@@ -13,13 +13,15 @@ PREFIX = ARGV[1]
 local group, consumer = ARGV[2], ARGV[3]
 local now, expiry, max = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 
-local limits = redis.call('HMGET', KEYS[2], 'global', 'tenant', 'workflow')
+local limits = redis.call('HMGET', KEYS[2], 'global', 'tenant', 'workflow', 'aging')
 if not limits[1] then
   return {'no-limits'}
 end
 local global_limit = tonumber(limits[1])
 local tenant_default = tonumber(limits[2]) or 0
 local workflow_default = tonumber(limits[3]) or 0
+-- Priority aging: a waiting entry gains one priority level per `aging_ms` of waiting (0: strict priority).
+local aging_ms = tonumber(limits[4]) or 0
 
 -- The next entry of a lane the group has not delivered yet, without delivering it.
 local function peek(lane)
@@ -38,6 +40,41 @@ local function peek(lane)
   return nil
 end
 
+-- A lane's priority raised by how long its next entry has waited (since `queued_at`, the submission): the
+-- order in which a tenant's lanes are tried when aging is on. The head is peeked once per lane and call, and
+-- again only after this call took from that lane.
+local function aged_priority(state, priority)
+  local head = state.heads[priority]
+  if head == nil then
+    head = peek(K.lane(state.name, priority)) or false
+    state.heads[priority] = head
+  end
+  if not head then
+    return tonumber(priority)
+  end
+  local queued_at = tonumber(field(head[2], 'queued_at') or '') or now
+  return tonumber(priority) + math.max(0, now - queued_at) / aging_ms
+end
+
+-- The order in which to try a tenant's lanes: highest priority first, or with aging, highest aged priority
+-- first (ties: the higher base priority). Only a tenant with more than one lane pays for the peeks.
+local function lane_order(state)
+  local priorities = state.priorities
+  if aging_ms <= 0 or #priorities < 2 then
+    return priorities
+  end
+  local ranked = {}
+  for _, priority in ipairs(priorities) do
+    ranked[#ranked + 1] = {priority, aged_priority(state, priority)}
+  end
+  table.sort(ranked, function(a, b)
+    return a[2] > b[2] or (a[2] == b[2] and tonumber(a[1]) > tonumber(b[1]))
+  end)
+  local order = {}
+  for i, r in ipairs(ranked) do order[i] = r[1] end
+  return order
+end
+
 local out = {'idle'}
 local admitted = 0
 local active = redis.call('ZCARD', KEYS[3])
@@ -54,6 +91,8 @@ local function tenant_state(tenant)
   local state = seen[tenant]
   if state == nil then
     state = {
+      name = tenant,
+      heads = {},
       limit = tonumber(redis.call('HGET', KEYS[2], 'tenant:' .. tenant)) or tenant_default,
       active = redis.call('ZCARD', K.active_tenant(tenant)),
       workflows = {},
@@ -103,8 +142,8 @@ local function admit_one(tenant, state)
   end
   local workflow_limit = state.workflow_limit
   local served = false
-  local remaining = {}
-  for index, priority in ipairs(state.priorities) do
+  local emptied = {}
+  for _, priority in ipairs(lane_order(state)) do
     local lane = K.lane(tenant, priority)
     local entry = nil
     local blocked = false
@@ -156,15 +195,20 @@ local function admit_one(tenant, state)
       state.active = state.active + 1
       state.workflows[workflow] = workflow_active(tenant, state, workflow) + 1
       served = true
-      -- This lane and the lower ones stay as they are.
-      for rest = index, #state.priorities do remaining[#remaining + 1] = state.priorities[rest] end
+      state.heads[priority] = nil
       break
-    elseif blocked then
-      remaining[#remaining + 1] = priority
-    else
+    end
+    -- Entries may have been read (and dropped) here: the lane's head is peeked again when aging needs it.
+    state.heads[priority] = nil
+    if not blocked then
       -- Nothing left to deliver in this lane. Enqueue re-adds the lane with its next entry.
       redis.call('ZREM', lanes_key, priority)
+      emptied[priority] = true
     end
+  end
+  local remaining = {}
+  for _, priority in ipairs(state.priorities) do
+    if not emptied[priority] then remaining[#remaining + 1] = priority end
   end
   state.priorities = remaining
   if served then

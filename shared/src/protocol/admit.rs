@@ -2,8 +2,8 @@
 //! allow, and takes their leases in the same atomic step, so work this dispatcher cannot start stays
 //! available to the others and no limit is exceeded by any number of dispatchers.
 //!
-//! Tenants are served round robin (least recently served first, one admission per tenant per pass), priorities
-//! strictly within a tenant. With a per-workflow limit, the head entry of a lane whose workflow is at its limit
+//! Tenants are served by weighted fair share (start-time fair queuing: the smallest tag first, docs/dispatcher.md),
+//! priorities within a tenant with aging (one level per `aging` ms of waiting; 0 is strict). With a per-workflow limit, the head entry of a lane whose workflow is at its limit
 //! stays unclaimed and holds back that lane of that tenant only. A cancelled entry is dropped without taking a
 //! slot; an entry that is not a queue message is dead-lettered.
 //!

@@ -9,12 +9,14 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 
-/// The dispatchers' default limits (0 for `workflow` means "no per-workflow limit").
+/// The dispatchers' default limits (0 for `workflow` means "no per-workflow limit") and admission settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct DefaultLimits {
     pub global: u32,
     pub tenant: u32,
     pub workflow: u32,
+    /// Milliseconds of waiting worth one priority level within a tenant; 0 is strict priority.
+    pub priority_aging_ms: u32,
 }
 
 /// Overrides of one tenant; `None` falls back to the default (the dispatchers' for concurrency, the API's for the
@@ -63,7 +65,12 @@ pub async fn publish_defaults(
     let _: () = conn
         .hset_multiple(
             keys.limits(),
-            &[("global", limits.global), ("tenant", limits.tenant), ("workflow", limits.workflow)],
+            &[
+                ("global", limits.global),
+                ("tenant", limits.tenant),
+                ("workflow", limits.workflow),
+                ("aging", limits.priority_aging_ms),
+            ],
         )
         .await?;
     Ok(())

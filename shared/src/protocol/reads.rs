@@ -246,8 +246,12 @@ pub struct Ahead {
     pub capped: bool,
 }
 
-/// Unclaimed entries ahead of `entry`: in its own lane before it, and in every higher-priority lane of the
-/// tenant, at most `max_per_lane` counted per lane. Three round trips (lanes, XINFO GROUPS, XRANGE).
+/// Unclaimed entries ahead of `entry` in its tenant's queue, at most `max_per_lane` counted per lane: in its own
+/// lane before it, and in the tenant's other lanes those admission ranks before it. With strict priority those
+/// are every entry of a higher lane; with priority aging (`aging` in the limits hash, published by the
+/// dispatchers) an entry of lane p' ranks before it when it was queued less than (p' - p) x aging after it (or,
+/// for a lower lane, more than (p - p') x aging before it). Times come from the entries' ids (when they were
+/// added to the lane). Three round trips (lanes and aging, XINFO GROUPS, XRANGE).
 pub async fn unclaimed_ahead(
     conn: &mut ConnectionManager,
     keys: &Keys,
@@ -256,13 +260,32 @@ pub async fn unclaimed_ahead(
     entry: &str,
     max_per_lane: usize,
 ) -> Result<Ahead, QueueError> {
-    let priorities: Vec<u8> = redis::cmd("ZRANGE").arg(keys.lanes(tenant)).arg(0).arg(-1).query_async(conn).await?;
+    let (priorities, aging_ms): (Vec<u8>, Option<i64>) = redis::pipe()
+        .cmd("ZRANGE")
+        .arg(keys.lanes(tenant))
+        .arg(0)
+        .arg(-1)
+        .cmd("HGET")
+        .arg(keys.limits())
+        .arg("aging")
+        .query_async(conn)
+        .await?;
+    let aging_ms = aging_ms.unwrap_or(0);
     let own_priority = priorities.iter().copied().find(|p| keys.lane(tenant, *p) == own_lane);
-    // (lane, end of the range): the own lane up to the entry, higher lanes to their end.
+    let own_ms: Option<i64> = entry.split('-').next().and_then(|ms| ms.parse().ok());
+    // (lane, end of the range): the own lane up to the entry, the others up to what ranks before it.
     let mut lanes = vec![(own_lane.to_string(), format!("({entry}"))];
     for priority in priorities {
-        if own_priority.is_some_and(|own| priority > own) {
-            lanes.push((keys.lane(tenant, priority), "+".to_string()));
+        let Some(own) = own_priority.filter(|own| *own != priority) else { continue };
+        match own_ms.filter(|_| aging_ms > 0) {
+            None if priority > own => lanes.push((keys.lane(tenant, priority), "+".to_string())),
+            None => {}
+            Some(own_ms) => {
+                let bound = own_ms + (i64::from(priority) - i64::from(own)) * aging_ms;
+                if bound > 0 {
+                    lanes.push((keys.lane(tenant, priority), (bound - 1).to_string()));
+                }
+            }
         }
     }
     let mut pipe = redis::pipe();
