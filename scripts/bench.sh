@@ -170,8 +170,10 @@ set -a
 set +a
 stop_dispatcher
 
-log "building the load generator (release)"
-(cd "$REPO" && cargo build --release -p flow-like-loadgen --bin flow-like-loadgen)
+if [[ -z ${STACK_SKIP_BUILD:-} ]]; then
+    log "building the load generator (release)"
+    (cd "$REPO" && cargo build --release -p flow-like-loadgen --bin flow-like-loadgen)
+fi
 
 log "running: flow-like-loadgen submit against http://$API_LISTEN"
 "$TARGET/flow-like-loadgen" submit \

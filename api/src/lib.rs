@@ -10,6 +10,7 @@ pub mod key_cache;
 pub mod metrics;
 pub mod openapi;
 pub mod params;
+pub mod rated_tenants;
 pub mod routes;
 pub mod rules;
 pub mod state;
@@ -74,6 +75,7 @@ pub async fn state(config: &ApiConfig) -> Result<AppState, RunError> {
         event_streams: event_streams::EventStreams::new(&config.redis)?,
         submitter,
         tracer: flow_like_shared::trace::Tracer::from_config(&config.trace, "flow-like-api")?,
+        rated_tenants: rated_tenants::RatedTenants::default(),
     })))
 }
 
@@ -92,6 +94,10 @@ pub fn app(state: AppState) -> Router {
         .route("/queue", get(routes::queue::get))
         .route("/tenants/{tenant}/api-keys", post(routes::admin::create_key))
         .route("/tenants/{tenant}/limits", put(routes::admin::put_limits))
+        .route("/tenants/{tenant}/pause", post(routes::admin::pause_tenant))
+        .route("/tenants/{tenant}/resume", post(routes::admin::resume_tenant))
+        .route("/tenants/{tenant}/workflows/{name}/pause", post(routes::admin::pause_workflow))
+        .route("/tenants/{tenant}/workflows/{name}/resume", post(routes::admin::resume_workflow))
         .route("/api-keys/{id}", delete(routes::admin::revoke_key));
     Router::new()
         .nest("/api/v1", v1)

@@ -27,6 +27,8 @@ pub struct Inner {
     pub submitter: Submitter,
     /// Where the submit spans go (nowhere unless OTEL_EXPORTER_OTLP_ENDPOINT is set).
     pub tracer: flow_like_shared::trace::Tracer,
+    /// The tenants with a submit rate of their own (charged even when the API's default is no limit).
+    pub rated_tenants: crate::rated_tenants::RatedTenants,
 }
 
 /// The request-handling settings, separate from connection settings so tests can build them directly.

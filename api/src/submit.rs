@@ -248,6 +248,12 @@ async fn replay(
 /// Charges one submission to the tenant's rate limit: the bucket after it (None when the tenant has no limit),
 /// or 429 with nothing written.
 async fn charge(state: &AppState, tenant: &str) -> Result<Option<Bucket>, ApiError> {
+    // Without a default limit, only tenants with a rate of their own are charged (no Redis call for the others).
+    if state.settings.submit_rate.rate <= 0.0
+        && !state.rated_tenants.has_own_rate(&state.redis, &state.keys, tenant).await?
+    {
+        return Ok(None);
+    }
     let mut redis = state.redis.clone();
     match submit_rate::charge(&mut redis, &state.keys, tenant, state.settings.submit_rate).await? {
         Charge::Unlimited => Ok(None),

@@ -74,6 +74,12 @@ pub async fn reason(conn: &mut ConnectionManager, keys: &Keys, record: &Executio
     if state.dispatchers_alive == 0 {
         return Ok("no dispatcher alive".into());
     }
+    if state.tenant_paused {
+        return Ok(format!("tenant {tenant} is paused"));
+    }
+    if state.workflow_paused {
+        return Ok(format!("workflow {workflow} of tenant {tenant} is paused"));
+    }
     let limits = limits::effective(conn, keys, tenant).await?;
     let (global, in_tenant, in_workflow) = (state.running_global, state.running_tenant, state.running_workflow);
     if let Some(limit) = limits.global

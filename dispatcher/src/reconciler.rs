@@ -144,6 +144,20 @@ impl Reconciler {
         for (tenant, overrides) in record::all_tenant_limits(&self.db).await? {
             limits::publish_tenant(&mut self.redis, &self.keys, &tenant, overrides).await?;
         }
+        // Pauses: restored, then checked against PostgreSQL once more, so a resume that ran between the read and
+        // the restore (PostgreSQL first, then Redis) is not undone.
+        let paused = record::all_paused(&self.db).await?;
+        for (tenant, member) in &paused {
+            let workflow = (member != limits::WHOLE_TENANT).then_some(member.as_str());
+            limits::set_paused(&mut self.redis, &self.keys, tenant, workflow, true).await?;
+        }
+        if !paused.is_empty() {
+            let still = record::all_paused(&self.db).await?;
+            for (tenant, member) in paused.iter().filter(|p| !still.contains(p)) {
+                let workflow = (member != limits::WHOLE_TENANT).then_some(member.as_str());
+                limits::set_paused(&mut self.redis, &self.keys, tenant, workflow, false).await?;
+            }
+        }
         Ok(())
     }
 }

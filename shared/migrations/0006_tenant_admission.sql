@@ -10,3 +10,13 @@ ALTER TABLE tenants
     ADD COLUMN weight       double precision CHECK (weight > 0),
     ADD COLUMN submit_rate  double precision CHECK (submit_rate > 0),
     ADD COLUMN submit_burst integer CHECK (submit_burst > 0);
+
+-- What is paused (`POST /api/v1/tenants/{tenant}/pause`, `.../workflows/{name}/pause`): the whole tenant
+-- (`workflow = '*'`) or one of its workflows. Admission takes nothing paused (Redis: `{prefix}:paused:<tenant>`);
+-- the reconciler restores the Redis copy from here.
+CREATE TABLE paused (
+    tenant    text NOT NULL,
+    workflow  text NOT NULL,
+    paused_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, workflow)
+);

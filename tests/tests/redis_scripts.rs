@@ -606,7 +606,7 @@ async fn every_script_compiles_and_the_lua_keys_are_the_catalogue() {
         "{PRELUDE}\nPREFIX = ARGV[1]\nlocal t, w, e, p = ARGV[2], ARGV[3], ARGV[4], ARGV[5]\nreturn {{K.lane(t, p), \
          K.tenants(), K.lanes(t), K.queued(), K.turn(), K.active(), K.active_tenant(t), K.active_workflow(t, w), \
          K.lease(e), K.limits(), K.dispatchers(), K.status(), K.progress(e), K.dead_letters(), K.cancel(e), \
-         K.retrying(), K.retry(e), K.wake(), K.submit_rate(t)}}"
+         K.retrying(), K.retry(e), K.wake(), K.submit_rate(t), K.paused(t)}}"
     );
     let lua: Vec<String> = redis::Script::new(&probe)
         .arg(c.keys.prefix())

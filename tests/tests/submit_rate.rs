@@ -249,3 +249,24 @@ async fn bad_rate_limits_are_422_and_change_nothing() {
         .unwrap();
     assert_eq!(stored, (Some("5".into()), Some("2".into())));
 }
+
+/// Without a default rate, a replica learns of a tenant's new rate within a second (it reads the set of tenants
+/// with a rate of their own at most once a second, so the submit path of tenants without one costs no Redis call).
+#[tokio::test]
+async fn another_replica_applies_a_new_rate_within_a_second() {
+    let first = TestApi::start().await.unwrap();
+    let second = TestApi::start_with(first.configs.clone(), |_| {}).await.unwrap();
+    let key = first.tenant_key("acme").await.unwrap();
+    let http = reqwest::Client::new();
+    // The second replica knows acme has no rate of its own.
+    let response = submit(&http, &second, &key).await;
+    assert_eq!(response.status(), 202);
+    assert!(response.headers().get("ratelimit-limit").is_none(), "no limit, no headers");
+    assert_eq!(put_limits(&first, "acme", &json!({"submit_rate": 0.01, "submit_burst": 1})).await.status(), 200);
+    tokio::time::sleep(flow_like_api::rated_tenants::REFRESH + Duration::from_millis(100)).await;
+    let response = submit(&http, &second, &key).await;
+    assert_eq!(response.status(), 202);
+    assert_eq!(header(&response, "ratelimit-remaining"), Some(0));
+    assert_problem(submit(&http, &second, &key).await, 429).await;
+    assert_problem(submit(&http, &first, &key).await, 429).await;
+}

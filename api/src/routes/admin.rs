@@ -1,5 +1,5 @@
-//! Admin endpoints: issue and revoke tenants' API keys, set a tenant's concurrency limits. Authorized by the
-//! bootstrap `FLOWLIKE_ADMIN_TOKEN` or an admin key.
+//! Admin endpoints: issue and revoke tenants' API keys, set a tenant's limits, pause and resume a tenant or one
+//! of its workflows. Authorized by the bootstrap `FLOWLIKE_ADMIN_TOKEN` or an admin key.
 
 use crate::auth::Admin;
 use crate::body::{Fields, JsonBody, OptionalJsonBody, RequestBody};
@@ -9,7 +9,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use flow_like_shared::ids::valid_tenant_name;
+use flow_like_shared::ids::{valid_tenant_name, valid_workflow_name};
 use flow_like_shared::protocol::limits;
 use flow_like_shared::record::{self, TenantLimits, api_keys};
 use serde::Serialize;
@@ -154,5 +154,108 @@ pub async fn put_limits(
     record::set_tenant_limits(&state.db, &tenant, tenant_limits).await?;
     let mut redis = state.redis.clone();
     limits::publish_tenant(&mut redis, &state.keys, &tenant, tenant_limits).await?;
+    state.rated_tenants.set(&tenant, body.submit_rate.is_some());
     Ok(Json(body))
+}
+
+/// Whether a tenant, or one workflow of it, is paused.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PauseState {
+    pub tenant: String,
+    /// The paused workflow; null when the pause is the whole tenant's.
+    pub workflow: Option<String>,
+    pub paused: bool,
+}
+
+/// A workflow name in the path (400 otherwise: the request changes nothing).
+fn check_workflow(name: &str) -> Result<(), ApiError> {
+    if valid_workflow_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::Malformed(format!("path parameter `name`: {}", crate::rules::WORKFLOW_NAME_RULE)))
+    }
+}
+
+/// Records the pause (or its end) in PostgreSQL, then tells the dispatchers through Redis.
+async fn set_paused(
+    state: &AppState,
+    tenant: String,
+    workflow: Option<String>,
+    paused: bool,
+) -> Result<Json<PauseState>, ApiError> {
+    check_tenant(&tenant)?;
+    if let Some(name) = &workflow {
+        check_workflow(name)?;
+    }
+    let member = workflow.as_deref().unwrap_or(limits::WHOLE_TENANT);
+    record::set_paused(&state.db, &tenant, member, paused).await?;
+    let mut redis = state.redis.clone();
+    limits::set_paused(&mut redis, &state.keys, &tenant, workflow.as_deref(), paused).await?;
+    tracing::info!(tenant = %tenant, workflow = workflow.as_deref().unwrap_or("*"), paused, "admission pause changed");
+    Ok(Json(PauseState { tenant, workflow, paused }))
+}
+
+/// Pause a tenant: nothing of it is admitted (it stays queued, and submissions are still accepted); what runs
+/// finishes. Idempotent.
+#[utoipa::path(
+    post, path = "/api/v1/tenants/{tenant}/pause", operation_id = "pauseTenant", tag = "admin",
+    params(("tenant" = String, Path)),
+    responses((status = 200, body = PauseState), (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem), (status = 503, body = crate::error::Problem)),
+    security(("api_key" = []))
+)]
+pub async fn pause_tenant(
+    State(state): State<AppState>,
+    _admin: Admin,
+    tenant: Result<PathParams<String>, ParamsRejection>,
+) -> Result<Json<PauseState>, ApiError> {
+    set_paused(&state, params::path(tenant, "tenant")?, None, true).await
+}
+
+/// Resume a paused tenant: its queued work is admitted again at once. Idempotent.
+#[utoipa::path(
+    post, path = "/api/v1/tenants/{tenant}/resume", operation_id = "resumeTenant", tag = "admin",
+    params(("tenant" = String, Path)),
+    responses((status = 200, body = PauseState), (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem), (status = 503, body = crate::error::Problem)),
+    security(("api_key" = []))
+)]
+pub async fn resume_tenant(
+    State(state): State<AppState>,
+    _admin: Admin,
+    tenant: Result<PathParams<String>, ParamsRejection>,
+) -> Result<Json<PauseState>, ApiError> {
+    set_paused(&state, params::path(tenant, "tenant")?, None, false).await
+}
+
+/// Pause one workflow of a tenant: none of its executions is admitted; the tenant's other workflows run (an
+/// entry of the paused workflow at the head of a priority lane holds back that lane, as the per-workflow limit
+/// does). Idempotent.
+#[utoipa::path(
+    post, path = "/api/v1/tenants/{tenant}/workflows/{name}/pause", operation_id = "pauseWorkflow", tag = "admin",
+    params(("tenant" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = PauseState), (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem), (status = 503, body = crate::error::Problem)),
+    security(("api_key" = []))
+)]
+pub async fn pause_workflow(
+    State(state): State<AppState>,
+    _admin: Admin,
+    path: Result<PathParams<(String, String)>, ParamsRejection>,
+) -> Result<Json<PauseState>, ApiError> {
+    let (tenant, name) = params::path(path, "workflow")?;
+    set_paused(&state, tenant, Some(name), true).await
+}
+
+/// Resume one paused workflow of a tenant. Idempotent.
+#[utoipa::path(
+    post, path = "/api/v1/tenants/{tenant}/workflows/{name}/resume", operation_id = "resumeWorkflow", tag = "admin",
+    params(("tenant" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = PauseState), (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem), (status = 503, body = crate::error::Problem)),
+    security(("api_key" = []))
+)]
+pub async fn resume_workflow(
+    State(state): State<AppState>,
+    _admin: Admin,
+    path: Result<PathParams<(String, String)>, ParamsRejection>,
+) -> Result<Json<PauseState>, ApiError> {
+    let (tenant, name) = params::path(path, "workflow")?;
+    set_paused(&state, tenant, Some(name), false).await
 }

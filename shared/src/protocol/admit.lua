@@ -90,9 +90,15 @@ local seen = {}
 local function tenant_state(tenant)
   local state = seen[tenant]
   if state == nil then
+    -- What of the tenant is paused: '*' (all of it) and workflow names.
+    local paused = {}
+    local pauses = redis.call('SMEMBERS', K.paused(tenant))
+    for _, member in ipairs(pauses) do paused[member] = true end
     state = {
       name = tenant,
       heads = {},
+      paused = paused,
+      pauses = #pauses,
       limit = tonumber(redis.call('HGET', KEYS[2], 'tenant:' .. tenant)) or tenant_default,
       active = redis.call('ZCARD', K.active_tenant(tenant)),
       workflows = {},
@@ -128,10 +134,11 @@ local function tenant_weight(tenant, state)
 end
 
 -- One admission from one tenant: its highest-priority lane with an admissible entry. Returns 'admitted',
--- 'blocked' (at its limit, or every lane with work held back by the per-workflow limit: it keeps its tag) or
+-- 'blocked' (paused, at its limit, or every lane with work held back by a paused workflow or the per-workflow
+-- limit: it keeps its tag) or
 -- 'empty' (nothing left to deliver).
 local function admit_one(tenant, state)
-  if state.active >= state.limit then
+  if state.active >= state.limit or state.paused['*'] then
     return 'blocked'
   end
   local lanes_key = K.lanes(tenant)
@@ -148,13 +155,14 @@ local function admit_one(tenant, state)
     local entry = nil
     local blocked = false
     while entry == nil do
-      if workflow_limit > 0 then
-        -- Look before claiming: an entry whose workflow is at its limit stays unclaimed (and holds back
-        -- this lane of this tenant only).
+      if workflow_limit > 0 or state.pauses > 0 then
+        -- Look before claiming: an entry whose workflow is paused or at its limit stays unclaimed (and holds
+        -- back this lane of this tenant only).
         local next = peek(lane)
         if next == nil then break end
         local workflow = field(next[2], 'workflow')
-        if workflow_active(tenant, state, workflow) >= workflow_limit then
+        if state.paused[workflow]
+            or (workflow_limit > 0 and workflow_active(tenant, state, workflow) >= workflow_limit) then
           blocked = true
           break
         end

@@ -120,6 +120,12 @@ impl Keys {
         format!("{}:submit-rate:{tenant}", self.prefix)
     }
 
+    /// Set: what of one tenant is paused: `*` (the whole tenant) and names of its workflows. Admission takes
+    /// nothing paused; PostgreSQL keeps the durable copy (`paused`) and the reconciler restores it.
+    pub fn paused(&self, tenant: &str) -> String {
+        format!("{}:paused:{tenant}", self.prefix)
+    }
+
     /// Pub/sub channel (not a key): published when work is enqueued or a slot is released, so idle
     /// dispatchers try admission at once instead of at their next poll.
     pub fn wake(&self) -> String {
@@ -160,6 +166,7 @@ impl Keys {
             self.retry(execution),
             self.wake(),
             self.submit_rate(tenant),
+            self.paused(tenant),
         ]
     }
 }
@@ -171,7 +178,7 @@ mod tests {
     #[test]
     fn every_key_carries_the_prefix() {
         let catalogue = Keys::new("fl").catalogue();
-        assert_eq!(catalogue.len(), 19);
+        assert_eq!(catalogue.len(), 20);
         for key in catalogue {
             assert!(key.starts_with("fl:"), "{key}");
         }

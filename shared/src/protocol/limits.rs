@@ -134,3 +134,40 @@ pub async fn effective(conn: &mut ConnectionManager, keys: &Keys, tenant: &str) 
         workflow: workflow_override.or(workflow_default).filter(|w| *w > 0),
     })
 }
+
+/// The member of `Keys::paused` that pauses the whole tenant (no workflow can be named `*`).
+pub const WHOLE_TENANT: &str = "*";
+
+/// Pauses or resumes a tenant (`workflow` None) or one workflow of it; a resume wakes idle dispatchers. Returns
+/// whether this changed anything (it is idempotent).
+pub async fn set_paused(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    tenant: &str,
+    workflow: Option<&str>,
+    paused: bool,
+) -> Result<bool, QueueError> {
+    let member = workflow.unwrap_or(WHOLE_TENANT);
+    let changed: i64 = if paused {
+        conn.sadd(keys.paused(tenant), member).await?
+    } else {
+        let (removed, _): (i64, i64) =
+            redis::pipe().srem(keys.paused(tenant), member).publish(keys.wake(), "resumed").query_async(conn).await?;
+        removed
+    };
+    Ok(changed > 0)
+}
+
+/// What of `tenant` is paused: [`WHOLE_TENANT`] and workflow names.
+pub async fn paused(conn: &mut ConnectionManager, keys: &Keys, tenant: &str) -> Result<Vec<String>, QueueError> {
+    Ok(conn.smembers(keys.paused(tenant)).await?)
+}
+
+/// The tenants with a submit rate of their own (`rate:<tenant>` fields).
+pub async fn tenants_with_own_rate(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+) -> Result<std::collections::HashSet<String>, QueueError> {
+    let fields: Vec<String> = conn.hkeys(keys.limits()).await?;
+    Ok(fields.into_iter().filter_map(|f| f.strip_prefix("rate:").map(str::to_owned)).collect())
+}

@@ -22,6 +22,7 @@ function K.retrying() return PREFIX .. ':retrying' end
 function K.retry(id) return PREFIX .. ':retry:' .. id end
 function K.wake() return PREFIX .. ':wake' end
 function K.submit_rate(tenant) return PREFIX .. ':submit-rate:' .. tenant end
+function K.paused(tenant) return PREFIX .. ':paused:' .. tenant end
 
 -- The value of `name` in a flat {field, value, ...} list, or nil.
 local function field(fields, name)

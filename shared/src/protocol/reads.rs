@@ -189,6 +189,9 @@ pub struct WaitingState {
     pub running_workflow: u64,
     /// Its queued-index entry: the lane and the entry id it waits at.
     pub queued_at: Option<(String, String)>,
+    /// The tenant is paused, or this execution's workflow is.
+    pub tenant_paused: bool,
+    pub workflow_paused: bool,
 }
 
 /// Reads [`WaitingState`] of execution `id` of `tenant`'s `workflow` in one round trip.
@@ -212,18 +215,21 @@ pub async fn waiting_state(
         running_tenant,
         running_workflow,
         queued,
-    ): (Option<String>, Option<u32>, Option<f64>, Option<u32>, u64, u64, u64, u64, Option<String>) = redis::pipe()
-        .hget(keys.lease(&id), "dispatcher")
-        .hget(keys.lease(&id), "attempt")
-        .zscore(keys.retrying(), &id)
-        .hget(keys.retry(&id), "attempt")
-        .zcount(keys.dispatchers(), alive_since_ms, "+inf")
-        .zcard(keys.active())
-        .zcard(keys.active_tenant(tenant))
-        .zcard(keys.active_workflow(tenant, workflow))
-        .hget(keys.queued(), &id)
-        .query_async(conn)
-        .await?;
+        paused,
+    ): (Option<String>, Option<u32>, Option<f64>, Option<u32>, u64, u64, u64, u64, Option<String>, Vec<String>) =
+        redis::pipe()
+            .hget(keys.lease(&id), "dispatcher")
+            .hget(keys.lease(&id), "attempt")
+            .zscore(keys.retrying(), &id)
+            .hget(keys.retry(&id), "attempt")
+            .zcount(keys.dispatchers(), alive_since_ms, "+inf")
+            .zcard(keys.active())
+            .zcard(keys.active_tenant(tenant))
+            .zcard(keys.active_workflow(tenant, workflow))
+            .hget(keys.queued(), &id)
+            .smembers(keys.paused(tenant))
+            .query_async(conn)
+            .await?;
     let queued_at = queued.and_then(|q| q.split_once(' ').map(|(lane, entry)| (lane.to_owned(), entry.to_owned())));
     Ok(WaitingState {
         lease_holder,
@@ -235,6 +241,8 @@ pub async fn waiting_state(
         running_tenant,
         running_workflow,
         queued_at,
+        tenant_paused: paused.iter().any(|m| m == super::limits::WHOLE_TENANT),
+        workflow_paused: paused.iter().any(|m| m == workflow),
     })
 }
 

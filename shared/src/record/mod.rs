@@ -129,6 +129,22 @@ pub async fn all_tenant_limits(pool: &PgPool) -> Result<Vec<(String, TenantLimit
         .collect())
 }
 
+/// Records a pause (`paused`) or its end of a tenant (`member` `*`) or one of its workflows (`member` its name).
+pub async fn set_paused(pool: &PgPool, tenant: &str, member: &str, paused: bool) -> Result<(), RecordError> {
+    let query = if paused {
+        "INSERT INTO paused (tenant, workflow) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+    } else {
+        "DELETE FROM paused WHERE tenant = $1 AND workflow = $2"
+    };
+    sqlx::query(query).bind(tenant).bind(member).execute(pool).await?;
+    Ok(())
+}
+
+/// Every pause, as (tenant, member), for restoring the Redis copy after Redis lost its data.
+pub async fn all_paused(pool: &PgPool) -> Result<Vec<(String, String)>, RecordError> {
+    Ok(sqlx::query_as("SELECT tenant, workflow FROM paused ORDER BY tenant, workflow").fetch_all(pool).await?)
+}
+
 /// One cheap round trip, for readiness checks.
 pub async fn ping(pool: &PgPool) -> Result<(), RecordError> {
     sqlx::query("SELECT 1").execute(pool).await?;
