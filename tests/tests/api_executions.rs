@@ -556,6 +556,37 @@ async fn dead_letter(api: &TestApi, id: Uuid, attempts: i32, reason: &str) -> St
     redis.xadd(api.keys.dead_letters(), "*", &fields).await.unwrap()
 }
 
+async fn queue_position(api: &TestApi, key: &str, id: Uuid) -> Value {
+    let view: Value = api.get(&format!("/api/v1/executions/{id}"), key).await.unwrap().json().await.unwrap();
+    view["queue_position"].clone()
+}
+
+/// `queue_position` is the place in the order admission takes the tenant's work, whatever holds the tenant back:
+/// at its limit, three executions are 1, 2 and 3; a higher priority goes first; a claimed one has none.
+#[tokio::test]
+async fn a_queued_execution_has_its_place_in_the_tenants_queue() {
+    let api = TestApi::start().await.unwrap();
+    let key = api.tenant_key("acme").await.unwrap();
+    let mut redis = api.redis.clone();
+    let limits = DefaultLimits { global: 10, tenant: 0, workflow: 0, priority_aging_ms: 0 };
+    limits::publish_defaults(&mut redis, &api.keys, limits).await.unwrap();
+    let _: () = redis.zadd(api.keys.dispatchers(), "d-1", chrono::Utc::now().timestamp_millis()).await.unwrap();
+    let ids = [submit(&api, &key, 5).await, submit(&api, &key, 5).await, submit(&api, &key, 5).await];
+    for (place, id) in ids.iter().enumerate() {
+        assert_eq!(queue_position(&api, &key, *id).await, place + 1);
+        assert_eq!(waiting_reason(&api, &key, *id).await, "tenant acme at its limit 0/0");
+    }
+    let urgent = submit(&api, &key, 9).await;
+    assert_eq!(queue_position(&api, &key, urgent).await, 1);
+    assert_eq!(queue_position(&api, &key, ids[2]).await, 4);
+    // Claimed by a dispatcher: no place any more.
+    let _: () = redis.hset(api.keys.lease(&urgent.to_string()), "dispatcher", "d-1").await.unwrap();
+    assert_eq!(queue_position(&api, &key, urgent).await, Value::Null);
+    // Another tenant's queue does not count.
+    let globex = api.tenant_key("globex").await.unwrap();
+    assert_eq!(queue_position(&api, &globex, submit(&api, &globex, 5).await).await, 1);
+}
+
 #[tokio::test]
 async fn dead_letters_are_listed_and_redriven() {
     let api = TestApi::start().await.unwrap();

@@ -1,5 +1,5 @@
 //! Enqueue (`enqueue.lua`): puts an execution attempt on its tenant's lane, once, and wakes idle dispatchers.
-//! The lane entry, the `queued` index and the tenant's place in the round robin are written together or not
+//! The lane entry, the `queued` index and the tenant's place in the fair share are written together or not
 //! at all, and a second enqueue of the same execution while it waits is a no-op. Promoting a due retry
 //! (`retry::promote_due`) runs the same script with the retry's keys added, so the retry goes in the same step.
 

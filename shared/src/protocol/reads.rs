@@ -123,7 +123,7 @@ pub async fn global_running(
     Ok((running, dispatchers))
 }
 
-/// The tenants that may have queued work (the round-robin set), in serving order.
+/// The tenants that may have queued work (the fair-share set), in serving order (smallest tag first).
 pub async fn tenants(conn: &mut ConnectionManager, keys: &Keys) -> Result<Vec<String>, QueueError> {
     Ok(redis::cmd("ZRANGE").arg(keys.tenants()).arg(0).arg(-1).query_async(conn).await?)
 }
