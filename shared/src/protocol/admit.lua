@@ -8,7 +8,7 @@
 -- ARGV[5] lease expiry (ms), ARGV[6] most executions to admit in this call
 -- Returns {stop reason, {lane, entry id, {field, value, ...}}, ...}. The stop reason says why admission stopped:
 -- 'no-limits' (no dispatcher published limits), 'global' (global limit reached), 'batch' (ARGV[6] admitted),
--- 'idle' (nothing admissible: queues empty or every tenant with work at its limit).
+-- 'idle' (nothing admissible: queues empty or every tenant with work at its limit or paused).
 PREFIX = ARGV[1]
 local group, consumer = ARGV[2], ARGV[3]
 local now, expiry, max = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -84,8 +84,8 @@ if active >= global_limit then
 end
 
 -- What this call reads about a tenant once and then keeps up to date itself: nothing else runs while a script
--- runs, so the counts it tracks are the counts Redis holds. {limit, active, workflow_limit, priorities,
--- workflows = {name -> active}}.
+-- runs, so the counts it tracks are the counts Redis holds. {name, limit, active, weight, paused = {member ->
+-- true}, pauses, workflow_limit, priorities, heads = {priority -> peeked entry}, workflows = {name -> active}}.
 local seen = {}
 local function tenant_state(tenant)
   local state = seen[tenant]
