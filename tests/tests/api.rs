@@ -466,6 +466,26 @@ async fn queue_view_and_tenant_limits() {
     assert_eq!(view["queue"]["running"], 0);
     assert_eq!(view["limits"]["tenant"], 3);
     assert_eq!(view["dispatchers_alive"], 0);
+    let defaults =
+        json!({"weight": 1.0, "submit_rate": null, "submit_burst": null, "paused": false, "paused_workflows": []});
+    assert_eq!(view["admission"], defaults);
+    // The admission settings as set through the admin API.
+    let response = api
+        .http
+        .put(api.url("/api/v1/tenants/acme/limits"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"concurrency_limit": 3, "weight": 2.5, "submit_rate": 7.5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    for path in ["/api/v1/tenants/acme/workflows/nightly/pause", "/api/v1/tenants/acme/pause"] {
+        assert_eq!(api.http.post(api.url(path)).bearer_auth(ADMIN_TOKEN).send().await.unwrap().status(), 200);
+    }
+    let view: Value = api.get("/api/v1/queue", &key).await.unwrap().json().await.unwrap();
+    let set =
+        json!({"weight": 2.5, "submit_rate": 7.5, "submit_burst": 8, "paused": true, "paused_workflows": ["nightly"]});
+    assert_eq!(view["admission"], set);
     let (limit,): (Option<i32>,) =
         sqlx::query_as("SELECT concurrency_limit FROM tenants WHERE name = 'acme'").fetch_one(&api.db).await.unwrap();
     assert_eq!(limit, Some(3));

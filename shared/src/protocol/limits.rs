@@ -171,3 +171,32 @@ pub async fn tenants_with_own_rate(
     let fields: Vec<String> = conn.hkeys(keys.limits()).await?;
     Ok(fields.into_iter().filter_map(|f| f.strip_prefix("rate:").map(str::to_owned)).collect())
 }
+
+/// One tenant's admission settings as Redis holds them: its own weight, submit rate and burst (None: the default
+/// applies) and what of it is paused ([`WHOLE_TENANT`] and workflow names). One round trip.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TenantAdmission {
+    pub weight: Option<f64>,
+    pub submit_rate: Option<f64>,
+    pub submit_burst: Option<u32>,
+    pub paused: Vec<String>,
+}
+
+pub async fn tenant_admission(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    tenant: &str,
+) -> Result<TenantAdmission, QueueError> {
+    type Own = (Option<f64>, Option<f64>, Option<u32>);
+    let ((weight, submit_rate, submit_burst), mut paused): (Own, Vec<String>) = redis::pipe()
+        .cmd("HMGET")
+        .arg(keys.limits())
+        .arg(weight_field(tenant))
+        .arg(rate_field(tenant))
+        .arg(burst_field(tenant))
+        .smembers(keys.paused(tenant))
+        .query_async(conn)
+        .await?;
+    paused.sort();
+    Ok(TenantAdmission { weight, submit_rate, submit_burst, paused })
+}
