@@ -86,6 +86,7 @@ pub fn app(state: AppState) -> Router {
         .route("/executions/{id}", get(routes::executions::get))
         .route("/executions/{id}/events", get(routes::execution_events::events))
         .route("/executions/{id}/result", get(routes::execution_ops::result))
+        .route("/executions/{id}/logs", get(routes::execution_logs::logs))
         .route("/executions/{id}/cancel", post(routes::execution_ops::cancel))
         .route("/dead-letters", get(routes::dead_letters::list))
         .route("/dead-letters/{entry_id}/redrive", post(routes::dead_letters::redrive))

@@ -10,7 +10,9 @@ mod schemas;
 
 pub use schemas::{ENTRY_ID_PATTERN, TENANT_NAME_PATTERN, WORKFLOW_NAME_PATTERN};
 
-use crate::routes::{admin, dead_letters, execution_events, execution_ops, executions, health, queue, workflows};
+use crate::routes::{
+    admin, dead_letters, execution_events, execution_logs, execution_ops, executions, health, queue, workflows,
+};
 use flow_like_shared::lifecycle::ExecutionStatus;
 use serde_json::{Value, json};
 use std::sync::OnceLock;
@@ -28,6 +30,7 @@ use utoipa::OpenApi;
         executions::list,
         execution_events::events,
         execution_ops::result,
+        execution_logs::logs,
         execution_ops::cancel,
         workflows::put,
         workflows::get_latest,
@@ -95,6 +98,7 @@ fn parameter_schema(operation_id: &str, name: &str) -> Option<Value> {
         "tenant" => json!({"type": "string", "pattern": TENANT_NAME_PATTERN}),
         "name" => json!({"type": "string", "pattern": WORKFLOW_NAME_PATTERN}),
         "version" => json!({"type": "integer", "minimum": 1, "maximum": i32::MAX}),
+        "attempt" => json!({"type": "integer", "minimum": 1, "maximum": i32::MAX}),
         "entry_id" => entry_id,
         "status" => json!({"type": "string", "enum": ExecutionStatus::ALL}),
         "workflow" => json!({"type": "string", "pattern": WORKFLOW_NAME_PATTERN}),

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod dead_letters;
 pub mod execution_events;
+pub mod execution_logs;
 pub mod execution_ops;
 pub mod executions;
 pub mod health;

@@ -239,6 +239,16 @@ pub enum LogLevel {
 
 impl LogLevel {
     pub const NAMES: &'static [&'static str] = &["debug", "info", "warn", "error"];
+
+    /// The name as documents spell it (one of [`Self::NAMES`]).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

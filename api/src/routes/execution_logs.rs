@@ -1,0 +1,117 @@
+//! `GET /api/v1/executions/{id}/logs[?attempt=N]`: one attempt's log lines. Once the attempt has ended they come
+//! from its log object in the content bucket (`executions/<id>/attempts/<n>/logs.jsonl`, written by the
+//! executor); before that, and when the object is missing, from the `log` events of the execution's progress
+//! (its Redis stream, and the PostgreSQL archive after the end).
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::params::{self, ParamsRejection, PathParams, QueryParams};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use flow_like_shared::protocol::streams;
+use flow_like_shared::record::{executions, progress};
+use flow_like_shared::status::{StatusEntry, StatusEvent};
+use flow_like_shared::storage::layout;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LogParams {
+    /// The attempt (from 1); the latest when absent.
+    pub attempt: Option<u32>,
+}
+
+/// One log line: from a `log` node (`node`, and `item` inside a `map`) or from the executor itself.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LogLine {
+    pub at: DateTime<Utc>,
+    pub node: Option<String>,
+    pub item: Option<u64>,
+    /// `debug`, `info`, `warn` or `error`.
+    pub level: String,
+    pub message: String,
+}
+
+/// The log lines of one attempt.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AttemptLogs {
+    pub execution_id: Uuid,
+    pub attempt: u32,
+    /// `stored`: the attempt's log object (complete); `events`: its progress events so far.
+    pub source: String,
+    pub lines: Vec<LogLine>,
+}
+
+/// One attempt's log lines.
+#[utoipa::path(
+    get, path = "/api/v1/executions/{id}/logs", operation_id = "getExecutionLogs", tag = "executions",
+    params(("id" = Uuid, Path, description = "Execution id"), LogParams),
+    responses(
+        (status = 200, body = AttemptLogs),
+        (status = 400, description = "A malformed query", body = crate::error::Problem),
+        (status = 404, description = "No such execution for this tenant, or no such attempt", body = crate::error::Problem),
+        (status = 503, description = "A backing service is down; retry after Retry-After", body = crate::error::Problem),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: Result<PathParams<Uuid>, ParamsRejection>,
+    query: Result<QueryParams<LogParams>, ParamsRejection>,
+) -> Result<Json<AttemptLogs>, ApiError> {
+    let id = params::path(id, "execution")?;
+    let query = params::query(query)?;
+    let record = executions::get(&state.db, &caller.tenant, id).await?.ok_or(ApiError::NotFound("execution"))?;
+    let latest = u32::try_from(record.attempts).unwrap_or(0).max(1);
+    let attempt = match query.attempt {
+        None => latest,
+        Some(0) => return Err(ApiError::Malformed("query parameter `attempt`: attempts count from 1".into())),
+        Some(n) if n > latest => return Err(ApiError::NotFound("attempt")),
+        Some(n) => n,
+    };
+    if let Some(object) = state.storage.get(&state.storage.content_bucket, &layout::logs(id, attempt)).await? {
+        let lines = String::from_utf8_lossy(&object)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<LogLine>(line).ok())
+            .collect();
+        return Ok(Json(AttemptLogs { execution_id: id, attempt, source: "stored".into(), lines }));
+    }
+    let lines = logged_events(&state, id, attempt).await?;
+    Ok(Json(AttemptLogs { execution_id: id, attempt, source: "events".into(), lines }))
+}
+
+/// The `log` events of one attempt: Redis first, then the archive (an entry leaves Redis only once the archive
+/// holds it, so in this order none is missed), each once, in stream order.
+async fn logged_events(state: &AppState, id: Uuid, attempt: u32) -> Result<Vec<LogLine>, ApiError> {
+    let mut redis = state.redis.clone();
+    let live = streams::read_progress_streams(&mut redis, &state.keys, &[id]).await?;
+    let mut entries: BTreeMap<progress::EntryId, StatusEntry> = BTreeMap::new();
+    for (entry_id, fields) in live.into_iter().flatten() {
+        if let (Some(key), Ok(entry)) = (progress::EntryId::parse(&entry_id), StatusEntry::from_fields(&fields)) {
+            entries.insert(key, entry);
+        }
+    }
+    for (key, archived) in progress::entries_after(&state.db, id, progress::EntryId::default()).await? {
+        entries.entry(key).or_insert_with(|| archived.entry(id));
+    }
+    Ok(entries
+        .into_values()
+        .filter(|entry| entry.attempt == attempt)
+        .filter_map(|entry| match entry.event {
+            StatusEvent::Log { node, item, level, message } => Some(LogLine {
+                at: DateTime::<Utc>::from_timestamp_millis(entry.at_ms).unwrap_or_default(),
+                node,
+                item,
+                level: level.as_str().to_owned(),
+                message,
+            }),
+            _ => None,
+        })
+        .collect())
+}
