@@ -148,14 +148,12 @@ impl Reconciler {
         // the restore (PostgreSQL first, then Redis) is not undone.
         let paused = record::all_paused(&self.db).await?;
         for (tenant, member) in &paused {
-            let workflow = (member != limits::WHOLE_TENANT).then_some(member.as_str());
-            limits::set_paused(&mut self.redis, &self.keys, tenant, workflow, true).await?;
+            limits::set_paused(&mut self.redis, &self.keys, tenant, member, true).await?;
         }
         if !paused.is_empty() {
             let still = record::all_paused(&self.db).await?;
             for (tenant, member) in paused.iter().filter(|p| !still.contains(p)) {
-                let workflow = (member != limits::WHOLE_TENANT).then_some(member.as_str());
-                limits::set_paused(&mut self.redis, &self.keys, tenant, workflow, false).await?;
+                limits::set_paused(&mut self.redis, &self.keys, tenant, member, false).await?;
             }
         }
         Ok(())

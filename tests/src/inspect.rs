@@ -1,9 +1,9 @@
 //! Reading what the product did: samples of a Prometheus scrape, leases left in Redis, progress events.
 
+use flow_like_shared::protocol::streams;
 use flow_like_shared::record::progress::{self, EntryId};
 use flow_like_shared::status::{FinishedOutcome, StatusEntry, StatusEvent};
 use flow_like_test_harness::TestApi;
-use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 /// The sum of the samples of `family` in a Prometheus text scrape whose labels contain each of `labels`
@@ -25,25 +25,15 @@ pub async fn leftover_leases(api: &TestApi) -> anyhow::Result<Vec<String>> {
 }
 
 /// Every progress event of `execution` recorded so far, in stream order: what is on its stream in Redis and
-/// what the progress archive in PostgreSQL holds. Redis is read first: entries leave it only after the archive
-/// holds them, so the two reads in this order miss nothing, whatever the status pipeline does in between.
+/// what the progress archive in PostgreSQL holds (`progress::merged`, read in the order that misses nothing).
 pub async fn progress_events(api: &TestApi, execution: Uuid) -> anyhow::Result<Vec<(String, StatusEntry)>> {
     let mut redis = api.redis.clone();
-    let live: Vec<(String, HashMap<String, redis::Value>)> = redis::cmd("XRANGE")
-        .arg(api.keys.progress(&execution.to_string()))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut redis)
-        .await?;
-    let mut events = BTreeMap::new();
-    for (id, fields) in live {
-        let parsed = EntryId::parse(&id).ok_or_else(|| anyhow::anyhow!("stream entry id {id}"))?;
-        events.insert(parsed, (id, StatusEntry::from_fields(&fields)?));
-    }
-    for (id, archived) in progress::entries_after(&api.db, execution, EntryId::default()).await? {
-        events.entry(id).or_insert_with(|| (id.to_string(), archived.entry(execution)));
-    }
-    Ok(events.into_values().collect())
+    let live = streams::read_progress_streams(&mut redis, &api.keys, &[execution]).await?;
+    let archived = progress::entries_after(&api.db, execution, EntryId::default()).await?;
+    Ok(progress::merged(execution, live.into_iter().flatten().collect(), archived)
+        .into_iter()
+        .map(|(id, entry)| (id.to_string(), entry))
+        .collect())
 }
 
 /// The outcomes of the `finished` events among `execution`'s progress events.

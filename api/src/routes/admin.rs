@@ -9,7 +9,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use flow_like_shared::ids::{valid_tenant_name, valid_workflow_name};
+use flow_like_shared::ids::valid_tenant_name;
 use flow_like_shared::protocol::limits;
 use flow_like_shared::record::{self, TenantLimits, api_keys};
 use serde::Serialize;
@@ -167,15 +167,6 @@ pub struct PauseState {
     pub paused: bool,
 }
 
-/// A workflow name in the path (400 otherwise: the request changes nothing).
-fn check_workflow(name: &str) -> Result<(), ApiError> {
-    if valid_workflow_name(name) {
-        Ok(())
-    } else {
-        Err(ApiError::Malformed(format!("path parameter `name`: {}", crate::rules::WORKFLOW_NAME_RULE)))
-    }
-}
-
 /// Records the pause (or its end) in PostgreSQL, then tells the dispatchers through Redis.
 async fn set_paused(
     state: &AppState,
@@ -185,13 +176,13 @@ async fn set_paused(
 ) -> Result<Json<PauseState>, ApiError> {
     check_tenant(&tenant)?;
     if let Some(name) = &workflow {
-        check_workflow(name)?;
+        super::workflows::check_name(name)?;
     }
     let member = workflow.as_deref().unwrap_or(limits::WHOLE_TENANT);
     record::set_paused(&state.db, &tenant, member, paused).await?;
     let mut redis = state.redis.clone();
-    limits::set_paused(&mut redis, &state.keys, &tenant, workflow.as_deref(), paused).await?;
-    tracing::info!(tenant = %tenant, workflow = workflow.as_deref().unwrap_or("*"), paused, "admission pause changed");
+    limits::set_paused(&mut redis, &state.keys, &tenant, member, paused).await?;
+    tracing::info!(tenant = %tenant, member, paused, "admission pause changed");
     Ok(Json(PauseState { tenant, workflow, paused }))
 }
 

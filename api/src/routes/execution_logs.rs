@@ -12,10 +12,9 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use flow_like_shared::protocol::streams;
 use flow_like_shared::record::{executions, progress};
-use flow_like_shared::status::{StatusEntry, StatusEvent};
+use flow_like_shared::status::StatusEvent;
 use flow_like_shared::storage::layout;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use uuid::Uuid;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -86,22 +85,14 @@ pub async fn logs(
     Ok(Json(AttemptLogs { execution_id: id, attempt, source: "events".into(), lines }))
 }
 
-/// The `log` events of one attempt: Redis first, then the archive (an entry leaves Redis only once the archive
-/// holds it, so in this order none is missed), each once, in stream order.
+/// The `log` events of one attempt, from the whole progress (Redis first, then the archive).
 async fn logged_events(state: &AppState, id: Uuid, attempt: u32) -> Result<Vec<LogLine>, ApiError> {
     let mut redis = state.redis.clone();
     let live = streams::read_progress_streams(&mut redis, &state.keys, &[id]).await?;
-    let mut entries: BTreeMap<progress::EntryId, StatusEntry> = BTreeMap::new();
-    for (entry_id, fields) in live.into_iter().flatten() {
-        if let (Some(key), Ok(entry)) = (progress::EntryId::parse(&entry_id), StatusEntry::from_fields(&fields)) {
-            entries.insert(key, entry);
-        }
-    }
-    for (key, archived) in progress::entries_after(&state.db, id, progress::EntryId::default()).await? {
-        entries.entry(key).or_insert_with(|| archived.entry(id));
-    }
-    Ok(entries
-        .into_values()
+    let archived = progress::entries_after(&state.db, id, progress::EntryId::default()).await?;
+    Ok(progress::merged(id, live.into_iter().flatten().collect(), archived)
+        .into_iter()
+        .map(|(_, entry)| entry)
         .filter(|entry| entry.attempt == attempt)
         .filter_map(|entry| match entry.event {
             StatusEvent::Log { node, item, level, message } => Some(LogLine {

@@ -47,8 +47,8 @@ impl RequestBody for WorkflowDocument {
     }
 }
 
-/// A name in the path of `PUT` must be one a workflow can have (400 otherwise: nothing is registered).
-fn check_name(name: &str) -> Result<(), ApiError> {
+/// A name in the path of a write must be one a workflow can have (400 otherwise: nothing is changed).
+pub(crate) fn check_name(name: &str) -> Result<(), ApiError> {
     if valid_workflow_name(name) {
         Ok(())
     } else {

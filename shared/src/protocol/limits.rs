@@ -138,16 +138,16 @@ pub async fn effective(conn: &mut ConnectionManager, keys: &Keys, tenant: &str) 
 /// The member of `Keys::paused` that pauses the whole tenant (no workflow can be named `*`).
 pub const WHOLE_TENANT: &str = "*";
 
-/// Pauses or resumes a tenant (`workflow` None) or one workflow of it; a resume wakes idle dispatchers. Returns
-/// whether this changed anything (it is idempotent).
+/// Pauses or resumes a tenant (`member` [`WHOLE_TENANT`]) or one workflow of it (`member` its name), as
+/// `record::set_paused` records it; a resume wakes idle dispatchers. Returns whether this changed anything (it is
+/// idempotent).
 pub async fn set_paused(
     conn: &mut ConnectionManager,
     keys: &Keys,
     tenant: &str,
-    workflow: Option<&str>,
+    member: &str,
     paused: bool,
 ) -> Result<bool, QueueError> {
-    let member = workflow.unwrap_or(WHOLE_TENANT);
     let changed: i64 = if paused {
         conn.sadd(keys.paused(tenant), member).await?
     } else {

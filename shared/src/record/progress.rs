@@ -148,6 +148,27 @@ pub async fn entries_after(
     Ok(out)
 }
 
+/// One execution's progress, whole: the entries still on its Redis stream (`live`, as `XRANGE` returns them; an
+/// entry that does not parse is dropped, as the event stream drops it) and those of the archive, each once, in
+/// stream order. Read Redis first and the archive second: an entry leaves Redis only once the archive holds it,
+/// so in that order none is missed, whatever the status pipeline does in between.
+pub fn merged(
+    execution: Uuid,
+    live: Vec<crate::protocol::streams::Entry>,
+    archived: Vec<(EntryId, ArchivedEntry)>,
+) -> Vec<(EntryId, StatusEntry)> {
+    let mut entries = std::collections::BTreeMap::new();
+    for (id, fields) in live {
+        if let (Some(id), Ok(entry)) = (EntryId::parse(&id), StatusEntry::from_fields(&fields)) {
+            entries.insert(id, entry);
+        }
+    }
+    for (id, archived) in archived {
+        entries.entry(id).or_insert_with(|| archived.entry(execution));
+    }
+    entries.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
