@@ -73,3 +73,44 @@ impl FromRequestParts<AppState> for Admin {
         if caller.is_admin { Ok(Admin) } else { Err(ApiError::Forbidden) }
     }
 }
+
+/// Whose executions a read or an operator action may touch: the caller's own tenant (a tenant key), or every
+/// tenant (the admin token or an admin key), which an admin may narrow to one with a `tenant` filter.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Tenant(String),
+    Admin,
+}
+
+impl Scope {
+    /// The tenant the records are read for: `None` is every tenant.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Self::Tenant(tenant) => Some(tenant),
+            Self::Admin => None,
+        }
+    }
+
+    /// The tenant a request asking for `requested` covers: an admin's choice (none: every tenant); a tenant key
+    /// covers its own tenant whatever it asks, and asking for another one is refused (403), not ignored.
+    pub fn narrow(&self, requested: Option<&str>) -> Result<Option<String>, ApiError> {
+        match (self, requested) {
+            (Self::Admin, requested) => Ok(requested.map(str::to_owned)),
+            (Self::Tenant(own), Some(other)) if other != own => Err(ApiError::OtherTenant),
+            (Self::Tenant(own), _) => Ok(Some(own.clone())),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Scope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or(ApiError::Unauthenticated)?;
+        if is_admin_token(state, token) {
+            return Ok(Self::Admin);
+        }
+        let caller = authenticate(state, token).await?;
+        Ok(if caller.is_admin { Self::Admin } else { Self::Tenant(caller.tenant) })
+    }
+}

@@ -30,6 +30,8 @@ pub enum ApiError {
     Unauthenticated,
     #[error("this needs an admin key")]
     Forbidden,
+    #[error("a tenant's key sees only its own tenant: leave out `tenant` or name your own")]
+    OtherTenant,
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("request body is larger than {limit} bytes")]
@@ -70,7 +72,7 @@ impl ApiError {
         match self {
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::OtherTenant => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -88,7 +90,7 @@ impl ApiError {
         match self {
             Self::Malformed(_) => "malformed-request",
             Self::Unauthenticated => "unauthenticated",
-            Self::Forbidden => "forbidden",
+            Self::Forbidden | Self::OtherTenant => "forbidden",
             Self::NotFound(_) => "not-found",
             Self::TooLarge { .. } => "too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",

@@ -10,7 +10,9 @@ pub mod key_cache;
 pub mod metrics;
 pub mod openapi;
 pub mod params;
+pub mod progress_stream;
 pub mod rated_tenants;
+pub mod redrive;
 pub mod routes;
 pub mod rules;
 pub mod state;
@@ -83,12 +85,14 @@ pub async fn state(config: &ApiConfig) -> Result<AppState, RunError> {
 pub fn app(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/executions", post(routes::executions::submit).get(routes::executions::list))
+        .route("/executions/cancel", post(routes::bulk::cancel))
         .route("/executions/{id}", get(routes::executions::get))
         .route("/executions/{id}/events", get(routes::execution_events::events))
         .route("/executions/{id}/result", get(routes::execution_ops::result))
         .route("/executions/{id}/logs", get(routes::execution_logs::logs))
         .route("/executions/{id}/cancel", post(routes::execution_ops::cancel))
         .route("/dead-letters", get(routes::dead_letters::list))
+        .route("/dead-letters/redrive", post(routes::bulk::redrive))
         .route("/dead-letters/{entry_id}/redrive", post(routes::dead_letters::redrive))
         .route("/workflows/{name}", put(routes::workflows::put).get(routes::workflows::get_latest))
         .route("/workflows/{name}/versions/{version}", get(routes::workflows::get_version))

@@ -11,7 +11,7 @@ mod schemas;
 pub use schemas::{ENTRY_ID_PATTERN, TENANT_NAME_PATTERN, WORKFLOW_NAME_PATTERN};
 
 use crate::routes::{
-    admin, dead_letters, execution_events, execution_logs, execution_ops, executions, health, queue, workflows,
+    admin, bulk, dead_letters, execution_events, execution_logs, execution_ops, executions, health, queue, workflows,
 };
 use flow_like_shared::lifecycle::ExecutionStatus;
 use serde_json::{Value, json};
@@ -32,6 +32,7 @@ use utoipa::OpenApi;
         execution_ops::result,
         execution_logs::logs,
         execution_ops::cancel,
+        bulk::cancel,
         workflows::put,
         workflows::get_latest,
         workflows::get_version,
@@ -45,6 +46,7 @@ use utoipa::OpenApi;
         admin::resume_workflow,
         dead_letters::list,
         dead_letters::redrive,
+        bulk::redrive,
         health::healthz,
         health::readyz,
     ),
@@ -86,6 +88,8 @@ fn request_body(operation_id: &str) -> Option<(&'static str, bool)> {
         "registerWorkflow" => ("Workflow", true),
         "createApiKey" => ("NewApiKey", false),
         "setTenantLimits" => ("LimitsBody", true),
+        "cancelExecutions" => ("CancelFilter", true),
+        "redriveDeadLetters" => ("RedriveFilter", true),
         _ => return None,
     })
 }
@@ -102,6 +106,9 @@ fn parameter_schema(operation_id: &str, name: &str) -> Option<Value> {
         "entry_id" => entry_id,
         "status" => json!({"type": "string", "enum": ExecutionStatus::ALL}),
         "workflow" => json!({"type": "string", "pattern": WORKFLOW_NAME_PATTERN}),
+        "label" => json!({"type": "string", "pattern": "^[^=]+=", "description": "name=value"}),
+        "submitted_after" | "submitted_before" => json!({"type": "string", "format": "date-time"}),
+        "follow" => json!({"type": "boolean", "default": false}),
         "limit" => json!({"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
         "cursor" if operation_id == "listExecutions" => json!({"type": "string", "format": "uuid"}),
         "cursor" => entry_id,

@@ -57,3 +57,21 @@ mod tests {
         assert!(!is_entry_id("1-a"));
     }
 }
+
+pub fn parse_status(status: &str) -> Result<flow_like_shared::record::ExecutionStatus, ApiError> {
+    flow_like_shared::record::ExecutionStatus::parse(status)
+        .ok_or_else(|| ApiError::Malformed(format!("unknown status {status:?}")))
+}
+
+/// A cursor this API issued: an execution id.
+pub fn parse_cursor(cursor: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(cursor).map_err(|_| ApiError::Malformed("cursor is not one this API issued".into()))
+}
+
+pub fn check_workflow(workflow: String) -> Result<String, ApiError> {
+    if flow_like_shared::ids::valid_workflow_name(&workflow) {
+        Ok(workflow)
+    } else {
+        Err(ApiError::Malformed(format!("workflow: {WORKFLOW_NAME_RULE}")))
+    }
+}

@@ -236,7 +236,8 @@ async fn replay(
 ) -> Result<Submitted, ApiError> {
     match seen {
         IdempotentInsert::Existing(original) => {
-            let record = executions::get(&state.db, tenant, original).await?.ok_or(ApiError::NotFound("execution"))?;
+            let record =
+                executions::get(&state.db, Some(tenant), original).await?.ok_or(ApiError::NotFound("execution"))?;
             Ok(Submitted { accepted: Accepted::from(&record), replayed: true, rate })
         }
         IdempotentInsert::Conflict | IdempotentInsert::Created { .. } => {

@@ -28,7 +28,8 @@ pub struct ExecutionDetail {
     #[serde(flatten)]
     pub execution: ExecutionView,
     /// While `queued`: why it is not running yet, e.g. "no dispatcher alive", "tenant acme at its limit 3/3",
-    /// "waiting to be claimed: 4 ahead of it in tenant acme's queue". Null otherwise.
+    /// "waiting to be claimed: 4 ahead of it in tenant acme's queue". While `dispatched`: "starting: dispatched
+    /// 1.2 s ago, ...". Null otherwise.
     pub waiting_reason: Option<String>,
     /// While `queued` in its lane and not yet claimed: its place in the order admission takes its tenant's work
     /// (1 is next), whatever holds the tenant back now. Null otherwise, and when more than 1,000 entries of one
@@ -56,11 +57,25 @@ pub async fn detail(redis: &ConnectionManager, keys: &Keys, record: ExecutionRec
                 Waiting { reason: "unknown: the queue (Redis) is unavailable".to_string(), position: None }
             }
         })
+    } else if record.status == ExecutionStatus::Dispatched {
+        Some(Waiting { reason: starting(&record, Utc::now()), position: None })
     } else {
         None
     };
     let (waiting_reason, queue_position) = waiting.map_or((None, None), |w| (Some(w.reason), w.position));
     ExecutionDetail { execution: record.into(), waiting_reason, queue_position }
+}
+
+/// Why a dispatched execution has not started: its executor (a process, or a Kubernetes Job's pod) has not
+/// reported `started` yet. The runner's own view (an unschedulable pod, an image pull) is not in the record.
+fn starting(record: &ExecutionRecord, now: DateTime<Utc>) -> String {
+    match record.dispatched_at {
+        Some(at) => format!(
+            "starting: dispatched {:.1} s ago, its executor has not reported started yet",
+            ((now - at).num_milliseconds().max(0) as f64) / 1000.0
+        ),
+        None => "starting: its executor has not reported started yet".to_owned(),
+    }
 }
 
 fn format_ms(ms: i64) -> String {

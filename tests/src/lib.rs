@@ -9,4 +9,5 @@ pub mod fixtures;
 pub mod inspect;
 pub mod otlp;
 pub mod scripted_runner;
+pub mod seed;
 pub mod sse;

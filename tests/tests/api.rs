@@ -433,8 +433,15 @@ async fn queue_view_and_tenant_limits() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let view: Value = api.get("/api/v1/queue", &key).await.unwrap().json().await.unwrap();
+    let whole: Value = api.get("/api/v1/queue", &key).await.unwrap().json().await.unwrap();
+    assert_eq!(whole["tenants"].as_array().map(Vec::len), Some(1), "a tenant key sees only its tenant: {whole}");
+    let view = &whole["tenants"][0];
     assert_eq!(view["tenant"], "acme");
+    assert_eq!(view["workflows"][0]["workflow"], "double");
+    assert_eq!(view["workflows"][0]["queued"], 4);
+    assert!(view["oldest_queued_age_secs"].as_f64().is_some_and(|age| age >= 0.0), "{view}");
+    assert_eq!(view["admitted_last_minute"], 0);
+    assert_eq!(view["wait_p50_ms"], Value::Null);
     assert_eq!(view["queue"]["waiting"], 4);
     assert_eq!(view["queue"]["waiting_by_priority"]["5"], 3);
     // A dispatcher claims the first entry of lane 5, then the second is cancelled while queued, which deletes
@@ -460,12 +467,14 @@ async fn queue_view_and_tenant_limits() {
     let groups: Vec<std::collections::HashMap<String, redis::Value>> =
         redis::cmd("XINFO").arg("GROUPS").arg(&lane).query_async(&mut redis).await.unwrap();
     assert_eq!(groups[0].get("lag"), Some(&redis::Value::Nil), "Redis no longer knows the lag: {groups:?}");
-    let view: Value = api.get("/api/v1/queue", &key).await.unwrap().json().await.unwrap();
+    let whole: Value = api.get("/api/v1/queue", &key).await.unwrap().json().await.unwrap();
+    let view = &whole["tenants"][0];
     assert_eq!(view["queue"]["waiting"], 2, "{view}");
     assert_eq!(view["queue"]["waiting_by_priority"]["5"], 1, "{view}");
     assert_eq!(view["queue"]["running"], 0);
     assert_eq!(view["limits"]["tenant"], 3);
-    assert_eq!(view["dispatchers_alive"], 0);
+    assert_eq!(whole["dispatchers_alive"], 0);
+    assert_eq!(whole["dispatchers"], json!([]));
     let defaults =
         json!({"weight": 1.0, "submit_rate": null, "submit_burst": null, "paused": false, "paused_workflows": []});
     assert_eq!(view["admission"], defaults);
@@ -482,7 +491,9 @@ async fn queue_view_and_tenant_limits() {
     for path in ["/api/v1/tenants/acme/workflows/nightly/pause", "/api/v1/tenants/acme/pause"] {
         assert_eq!(api.http.post(api.url(path)).bearer_auth(ADMIN_TOKEN).send().await.unwrap().status(), 200);
     }
-    let view: Value = api.get("/api/v1/queue", &key).await.unwrap().json().await.unwrap();
+    let whole: Value = api.get("/api/v1/queue", &key).await.unwrap().json().await.unwrap();
+    let view = &whole["tenants"][0];
+    assert_eq!(view["workflows"][0]["paused"], true, "the whole tenant is paused");
     let set =
         json!({"weight": 2.5, "submit_rate": 7.5, "submit_burst": 8, "paused": true, "paused_workflows": ["nightly"]});
     assert_eq!(view["admission"], set);

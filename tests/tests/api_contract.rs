@@ -7,12 +7,9 @@
 //! `scripts/check-api-contract.sh` runs: it starts the API and a dispatcher and hands them to Schemathesis and
 //! to a test of a client generated from docs/openapi.json (ignored unless that script provides the tools).
 
-use flow_like_shared::protocol::{QueueBody, QueueMessage};
 use flow_like_test_harness::{ADMIN_TOKEN, DispatcherArgs, InProcessDispatcher, TestApi};
 use flow_like_tests::fixtures::{sample_workflow, submit, wait_terminal};
-use redis::AsyncCommands;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -328,28 +325,10 @@ fn the_document_states_what_the_code_enforces() {
 }
 
 /// Leaves `id` as a dispatcher leaves a dead-lettered execution: `failed`, with an entry on the dead-letter
-/// stream (as the API tests do). Returns the entry id.
+/// stream. Returns the entry id.
 async fn dead_letter(api: &TestApi, id: Uuid, tenant: &str) -> String {
-    sqlx::query("UPDATE executions SET status = 'failed', error = 'executor lost', finished_at = now() WHERE id = $1")
-        .bind(id)
-        .execute(&api.db)
-        .await
-        .unwrap();
-    let message = QueueMessage {
-        execution_id: id,
-        tenant: tenant.into(),
-        workflow: "double".into(),
-        priority: 5,
-        attempt: 1,
-        queued_at_ms: chrono::Utc::now().timestamp_millis(),
-        body: QueueBody { workflow_version: None, labels: BTreeMap::new(), traceparent: None },
-    };
-    let mut fields = message.to_fields().unwrap();
-    fields.push(("reason", b"attempt 1 of 1 failed: the executor exited with code 101".to_vec()));
-    fields.push(("dead_at", chrono::Utc::now().timestamp_millis().to_string().into_bytes()));
-    fields.push(("deliveries", b"1".to_vec()));
-    let mut redis = api.redis.clone();
-    redis.xadd(api.keys.dead_letters(), "*", &fields).await.unwrap()
+    let reason = "attempt 1 of 1 failed: the executor exited with code 101";
+    flow_like_tests::seed::dead_letter(api, id, &flow_like_tests::seed::DeadLetterSeed::new(tenant, reason)).await
 }
 
 /// Issues a key through the admin endpoint, an admin key when `admin`.

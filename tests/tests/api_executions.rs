@@ -3,16 +3,17 @@
 //! Redis and S3; the dispatcher's and executor's part is played by hand, writing the state they would write
 //! (progress stream entries, row updates, result objects, leases, dead letters).
 
+use flow_like_shared::protocol::QueueMessage;
 use flow_like_shared::protocol::limits::{self, DefaultLimits, TenantOverrides};
-use flow_like_shared::protocol::{QueueBody, QueueMessage};
 use flow_like_shared::status::{FinishedOutcome, NodePhase, StatusEntry, StatusEvent};
 use flow_like_shared::workflow::LogLevel;
 use flow_like_test_harness::{ADMIN_TOKEN, TestApi};
 use flow_like_tests::fixtures::{Submission, assert_problem};
+use flow_like_tests::seed::DeadLetterSeed;
 use flow_like_tests::sse::{open_events, read_events};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -526,34 +527,10 @@ async fn a_queued_execution_says_why_it_waits() {
     }
 }
 
-/// Leaves the execution as the dispatcher leaves a dead-lettered one: `failed`, out of its lane, and an entry on
-/// the dead-letter stream. Returns the entry id.
+/// Leaves the execution as the dispatcher leaves a dead-lettered one. Returns the entry id.
 async fn dead_letter(api: &TestApi, id: Uuid, attempts: i32, reason: &str) -> String {
-    sqlx::query(
-        "UPDATE executions SET status = 'failed', attempts = $2, error = $3, finished_at = now() WHERE id = $1",
-    )
-    .bind(id)
-    .bind(attempts)
-    .bind(reason)
-    .execute(&api.db)
-    .await
-    .unwrap();
-    take_out_of_lane(api, id).await;
-    let mut redis = api.redis.clone();
-    let message = QueueMessage {
-        execution_id: id,
-        tenant: "acme".into(),
-        workflow: "double".into(),
-        priority: 5,
-        attempt: u32::try_from(attempts).unwrap(),
-        queued_at_ms: 1_700_000_000_000,
-        body: QueueBody { workflow_version: None, labels: BTreeMap::new(), traceparent: None },
-    };
-    let mut fields = message.to_fields().unwrap();
-    fields.push(("reason", reason.as_bytes().to_vec()));
-    fields.push(("dead_at", b"1700000001000".to_vec()));
-    fields.push(("deliveries", b"5".to_vec()));
-    redis.xadd(api.keys.dead_letters(), "*", &fields).await.unwrap()
+    let seed = DeadLetterSeed { attempts, dead_at_ms: 1_700_000_001_000, ..DeadLetterSeed::new("acme", reason) };
+    flow_like_tests::seed::dead_letter(api, id, &seed).await
 }
 
 async fn queue_position(api: &TestApi, key: &str, id: Uuid) -> Value {

@@ -5,6 +5,7 @@
 
 use flow_like_test_harness::{DispatcherArgs, InProcessDispatcher, TestApi};
 use flow_like_tests::fixtures::{Submission, WorkflowDoc, assert_problem, wait_terminal, wait_until};
+use flow_like_tests::sse::read_events;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -57,6 +58,35 @@ async fn an_attempts_log_lines_come_from_its_events_while_it_runs_and_from_its_o
     assert_problem(api.get(&format!("/api/v1/executions/{done}/logs?attempt=2"), &key).await?, 404).await;
     let other = api.tenant_key("globex").await?;
     assert_problem(api.get(&format!("/api/v1/executions/{done}/logs"), &other).await?, 404).await;
+    dispatcher.stop().await?;
+    Ok(())
+}
+
+/// `?follow=true`: the lines of a running attempt as Server-Sent Events, as they are logged, then `end` with the
+/// outcome; a finished attempt's lines then `end` at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn following_an_attempts_logs_streams_its_lines_then_ends_with_the_outcome() -> anyhow::Result<()> {
+    let api = TestApi::start().await?;
+    let key = api.tenant_key("acme").await?;
+    let dispatcher = InProcessDispatcher::start(&DispatcherArgs::new(&api.configs, "d0")?).await?;
+    let id = Submission::of(logging(1_500)).input(json!({"n": 9})).submit(&api, &key).await?;
+    let follow = api.get(&format!("/api/v1/executions/{id}/logs?follow=true"), &key).await?;
+    let events = read_events(follow, Duration::from_secs(60)).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(kinds.last(), Some(&"end"), "{events:?}");
+    assert_eq!(events.last().unwrap().data, json!({"status": "succeeded"}));
+    let lines: Vec<&Value> = events.iter().filter(|e| e.event == "log").map(|e| &e.data).collect();
+    assert!(lines.iter().any(|l| l["message"] == "n is 9" && l["node"] == "say" && l["level"] == "warn"), "{events:?}");
+    assert!(events.iter().filter(|e| e.event == "log").all(|e| !e.id.is_empty()), "log events carry their entry id");
+
+    // Finished: the same lines again from the archive, and the end at once.
+    let again = read_events(
+        api.get(&format!("/api/v1/executions/{id}/logs?follow=true"), &key).await?,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(again.iter().filter(|e| e.event == "log").count(), lines.len());
+    assert_eq!(again.last().unwrap().data, json!({"status": "succeeded"}));
     dispatcher.stop().await?;
     Ok(())
 }

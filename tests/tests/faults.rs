@@ -123,6 +123,7 @@ async fn the_reconciler_requeues_what_redis_lost() {
     let known = protocol::reads::known_queued(&mut conn, &api.keys, &ids).await.unwrap();
     assert_eq!(known, vec![true; 3]);
     let view: Value = api.get("/api/v1/queue", &key).await.unwrap().json().await.unwrap();
+    let view = &view["tenants"][0];
     assert_eq!(view["queue"]["waiting"], 3);
     assert_eq!(view["queue"]["waiting_by_priority"], json!({"2": 1, "5": 1, "9": 1}));
     assert_eq!(view["limits"]["tenant"], 2, "limit overrides are restored from PostgreSQL");

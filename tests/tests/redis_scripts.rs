@@ -6,7 +6,9 @@
 //! of `Keys::catalogue()`, and after every case each key under the prefix must match a catalogue key.
 
 use flow_like_shared::protocol::keys::STATUS_GROUP;
-use flow_like_shared::protocol::keys::{SAMPLE_EXECUTION, SAMPLE_PRIORITY, SAMPLE_TENANT, SAMPLE_WORKFLOW};
+use flow_like_shared::protocol::keys::{
+    SAMPLE_DISPATCHER, SAMPLE_EXECUTION, SAMPLE_PRIORITY, SAMPLE_TENANT, SAMPLE_WORKFLOW,
+};
 use flow_like_shared::protocol::limits::{self, DefaultLimits, TenantOverrides};
 use flow_like_shared::protocol::scripts::{self, PRELUDE};
 use flow_like_shared::protocol::streams::{self, Settle};
@@ -126,6 +128,7 @@ fn shapes(keys: &Keys) -> Vec<String> {
                 .replace(&format!(":{SAMPLE_TENANT}"), ":*")
                 .replace(&format!(":{SAMPLE_WORKFLOW}"), ":*")
                 .replace(&format!(":p{SAMPLE_PRIORITY}"), ":p*")
+                .replace(&format!(":{SAMPLE_DISPATCHER}"), ":*")
         })
         .collect()
 }
@@ -603,10 +606,11 @@ async fn every_script_compiles_and_the_lua_keys_are_the_catalogue() {
     let (tenant, workflow, execution, priority) = (SAMPLE_TENANT, SAMPLE_WORKFLOW, SAMPLE_EXECUTION, SAMPLE_PRIORITY);
     // The same keys, in the same order, as Keys::catalogue().
     let probe = format!(
-        "{PRELUDE}\nPREFIX = ARGV[1]\nlocal t, w, e, p = ARGV[2], ARGV[3], ARGV[4], ARGV[5]\nreturn {{K.lane(t, p), \
-         K.tenants(), K.lanes(t), K.queued(), K.turn(), K.active(), K.active_tenant(t), K.active_workflow(t, w), \
-         K.lease(e), K.limits(), K.dispatchers(), K.status(), K.progress(e), K.dead_letters(), K.cancel(e), \
-         K.retrying(), K.retry(e), K.wake(), K.submit_rate(t), K.paused(t)}}"
+        "{PRELUDE}\nPREFIX = ARGV[1]\nlocal t, w, e, p, d = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]\nreturn \
+         {{K.lane(t, p), K.tenants(), K.lanes(t), K.queued(), K.turn(), K.active(), K.active_tenant(t), \
+         K.active_workflow(t, w), K.lease(e), K.limits(), K.dispatchers(), K.dispatcher_stats(d), K.status(), \
+         K.progress(e), K.dead_letters(), K.cancel(e), K.retrying(), K.retry(e), K.wake(), K.submit_rate(t), \
+         K.paused(t)}}"
     );
     let lua: Vec<String> = redis::Script::new(&probe)
         .arg(c.keys.prefix())
@@ -614,6 +618,7 @@ async fn every_script_compiles_and_the_lua_keys_are_the_catalogue() {
         .arg(workflow)
         .arg(execution)
         .arg(priority)
+        .arg(SAMPLE_DISPATCHER)
         .invoke_async(&mut c.conn)
         .await
         .unwrap();

@@ -26,6 +26,8 @@ pub fn components() -> Vec<(String, Value)> {
         ("WorkflowRef".to_string(), workflow_ref()),
         ("NewApiKey".to_string(), new_api_key()),
         ("LimitsBody".to_string(), limits_body()),
+        ("CancelFilter".to_string(), cancel_filter()),
+        ("RedriveFilter".to_string(), redrive_filter()),
     ]);
     all.extend(workflow_components());
     all
@@ -319,3 +321,80 @@ fn workflow_components() -> Vec<(String, Value)> {
 /// A Kubernetes quantity as `flow_like_shared::quantity` reads it: a decimal number with an optional suffix
 /// (validation also refuses zero and quantities too large to compare).
 const QUANTITY_PATTERN: &str = r"^[0-9]{1,30}(?:\.[0-9]{1,30})?(?:[numkMGTPE]|[KMGTPE]i)?$";
+
+/// The fields every bulk body shares: `dry_run`, `limit` and `cursor`, and the time bounds named `after`/`before`.
+fn bulk_common(after: &str, before: &str, cursor: Value) -> serde_json::Map<String, Value> {
+    let time = |what: &str| json!({"type": ["string", "null"], "format": "date-time", "description": what});
+    let max = crate::routes::bulk::MAX_BULK;
+    let mut properties = serde_json::Map::new();
+    properties.insert(after.to_owned(), time("At or after this time (RFC 3339)."));
+    properties.insert(before.to_owned(), time("Before this time (RFC 3339)."));
+    properties.insert(
+        "dry_run".into(),
+        json!({"type": ["boolean", "null"], "default": false, "description": "Only count and list the matches."}),
+    );
+    properties.insert(
+        "limit".into(),
+        json!({"type": ["integer", "null"], "minimum": 1, "maximum": max, "default": max,
+               "description": "Most matches this call takes."}),
+    );
+    properties.insert("cursor".into(), cursor);
+    properties.insert(
+        "tenant".into(),
+        json!({"type": ["string", "null"], "pattern": TENANT_NAME_PATTERN,
+               "description": "Admins: only this tenant's (every tenant's when absent)."}),
+    );
+    properties.insert(
+        "workflow".into(),
+        json!({"type": ["string", "null"], "pattern": WORKFLOW_NAME_PATTERN, "description": "Only this workflow's."}),
+    );
+    properties
+}
+
+/// Body of `POST /api/v1/executions/cancel`.
+fn cancel_filter() -> Value {
+    let mut properties = bulk_common(
+        "submitted_after",
+        "submitted_before",
+        json!({"type": ["string", "null"], "format": "uuid", "description": "`next_cursor` of the previous call."}),
+    );
+    properties["tenant"]["description"] = json!("Admins: only this tenant's. A tenant key may name only its own.");
+    properties.insert(
+        "status".into(),
+        json!({"type": ["array", "null"], "minItems": 1,
+               "items": {"type": "string", "enum": ["queued", "dispatched", "running"]},
+               "description": "Any of these statuses (default all three)."}),
+    );
+    properties.insert(
+        "labels".into(),
+        json!({"type": ["object", "null"], "additionalProperties": {"type": "string"},
+               "description": "Labels the executions all carry with these values."}),
+    );
+    json!({
+        "description": "Which executions to cancel: every field narrows, an empty object matches every execution \
+                        not finished yet.",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": properties,
+    })
+}
+
+/// Body of `POST /api/v1/dead-letters/redrive`.
+fn redrive_filter() -> Value {
+    let mut properties = bulk_common(
+        "dead_after",
+        "dead_before",
+        json!({"type": ["string", "null"], "pattern": ENTRY_ID_PATTERN,
+               "description": "`next_cursor` of the previous call."}),
+    );
+    properties.insert(
+        "reason".into(),
+        json!({"type": ["string", "null"], "description": "A part of the dead letter's reason (exact case)."}),
+    );
+    json!({
+        "description": "Which dead letters to redrive: every field narrows, an empty object matches all of them.",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": properties,
+    })
+}

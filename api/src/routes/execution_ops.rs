@@ -7,7 +7,7 @@
 //! `cancelled`, dispatchers skip cancelled executions when they claim them, and a repeated cancel of a cancelled
 //! execution answers 202 again and runs the Redis part again, so retrying the request is safe.
 
-use crate::auth::Caller;
+use crate::auth::Scope;
 use crate::error::{ApiError, problem};
 use crate::params::{self, ParamsRejection, PathParams};
 use crate::state::AppState;
@@ -34,11 +34,11 @@ use uuid::Uuid;
 )]
 pub async fn result(
     State(state): State<AppState>,
-    caller: Caller,
+    scope: Scope,
     id: Result<PathParams<Uuid>, ParamsRejection>,
 ) -> Result<Response, ApiError> {
     let id = params::path(id, "execution")?;
-    let record = executions::get(&state.db, &caller.tenant, id).await?.ok_or(ApiError::NotFound("execution"))?;
+    let record = executions::get(&state.db, scope.tenant(), id).await?.ok_or(ApiError::NotFound("execution"))?;
     let status = record.status.as_str();
     if !record.status.is_terminal() {
         return Err(ApiError::Conflict(format!("execution is {status}: it has no result yet")));
@@ -75,11 +75,11 @@ pub async fn result(
 )]
 pub async fn cancel(
     State(state): State<AppState>,
-    caller: Caller,
+    scope: Scope,
     id: Result<PathParams<Uuid>, ParamsRejection>,
 ) -> Result<Response, ApiError> {
     let id = params::path(id, "execution")?;
-    let record = match operator::cancel(&state.db, &caller.tenant, id).await? {
+    let record = match operator::cancel(&state.db, scope.tenant(), id).await? {
         operator::Cancel::NotFound => return Err(ApiError::NotFound("execution")),
         operator::Cancel::Cancelled { previous, record } => {
             tracing::info!(execution_id = %id, previous = previous.as_str(), "execution cancelled by request");

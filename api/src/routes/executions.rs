@@ -1,7 +1,7 @@
 //! `/api/v1/executions`: submit, read, list. Submitting parses the body here and follows the protocol of
 //! `crate::submit` (commit first, then queue; idempotency keys); this module renders its answer.
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Scope};
 use crate::body::{Fields, JsonBody, RequestBody};
 use crate::error::ApiError;
 use crate::params::{self, ParamsRejection, PathParams, QueryParams};
@@ -13,9 +13,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use flow_like_shared::ids::valid_workflow_name;
 use flow_like_shared::protocol::MAX_PRIORITY;
-use flow_like_shared::record::executions::{self, ExecutionFilter};
+use flow_like_shared::record::executions::{self, ExecutionFilter, Page};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -102,17 +103,17 @@ pub async fn submit(
     params(("id" = Uuid, Path, description = "Execution id")),
     responses(
         (status = 200, body = crate::waiting::ExecutionDetail),
-        (status = 404, description = "No such execution for this tenant", body = crate::error::Problem),
+        (status = 404, description = "No such execution for this tenant (an admin reads every tenant's)", body = crate::error::Problem),
     ),
     security(("api_key" = []))
 )]
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    scope: Scope,
     id: Result<PathParams<Uuid>, ParamsRejection>,
 ) -> Result<Json<crate::waiting::ExecutionDetail>, ApiError> {
     let id = params::path(id, "execution")?;
-    let record = executions::get(&state.db, &caller.tenant, id).await?.ok_or(ApiError::NotFound("execution"))?;
+    let record = executions::get(&state.db, scope.tenant(), id).await?.ok_or(ApiError::NotFound("execution"))?;
     Ok(Json(crate::waiting::detail(&state.redis, &state.keys, record).await))
 }
 
@@ -125,6 +126,14 @@ pub struct ListParams {
     pub status: Option<String>,
     /// Workflow name.
     pub workflow: Option<String>,
+    /// One label the executions carry, as `name=value`.
+    pub label: Option<String>,
+    /// Submitted at or after this time (RFC 3339).
+    pub submitted_after: Option<DateTime<Utc>>,
+    /// Submitted before this time (RFC 3339).
+    pub submitted_before: Option<DateTime<Utc>>,
+    /// Admins: only this tenant's (all tenants' when absent). A tenant key may name only its own tenant.
+    pub tenant: Option<String>,
     /// Page size, 1-500 (default 50).
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
@@ -139,39 +148,44 @@ pub struct ExecutionPage {
     pub next_cursor: Option<String>,
 }
 
-/// List the tenant's executions.
+/// List executions, newest first: the caller's tenant's, or (admins) every tenant's.
 #[utoipa::path(
     get, path = "/api/v1/executions", operation_id = "listExecutions", tag = "executions",
     params(ListParams),
-    responses((status = 200, body = ExecutionPage), (status = 400, body = crate::error::Problem)),
+    responses(
+        (status = 200, body = ExecutionPage),
+        (status = 400, description = "A malformed filter or cursor", body = crate::error::Problem),
+        (status = 403, description = "A tenant key named another tenant", body = crate::error::Problem),
+    ),
     security(("api_key" = []))
 )]
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    scope: Scope,
     query: Result<QueryParams<ListParams>, ParamsRejection>,
 ) -> Result<Json<ExecutionPage>, ApiError> {
     let params = params::query(query)?;
-    let status = params
-        .status
-        .as_deref()
-        .map(|s| {
-            executions::ExecutionStatus::parse(s).ok_or_else(|| ApiError::Malformed(format!("unknown status {s:?}")))
-        })
-        .transpose()?;
+    let statuses = params.status.as_deref().map(rules::parse_status).transpose()?.into_iter().collect();
     let limit = rules::page_limit(params.limit)?;
-    let before = params
-        .cursor
-        .as_deref()
-        .map(|c| Uuid::parse_str(c).map_err(|_| ApiError::Malformed("cursor is not one this API issued".into())))
-        .transpose()?;
-    if let Some(workflow) = params.workflow.as_deref()
-        && !valid_workflow_name(workflow)
-    {
-        return Err(ApiError::Malformed(format!("workflow: {WORKFLOW_NAME_RULE}")));
-    }
-    let filter = ExecutionFilter { status, workflow: params.workflow, before, limit };
-    let records = executions::list(&state.db, &caller.tenant, &filter).await?;
+    let before = params.cursor.as_deref().map(rules::parse_cursor).transpose()?;
+    let labels = params.label.as_deref().map(parse_label).transpose()?.into_iter().collect();
+    let filter = ExecutionFilter {
+        tenant: scope.narrow(params.tenant.as_deref())?,
+        statuses,
+        workflow: params.workflow.map(rules::check_workflow).transpose()?,
+        labels,
+        submitted_after: params.submitted_after,
+        submitted_before: params.submitted_before,
+    };
+    let records = executions::list(&state.db, &filter, Page::NewestFirst { before, limit }).await?;
     let next_cursor = (records.len() as i64 == limit).then(|| records.last().map(|r| r.id.to_string())).flatten();
     Ok(Json(ExecutionPage { items: records.into_iter().map(ExecutionView::from).collect(), next_cursor }))
+}
+
+/// `name=value`.
+fn parse_label(label: &str) -> Result<(String, String), ApiError> {
+    match label.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(ApiError::Malformed(format!("label must be name=value, not {label:?}"))),
+    }
 }

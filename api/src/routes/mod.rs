@@ -1,7 +1,9 @@
 //! The HTTP routes, one module per resource. Each route module depends only downwards (on `params`, `body`,
-//! `error`, `views`, `rules`, `submit`, ...), never on a sibling; the router that mounts them is `crate::app`.
+//! `error`, `views`, `rules`, `submit`, `redrive`, ...), never on a sibling; the router that mounts them is
+//! `crate::app`.
 
 pub mod admin;
+pub mod bulk;
 pub mod dead_letters;
 pub mod execution_events;
 pub mod execution_logs;

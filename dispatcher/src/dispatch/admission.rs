@@ -97,6 +97,14 @@ impl Inner {
                 }
             }
         }
+        {
+            let mut window = self.admissions.lock().expect("admissions lock");
+            for claim in &claims {
+                let waited = queue_wait(&claim.message, &claim.entry_id, now).as_millis();
+                let (tenant, workflow) = (&claim.message.tenant, &claim.message.workflow);
+                window.record(now, tenant, workflow, u64::try_from(waited).unwrap_or(u64::MAX));
+            }
+        }
         let ids: Vec<Uuid> = claims.iter().map(|c| c.message.execution_id).collect();
         let mut rows: HashMap<Uuid, DispatchRow> =
             self.rows_with_retry(&ids, shutdown).await.into_iter().map(|row| (row.id, row)).collect();

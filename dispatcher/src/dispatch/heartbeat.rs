@@ -1,5 +1,6 @@
 //! The heartbeat (renews this dispatcher's leases, records it alive, passes cancellations on to running
-//! attempts) and the wake-up subscription that ends the admission loop's idle wait.
+//! attempts), the admission stats it writes for the queue view, and the wake-up subscription that ends the
+//! admission loop's idle wait.
 
 use super::*;
 
@@ -35,6 +36,27 @@ impl Inner {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(period) => {}
+            }
+        }
+    }
+
+    /// Writes what this dispatcher admitted in the last minute and how many attempts it runs
+    /// (`dispatcher_stats`), every `PUBLISH_EVERY`, for the queue view. Losing a write costs only freshness.
+    pub(super) async fn stats_loop(self: Arc<Self>, stop: CancellationToken) {
+        let mut redis = self.redis.clone();
+        loop {
+            let now = protocol::now_ms();
+            let stats = DispatcherStats {
+                at_ms: now,
+                in_flight: self.held.lock().expect("held lock").len() as u64,
+                admitted: self.admissions.lock().expect("admissions lock").snapshot(now),
+            };
+            if let Err(err) = dispatcher_stats::publish(&mut redis, &self.keys, &self.settings.id, &stats).await {
+                tracing::debug!(cause = %err, "writing the admission stats failed");
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(dispatcher_stats::PUBLISH_EVERY) => {}
             }
         }
     }

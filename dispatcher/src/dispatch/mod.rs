@@ -22,6 +22,7 @@ use crate::metrics::DeadLetterReason;
 use crate::outbox::Outbox;
 use crate::runner::{Attempt, AttemptEnd, Runner, Started};
 use flow_like_shared::protocol::QueueMessage;
+use flow_like_shared::protocol::dispatcher_stats::{self, AdmissionWindow, DispatcherStats};
 use flow_like_shared::protocol::keys::Keys;
 use flow_like_shared::protocol::limits::{self, DefaultLimits};
 use flow_like_shared::protocol::{self, AdmitStop, Admitted, NewDeadLetter, Renewal, TakenOver};
@@ -88,6 +89,8 @@ struct Inner {
     spec_writes: tokio::sync::Semaphore,
     /// The attempts this dispatcher runs, with the token that stops each.
     held: Mutex<HashMap<Uuid, CancellationToken>>,
+    /// What this dispatcher admitted in the last minute, for the queue view (`heartbeat::stats_loop`).
+    admissions: Mutex<AdmissionWindow>,
     wake: Notify,
     /// Fires at the end of the drain: attempts still running are handed back to other dispatchers.
     hand_back: CancellationToken,
@@ -148,6 +151,7 @@ impl Dispatcher {
                 metrics,
                 tracer,
                 held: Mutex::new(HashMap::new()),
+                admissions: Mutex::new(AdmissionWindow::default()),
                 wake: Notify::new(),
                 hand_back: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -162,6 +166,7 @@ impl Dispatcher {
         let background = CancellationToken::new();
         let heartbeat = tokio::spawn(inner.clone().heartbeat_loop(background.clone()));
         tokio::spawn(inner.clone().wake_listener(background.clone()));
+        tokio::spawn(inner.clone().stats_loop(background.clone()));
         tokio::spawn(inner.clone().recovery_loop(shutdown.clone()));
         tokio::spawn(inner.clone().retry_loop(shutdown.clone()));
         if let Err(err) = limits::publish_defaults(&mut inner.redis.clone(), &inner.keys, inner.settings.limits).await {

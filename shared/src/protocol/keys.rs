@@ -83,6 +83,12 @@ impl Keys {
         format!("{}:dispatchers", self.prefix)
     }
 
+    /// String, expiring: one dispatcher's admissions of the last minute and its in-flight count, as JSON
+    /// (`dispatcher_stats`), for the queue view.
+    pub fn dispatcher_stats(&self, dispatcher: &str) -> String {
+        format!("{}:dispatcher-stats:{dispatcher}", self.prefix)
+    }
+
     /// Stream: status events from executors and runners (started, progress, finished); group `status`.
     pub fn status(&self) -> String {
         format!("{}:status", self.prefix)
@@ -138,6 +144,7 @@ pub const SAMPLE_TENANT: &str = "acme";
 pub const SAMPLE_WORKFLOW: &str = "report";
 pub const SAMPLE_EXECUTION: &str = "0190a1b2-0000-7000-8000-000000000001";
 pub const SAMPLE_PRIORITY: u8 = 5;
+pub const SAMPLE_DISPATCHER: &str = "dispatcher-1";
 
 impl Keys {
     /// One example of every key, built with the sample tenant, workflow, execution and priority above. The
@@ -158,6 +165,7 @@ impl Keys {
             self.lease(execution),
             self.limits(),
             self.dispatchers(),
+            self.dispatcher_stats(SAMPLE_DISPATCHER),
             self.status(),
             self.progress(execution),
             self.dead_letters(),

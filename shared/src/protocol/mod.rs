@@ -18,6 +18,7 @@
 //! | limits: publish defaults and overrides, read the effective ones | [`limits`] | |
 //! | status and progress streams: append, consume, read | [`streams`] | |
 //! | read-only views of the queue (API, gauges, reconciler) | [`reads`] | |
+//! | each dispatcher's admissions of the last minute, for the queue view | [`dispatcher_stats`] | |
 //!
 //! The services call these functions and make no Redis calls of their own, besides `PING` in health checks
 //! and the wake-up subscription. Connections are opened by [`connection`].
@@ -25,6 +26,7 @@
 pub mod admit;
 pub mod connection;
 pub mod dead_letter;
+pub mod dispatcher_stats;
 pub mod enqueue;
 pub mod hand_back;
 pub mod keys;
@@ -53,4 +55,4 @@ pub use renew::{Renewal, deregister, renew};
 pub use reply::{field_map, now_ms, parsed_field};
 pub use retry::{promote_due, schedule_retry};
 pub use takeover::{TakenOver, take_over};
-pub use withdraw::{CANCEL_KEY_TTL_SECS, Withdrawn, request_cancel, withdraw};
+pub use withdraw::{CANCEL_KEY_TTL_SECS, Withdrawn, cancel_many, request_cancel, withdraw};

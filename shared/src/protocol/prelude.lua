@@ -14,6 +14,7 @@ function K.active_workflow(tenant, workflow) return PREFIX .. ':active:workflow:
 function K.lease(id) return PREFIX .. ':lease:' .. id end
 function K.limits() return PREFIX .. ':limits' end
 function K.dispatchers() return PREFIX .. ':dispatchers' end
+function K.dispatcher_stats(dispatcher) return PREFIX .. ':dispatcher-stats:' .. dispatcher end
 function K.status() return PREFIX .. ':status' end
 function K.progress(id) return PREFIX .. ':status:' .. id end
 function K.dead_letters() return PREFIX .. ':dead' end

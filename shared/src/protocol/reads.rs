@@ -123,6 +123,23 @@ pub async fn global_running(
     Ok((running, dispatchers))
 }
 
+/// Executions holding a lease, per workflow of `tenant` (in the order of `workflows`), in one round trip.
+pub async fn workflow_running(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    tenant: &str,
+    workflows: &[String],
+) -> Result<Vec<u64>, QueueError> {
+    if workflows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for workflow in workflows {
+        pipe.zcard(keys.active_workflow(tenant, workflow));
+    }
+    Ok(pipe.query_async(conn).await?)
+}
+
 /// The tenants that may have queued work (the fair-share set), in serving order (smallest tag first).
 pub async fn tenants(conn: &mut ConnectionManager, keys: &Keys) -> Result<Vec<String>, QueueError> {
     Ok(redis::cmd("ZRANGE").arg(keys.tenants()).arg(0).arg(-1).query_async(conn).await?)

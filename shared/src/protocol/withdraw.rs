@@ -46,3 +46,16 @@ pub async fn request_cancel(conn: &mut ConnectionManager, keys: &Keys, execution
         .await?;
     Ok(())
 }
+
+/// [`request_cancel`] and [`withdraw`] for many executions, sent together (the connection is multiplexed, so
+/// the commands share round trips).
+pub async fn cancel_many(conn: &ConnectionManager, keys: &Keys, executions: &[Uuid]) -> Result<(), QueueError> {
+    let each = executions.iter().map(|&id| {
+        let mut conn = conn.clone();
+        async move {
+            request_cancel(&mut conn, keys, id).await?;
+            withdraw(&mut conn, keys, id).await.map(|_| ())
+        }
+    });
+    futures::future::try_join_all(each).await.map(|_| ())
+}

@@ -205,43 +205,94 @@ impl From<RecordRow> for ExecutionRecord {
     }
 }
 
-/// One execution of one tenant (another tenant's execution is simply not found).
-pub async fn get(pool: &PgPool, tenant: &str, id: Uuid) -> Result<Option<ExecutionRecord>, RecordError> {
-    let row: Option<RecordRow> =
-        sqlx::query_as(concat!("SELECT ", record_columns!(), " FROM executions WHERE id = $1 AND tenant = $2"))
-            .bind(id)
-            .bind(tenant)
-            .fetch_optional(pool)
-            .await?;
+/// One execution of one tenant (another tenant's execution is simply not found); `None` reads any tenant's
+/// (an admin).
+pub async fn get(pool: &PgPool, tenant: Option<&str>, id: Uuid) -> Result<Option<ExecutionRecord>, RecordError> {
+    let row: Option<RecordRow> = match tenant {
+        Some(tenant) => {
+            sqlx::query_as(concat!("SELECT ", record_columns!(), " FROM executions WHERE id = $1 AND tenant = $2"))
+                .bind(id)
+                .bind(tenant)
+                .fetch_optional(pool)
+                .await?
+        }
+        None => {
+            sqlx::query_as(concat!("SELECT ", record_columns!(), " FROM executions WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        }
+    };
     Ok(row.map(ExecutionRecord::from))
 }
 
-/// Filters of the list endpoint. `before` is the cursor: the last id of the previous page.
+/// Which executions a list or a bulk operation takes. Every field narrows; the default matches everything.
 #[derive(Debug, Clone, Default)]
 pub struct ExecutionFilter {
-    pub status: Option<ExecutionStatus>,
+    /// One tenant; `None` is every tenant (an admin).
+    pub tenant: Option<String>,
+    /// Any of these statuses; empty is any status.
+    pub statuses: Vec<ExecutionStatus>,
     pub workflow: Option<String>,
-    pub before: Option<Uuid>,
-    pub limit: i64,
+    /// Labels the execution must all carry with these values (`labels @> ...`).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Submitted at or after.
+    pub submitted_after: Option<DateTime<Utc>>,
+    /// Submitted before.
+    pub submitted_before: Option<DateTime<Utc>>,
 }
 
-/// A tenant's executions, newest first.
-pub async fn list(pool: &PgPool, tenant: &str, filter: &ExecutionFilter) -> Result<Vec<ExecutionRecord>, RecordError> {
-    let rows: Vec<RecordRow> = sqlx::query_as(concat!(
-        "SELECT ",
-        record_columns!(),
-        " FROM executions
-         WHERE tenant = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR workflow_name = $3)
-           AND ($4::uuid IS NULL OR id < $4)
-         ORDER BY id DESC LIMIT $5"
-    ))
-    .bind(tenant)
-    .bind(filter.status.map(ExecutionStatus::as_str))
-    .bind(&filter.workflow)
-    .bind(filter.before)
-    .bind(filter.limit)
-    .fetch_all(pool)
-    .await?;
+/// Where a page starts and how long it is. Lists go newest first (`before` is the last id of the previous
+/// page); bulk operations go oldest first (`after`), so work cancelled while the operation runs is behind them.
+#[derive(Debug, Clone, Copy)]
+pub enum Page {
+    NewestFirst { before: Option<Uuid>, limit: i64 },
+    OldestFirst { after: Option<Uuid>, limit: i64 },
+}
+
+fn push_filter(query: &mut sqlx::QueryBuilder<sqlx::Postgres>, filter: &ExecutionFilter) {
+    query.push(" WHERE true");
+    if let Some(tenant) = &filter.tenant {
+        query.push(" AND tenant = ").push_bind(tenant.clone());
+    }
+    if !filter.statuses.is_empty() {
+        let statuses: Vec<String> = filter.statuses.iter().map(|s| s.as_str().to_owned()).collect();
+        query.push(" AND status = ANY(").push_bind(statuses).push(")");
+    }
+    if let Some(workflow) = &filter.workflow {
+        query.push(" AND workflow_name = ").push_bind(workflow.clone());
+    }
+    if !filter.labels.is_empty() {
+        query.push(" AND labels @> ").push_bind(serde_json::json!(filter.labels)).push("::jsonb");
+    }
+    if let Some(after) = filter.submitted_after {
+        query.push(" AND queued_at >= ").push_bind(after);
+    }
+    if let Some(before) = filter.submitted_before {
+        query.push(" AND queued_at < ").push_bind(before);
+    }
+}
+
+/// Executions matching `filter`, one page of them (an index on `(tenant, ...)` serves a tenant's; the primary
+/// key serves an admin's across tenants).
+pub async fn list(pool: &PgPool, filter: &ExecutionFilter, page: Page) -> Result<Vec<ExecutionRecord>, RecordError> {
+    let mut query = sqlx::QueryBuilder::new(concat!("SELECT ", record_columns!(), " FROM executions"));
+    push_filter(&mut query, filter);
+    match page {
+        Page::NewestFirst { before, limit } => {
+            if let Some(before) = before {
+                query.push(" AND id < ").push_bind(before);
+            }
+            query.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+        }
+        Page::OldestFirst { after, limit } => {
+            if let Some(after) = after {
+                query.push(" AND id > ").push_bind(after);
+            }
+            query.push(" ORDER BY id ASC LIMIT ").push_bind(limit);
+        }
+    }
+    let rows: Vec<RecordRow> = query.build_query_as().fetch_all(pool).await?;
     Ok(rows.into_iter().map(ExecutionRecord::from).collect())
 }
 

@@ -2,6 +2,7 @@
 //! what can be rebuilt from here.
 
 pub mod api_keys;
+pub mod backlog;
 pub mod batch;
 pub mod dispatch;
 pub mod executions;
@@ -13,7 +14,7 @@ pub mod workflows;
 
 pub use api_keys::{ApiKeyRecord, IssuedApiKey, hash_secret, parse_api_key};
 pub use executions::{
-    ExecutionFilter, ExecutionRecord, ExecutionStatus, IdempotentInsert, NewExecution, WaitingExecution,
+    ExecutionFilter, ExecutionRecord, ExecutionStatus, IdempotentInsert, NewExecution, Page, WaitingExecution,
 };
 pub use workflows::WorkflowVersion;
 

@@ -72,11 +72,12 @@ pub enum Cancel {
 /// Cancels one execution of one tenant: one UPDATE sets `cancelled`, `finished_at` and the error where the
 /// status is not terminal, and returns the status it had (the row is locked, so a concurrent status update
 /// either happened before and is seen, or waits and then finds the execution terminal).
-pub async fn cancel(pool: &PgPool, tenant: &str, id: Uuid) -> Result<Cancel, RecordError> {
+/// `tenant` `None` cancels any tenant's (an admin).
+pub async fn cancel(pool: &PgPool, tenant: Option<&str>, id: Uuid) -> Result<Cancel, RecordError> {
     let row: Option<CancelRow> = sqlx::query_as(concat!(
         "UPDATE executions e
          SET status = 'cancelled', finished_at = now(), error = $3, updated_at = now()
-         FROM (SELECT id, status FROM executions WHERE id = $1 AND tenant = $2 FOR UPDATE) old
+         FROM (SELECT id, status FROM executions WHERE id = $1 AND ($2::text IS NULL OR tenant = $2) FOR UPDATE) old
          WHERE e.id = old.id AND old.status IN ('queued', 'dispatched', 'running')
          RETURNING old.status AS previous, ",
         columns!("e")
@@ -94,6 +95,30 @@ pub async fn cancel(pool: &PgPool, tenant: &str, id: Uuid) -> Result<Cancel, Rec
         Some(record) => Cancel::AlreadyFinished(Box::new(record)),
         None => Cancel::NotFound,
     })
+}
+
+/// Cancels the executions among `ids` that are not finished yet, in one statement (rows locked in id order, so
+/// two bulk cancels cannot deadlock), and returns those it cancelled with the status each had. The others had
+/// finished meanwhile and are left as they are.
+pub async fn cancel_many(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<(Uuid, ExecutionStatus)>, RecordError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+        "UPDATE executions e
+         SET status = 'cancelled', finished_at = now(), error = $2, updated_at = now()
+         FROM (SELECT id, status FROM executions WHERE id = ANY($1) ORDER BY id FOR UPDATE) old
+         WHERE e.id = old.id AND old.status IN ('queued', 'dispatched', 'running')
+         RETURNING e.id, old.status",
+    )
+    .bind(ids)
+    .bind(CANCELLED_BY_REQUEST)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, previous)| (id, ExecutionStatus::parse(&previous).unwrap_or(ExecutionStatus::Queued)))
+        .collect())
 }
 
 /// What a redrive did.
