@@ -138,6 +138,22 @@ fn sse_event() -> Value {
     })
 }
 
+/// One Server-Sent Event of `GET /executions/{id}/logs?follow=true`.
+fn log_sse_event() -> Value {
+    json!({
+        "description": "A `log` event (data: one log line, as in `AttemptLogs.lines`; id: its progress entry id), or \
+                        the last event, `end` (data: `{\"status\": ...}`, the attempt's outcome or `retrying`; no id).",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["event", "data"],
+        "properties": {
+            "id": {"type": "string", "pattern": ENTRY_ID_PATTERN},
+            "event": {"type": "string", "enum": ["log", "end"]},
+            "data": {"type": "string", "contentMediaType": "application/json"}
+        }
+    })
+}
+
 fn problem(description: &str) -> Value {
     json!({"description": description, "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}})
 }
@@ -166,6 +182,9 @@ fn complete_operation(path: &str, operation: &mut Value) {
 
     if operation_id == "streamExecutionEvents" {
         operation["responses"]["200"]["content"] = json!({"text/event-stream": {"schema": sse_event()}});
+    }
+    if operation_id == "getExecutionLogs" {
+        operation["responses"]["200"]["content"]["text/event-stream"] = json!({"schema": log_sse_event()});
     }
 
     let mut standard: Vec<(&str, &str)> = Vec::new();
@@ -237,7 +256,7 @@ fn refine_response_schemas(schemas: &mut Value) {
     schemas["WorkflowVersionView"]["properties"]["document"] = json!({"$ref": "#/components/schemas/Workflow"});
     // `flow_like_shared::protocol::reads::TenantQueue` and `flow_like_shared::protocol::limits::EffectiveLimits`, as serialized.
     let count = json!({"type": "integer", "minimum": 0});
-    schemas["QueueView"]["properties"]["queue"] = json!({
+    schemas["TenantQueueView"]["properties"]["queue"] = json!({
         "type": "object",
         "required": ["waiting", "running", "waiting_by_priority"],
         "properties": {
@@ -250,7 +269,7 @@ fn refine_response_schemas(schemas: &mut Value) {
         }
     });
     let limit = |what: &str| json!({"type": ["integer", "null"], "minimum": 0, "description": what});
-    schemas["QueueView"]["properties"]["limits"] = json!({
+    schemas["TenantQueueView"]["properties"]["limits"] = json!({
         "type": "object",
         "required": ["global", "tenant", "workflow"],
         "description": "The limits that apply now, as the dispatchers see them; null until a dispatcher has published its defaults.",

@@ -75,3 +75,13 @@ pub fn check_workflow(workflow: String) -> Result<String, ApiError> {
         Err(ApiError::Malformed(format!("workflow: {WORKFLOW_NAME_RULE}")))
     }
 }
+
+/// A tenant named in a query (`tenant=`): refused (400) unless it is a tenant name.
+pub fn check_tenant_query(tenant: Option<&str>) -> Result<(), ApiError> {
+    match tenant {
+        Some(t) if !flow_like_shared::ids::valid_tenant_name(t) => {
+            Err(ApiError::Malformed("query parameter `tenant`: not a tenant name".into()))
+        }
+        _ => Ok(()),
+    }
+}

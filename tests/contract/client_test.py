@@ -152,11 +152,13 @@ def main():
         client=client, tenant=tenant, body=LimitsBody(concurrency_limit=3, workflow_limit=2)
     )
     check(limits.status_code == 200, f"limits: {limits.status_code} {limits.content!r}")
-    queue = get_queue.sync(client=client)
+    queue = get_queue.sync(client=client, tenant=tenant)  # an admin key: narrowed to its tenant
     check(not isinstance(queue, Problem), f"queue: {queue!r}")
-    check(queue.tenant == tenant, f"queue of {queue.tenant}")
-    check(queue.limits.tenant == 3 and queue.limits.workflow == 2, f"queue limits: {queue.limits!r}")
-    check(queue.queue.waiting >= 0 and queue.dispatchers_alive >= 1, f"queue: {queue!r}")
+    check([t.tenant for t in queue.tenants] == [tenant], f"queue of {[t.tenant for t in queue.tenants]}")
+    mine = queue.tenants[0]
+    check(mine.limits.tenant == 3 and mine.limits.workflow == 2, f"queue limits: {mine.limits!r}")
+    check(mine.queue.waiting >= 0 and queue.dispatchers_alive >= 1, f"queue: {queue!r}")
+    check(all(w.queued >= 0 and w.admitted_last_minute >= 0 for w in mine.workflows), f"workflows: {mine!r}")
 
     # A refused request parses as the documented problem document.
     missing = get_execution.sync(client=client, id=uuid.uuid4())

@@ -169,6 +169,7 @@ pub async fn list(
     let limit = rules::page_limit(params.limit)?;
     let before = params.cursor.as_deref().map(rules::parse_cursor).transpose()?;
     let labels = params.label.as_deref().map(parse_label).transpose()?.into_iter().collect();
+    rules::check_tenant_query(params.tenant.as_deref())?;
     let filter = ExecutionFilter {
         tenant: scope.narrow(params.tenant.as_deref())?,
         statuses,

@@ -16,8 +16,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use flow_like_shared::ids::valid_tenant_name;
-use flow_like_shared::protocol::dispatcher_stats::{self, AdmittedByWorkflow, Admissions};
+use flow_like_shared::protocol::dispatcher_stats::{self, Admissions, AdmittedByWorkflow};
 use flow_like_shared::protocol::limits::{self, EffectiveLimits};
 use flow_like_shared::protocol::{self, reads::TenantQueue};
 use flow_like_shared::record::backlog::{self, Backlog};
@@ -56,15 +55,6 @@ pub struct TenantQueueView {
     #[schema(value_type = Object)]
     pub limits: EffectiveLimits,
     pub admission: AdmissionView,
-    #[serde(flatten)]
-    pub recent: Recent,
-    /// Its workflows with unfinished or recently admitted work, by name.
-    pub workflows: Vec<WorkflowQueueView>,
-}
-
-/// Waiting and recent admissions, of a tenant or of one workflow.
-#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
-pub struct Recent {
     /// Seconds the oldest queued execution has waited since it was submitted; null when none is queued.
     pub oldest_queued_age_secs: Option<f64>,
     /// Executions admitted (claimed by a dispatcher) in the last minute.
@@ -73,6 +63,16 @@ pub struct Recent {
     pub wait_p50_ms: Option<f64>,
     /// 99th percentile of the same.
     pub wait_p99_ms: Option<f64>,
+    /// Its workflows with unfinished or recently admitted work, by name.
+    pub workflows: Vec<WorkflowQueueView>,
+}
+
+/// Waiting and recent admissions, of a tenant or of one workflow (the views' last four fields).
+struct Recent {
+    oldest_queued_age_secs: Option<f64>,
+    admitted_last_minute: u64,
+    wait_p50_ms: Option<f64>,
+    wait_p99_ms: Option<f64>,
 }
 
 impl Recent {
@@ -98,8 +98,14 @@ pub struct WorkflowQueueView {
     pub limit: Option<u32>,
     /// Paused, by itself or with its whole tenant.
     pub paused: bool,
-    #[serde(flatten)]
-    pub recent: Recent,
+    /// Seconds the oldest queued execution has waited since it was submitted; null when none is queued.
+    pub oldest_queued_age_secs: Option<f64>,
+    /// Executions admitted (claimed by a dispatcher) in the last minute.
+    pub admitted_last_minute: u64,
+    /// Median queue wait (ms, submit or retry to claim) of those admissions; null when there were none.
+    pub wait_p50_ms: Option<f64>,
+    /// 99th percentile of the same.
+    pub wait_p99_ms: Option<f64>,
 }
 
 /// A live dispatcher.
@@ -146,9 +152,7 @@ pub async fn get(
     query: Result<QueryParams<QueueParams>, ParamsRejection>,
 ) -> Result<Json<QueueView>, ApiError> {
     let params = params::query(query)?;
-    if params.tenant.as_deref().is_some_and(|t| !valid_tenant_name(t)) {
-        return Err(ApiError::Malformed("tenant: not a tenant name".into()));
-    }
+    crate::rules::check_tenant_query(params.tenant.as_deref())?;
     let tenant = scope.narrow(params.tenant.as_deref())?;
     let mut redis = state.redis.clone();
     let live = dispatcher_stats::live(&mut redis, &state.keys, DISPATCHER_ALIVE_WITHIN).await?;
@@ -221,17 +225,34 @@ async fn tenant_view(
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            let Recent { oldest_queued_age_secs, admitted_last_minute, wait_p50_ms, wait_p99_ms } =
+                Recent::of(queued_since, &admissions, now);
             WorkflowQueueView {
                 paused: admission.paused || admission.paused_workflows.contains(&workflow),
                 queued: row.map_or(0, |r| r.queued.max(0) as u64),
                 running,
                 limit: limits.workflow,
-                recent: Recent::of(queued_since, &admissions, now),
+                oldest_queued_age_secs,
+                admitted_last_minute,
+                wait_p50_ms,
+                wait_p99_ms,
                 workflow,
             }
         })
         .collect();
-    Ok(TenantQueueView { recent: Recent::of(oldest, &whole, now), tenant, queue, limits, admission, workflows })
+    let Recent { oldest_queued_age_secs, admitted_last_minute, wait_p50_ms, wait_p99_ms } =
+        Recent::of(oldest, &whole, now);
+    Ok(TenantQueueView {
+        tenant,
+        queue,
+        limits,
+        admission,
+        oldest_queued_age_secs,
+        admitted_last_minute,
+        wait_p50_ms,
+        wait_p99_ms,
+        workflows,
+    })
 }
 
 fn admission_view(state: &AppState, own: limits::TenantAdmission) -> AdmissionView {
