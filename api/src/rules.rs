@@ -35,29 +35,6 @@ pub fn is_entry_id(id: &str) -> bool {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn page_limits_default_and_stay_in_range() {
-        assert_eq!(page_limit::<i64>(None).unwrap(), 50);
-        assert_eq!(page_limit::<usize>(Some(500)).unwrap(), 500);
-        assert!(page_limit::<i64>(Some(0)).is_err());
-        assert!(page_limit::<i64>(Some(-1)).is_err());
-        assert!(page_limit::<usize>(Some(501)).is_err());
-    }
-
-    #[test]
-    fn entry_ids_have_two_bounded_parts() {
-        assert!(is_entry_id("1700000000000-0"));
-        assert!(!is_entry_id("1700000000000"));
-        assert!(!is_entry_id("-0"));
-        assert!(!is_entry_id("1-01234567890123456789"));
-        assert!(!is_entry_id("1-a"));
-    }
-}
-
 pub fn parse_status(status: &str) -> Result<flow_like_shared::record::ExecutionStatus, ApiError> {
     flow_like_shared::record::ExecutionStatus::parse(status)
         .ok_or_else(|| ApiError::Malformed(format!("unknown status {status:?}")))
@@ -83,5 +60,28 @@ pub fn check_tenant_query(tenant: Option<&str>) -> Result<(), ApiError> {
             Err(ApiError::Malformed("query parameter `tenant`: not a tenant name".into()))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_limits_default_and_stay_in_range() {
+        assert_eq!(page_limit::<i64>(None).unwrap(), 50);
+        assert_eq!(page_limit::<usize>(Some(500)).unwrap(), 500);
+        assert!(page_limit::<i64>(Some(0)).is_err());
+        assert!(page_limit::<i64>(Some(-1)).is_err());
+        assert!(page_limit::<usize>(Some(501)).is_err());
+    }
+
+    #[test]
+    fn entry_ids_have_two_bounded_parts() {
+        assert!(is_entry_id("1700000000000-0"));
+        assert!(!is_entry_id("1700000000000"));
+        assert!(!is_entry_id("-0"));
+        assert!(!is_entry_id("1-01234567890123456789"));
+        assert!(!is_entry_id("1-a"));
     }
 }
