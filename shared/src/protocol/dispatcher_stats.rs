@@ -131,7 +131,15 @@ impl AdmissionWindow {
             self.expire(now_ms);
         }
         let Some((_, slot)) = self.slots.back_mut() else { return };
-        let admissions = slot.entry(tenant.to_owned()).or_default().entry(workflow.to_owned()).or_default();
+        // Names are allocated once per slot, not per admission.
+        if !slot.contains_key(tenant) {
+            slot.insert(tenant.to_owned(), HashMap::new());
+        }
+        let Some(workflows) = slot.get_mut(tenant) else { return };
+        if !workflows.contains_key(workflow) {
+            workflows.insert(workflow.to_owned(), Admissions::default());
+        }
+        let Some(admissions) = workflows.get_mut(workflow) else { return };
         admissions.admitted += 1;
         admissions.waits.record(wait_ms);
     }
