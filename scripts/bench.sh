@@ -4,6 +4,9 @@
 # rate on the same database as the ceiling. Everything runs on this machine, so its size is printed first.
 #
 #   scripts/bench.sh [submit]           submissions/s and latency at 64 clients (the default mode)
+#   scripts/bench.sh read               GET /api/v1/executions/{id} (waiting reason and queue position computed on
+#                                       read) of random queued executions, BENCH_QUEUED (100000) queued
+#                                       (BENCH_READS 5000, BENCH_READ_CONCURRENCY 8; dispatcher stopped)
 #   scripts/bench.sh dispatch           dispatcher overhead, noop runner: 1 then 3 dispatchers on a full queue
 #   scripts/bench.sh dispatch-latency   queue-to-dispatch p50/p99 at 1,000 executions/s offered (noop runner)
 #   scripts/bench.sh dispatcher-memory  peak memory (VmHWM) of the release dispatcher with 100,000 queued
@@ -46,9 +49,9 @@ MODE="${1:-submit}"
 log() { echo "bench: $*" >&2; }
 
 case "$MODE" in
-    submit | dispatch | dispatch-latency | dispatcher-memory | executor | e2e | pipeline | kube-dispatch | bullmq) ;;
+    submit | read | dispatch | dispatch-latency | dispatcher-memory | executor | e2e | pipeline | kube-dispatch | bullmq) ;;
     *)
-        echo "usage: scripts/bench.sh [submit|dispatch|dispatch-latency|dispatcher-memory|executor|e2e|pipeline|kube-dispatch|bullmq]" >&2
+        echo "usage: scripts/bench.sh [submit|read|dispatch|dispatch-latency|dispatcher-memory|executor|e2e|pipeline|kube-dispatch|bullmq]" >&2
         exit 2
         ;;
 esac
@@ -146,7 +149,7 @@ bullmq_mode() {
     python3 "$REPO/tools/bullmq-bench/summary.py" "$out"
 }
 
-if [[ $MODE != submit ]]; then
+if [[ $MODE != submit && $MODE != read ]]; then
     if [[ -z ${STACK_SKIP_BUILD:-} ]]; then
         log "building the dispatcher, the executor and the load generator (release)"
         (cd "$REPO" && cargo build --release -p flow-like-dispatcher -p flow-like-executor \
@@ -173,6 +176,19 @@ stop_dispatcher
 if [[ -z ${STACK_SKIP_BUILD:-} ]]; then
     log "building the load generator (release)"
     (cd "$REPO" && cargo build --release -p flow-like-loadgen --bin flow-like-loadgen)
+fi
+
+if [[ $MODE == read ]]; then
+    log "running: flow-like-loadgen read against http://$API_LISTEN"
+    "$TARGET/flow-like-loadgen" read \
+        --api-url "http://$API_LISTEN" \
+        --admin-token "$FLOWLIKE_ADMIN_TOKEN" \
+        --tenant "${BENCH_TENANT:-bench-read}" \
+        --queue "${BENCH_QUEUED:-100000}" \
+        --reads "${BENCH_READS:-5000}" \
+        --concurrency "${BENCH_READ_CONCURRENCY:-8}"
+    log "the stack is still up (dispatcher stopped): 'scripts/stack.sh down' stops it"
+    exit 0
 fi
 
 log "running: flow-like-loadgen submit against http://$API_LISTEN"

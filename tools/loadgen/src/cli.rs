@@ -21,6 +21,8 @@ pub struct Cli {
 enum Command {
     /// Submit executions and measure submissions/s and latency.
     Submit(SubmitArgs),
+    /// Queue executions (no dispatcher should run), then read random queued ones with their queue position.
+    Read(ReadArgs),
     /// Dispatcher overhead: N executions queued, then in-process dispatchers with the noop runner.
     Dispatch(DispatchArgs),
     /// Queue-to-dispatch latency at a steady offered load (one dispatcher, noop runner).
@@ -149,7 +151,7 @@ fn print_report(report: anyhow::Result<serde_json::Value>) -> Result<(), String>
 async fn pipeline(command: Command) -> Result<(), String> {
     let secs = Duration::from_secs;
     print_report(match command {
-        Command::Submit(_) => unreachable!("handled by submit"),
+        Command::Submit(_) | Command::Read(_) => unreachable!("handled by run"),
         Command::Dispatch(a) => pipeline::dispatch(a.executions, a.dispatchers, a.tenants, secs(a.timeout_secs)).await,
         Command::DispatchLatency(a) => pipeline::dispatch_latency(a.rate, a.seconds, a.tenants).await,
         Command::DispatcherMemory(a) => {
@@ -247,18 +249,63 @@ async fn submit(args: SubmitArgs) -> Result<(), crate::LoadgenError> {
     Ok(())
 }
 
+#[derive(Debug, Args)]
+struct ReadArgs {
+    /// Base URL of the API.
+    #[arg(long, env = "LOADGEN_API_URL")]
+    api_url: String,
+    /// Admin token used to issue the tenant's API key.
+    #[arg(long, env = "FLOWLIKE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
+    #[arg(long, default_value = "bench-read")]
+    tenant: String,
+    /// Executions to submit (and leave queued) first; 0 reads what the tenant has queued already.
+    #[arg(long, default_value_t = 100_000)]
+    queue: u64,
+    /// Reads in the measured phase.
+    #[arg(long, default_value_t = 5_000)]
+    reads: u64,
+    /// Concurrent readers.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
+async fn read(args: ReadArgs) -> Result<(), crate::LoadgenError> {
+    let mut options = SubmitOptions {
+        api_url: args.api_url,
+        admin_token: args.admin_token,
+        tenant: args.tenant,
+        requests: args.queue,
+        concurrency: 64,
+        warmup: 0,
+        request_timeout: Duration::from_secs(30),
+    };
+    if args.queue > 0 {
+        let queued = submit::run(&options).await?;
+        println!("queued {} of {} submissions ({:.0}/s)", queued.accepted, args.queue, queued.submissions_per_sec());
+    }
+    options.concurrency = args.concurrency.max(1);
+    let outcome = crate::read::run(&options, args.reads).await?;
+    print!("{}", crate::read::human(&outcome));
+    println!("{}", crate::read::json(&outcome));
+    Ok(())
+}
+
+fn with_causes(err: crate::LoadgenError) -> String {
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        message.push_str(&format!("\n  caused by: {cause}"));
+        source = cause.source();
+    }
+    message
+}
+
 /// Runs the chosen mode; the error is the message to print (with its causes).
 pub async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Submit(args) => submit(args).await.map_err(|err| {
-            let mut message = err.to_string();
-            let mut source = std::error::Error::source(&err);
-            while let Some(cause) = source {
-                message.push_str(&format!("\n  caused by: {cause}"));
-                source = cause.source();
-            }
-            message
-        }),
+        Command::Read(args) => read(args).await.map_err(with_causes),
+        Command::Submit(args) => submit(args).await.map_err(with_causes),
         other => pipeline(other).await,
     }
 }

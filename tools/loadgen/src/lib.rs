@@ -2,6 +2,8 @@
 //! - `submit` ([`submit`], [`pgbench`]): `POST /api/v1/executions` from many concurrent clients against a running
 //!   API, latencies summarized, beside PostgreSQL's single-row INSERT rate measured with pgbench on the same machine
 //!   as the ceiling the API's rate is compared against;
+//! - `read` ([`read`]): `GET /api/v1/executions/{id}` (waiting reason and queue position computed on read) of
+//!   random queued executions while many are queued;
 //! - the pipeline modes ([`pipeline`]): dispatcher overhead, queue-to-dispatch latency, dispatcher memory, executor
 //!   start-up and end to end, each on a fresh database, key prefix and buckets of the test service pool;
 //! - Job creation through the Kubernetes runner ([`kube`], [`kube_dispatch`]) against the Kubernetes API simulator.
@@ -15,6 +17,7 @@ pub mod kube;
 pub mod kube_dispatch;
 pub mod pgbench;
 pub mod pipeline;
+pub mod read;
 pub mod redis_stats;
 pub mod report;
 pub mod stats;
@@ -35,6 +38,13 @@ pub enum LoadgenError {
     CreateKeyRefused { status: u16, body: String },
     #[error("the warm-up had {failed} of {total} submissions fail (first answer: {first})")]
     WarmupFailed { failed: u64, total: u64, first: String },
+    #[error("listing the queued executions failed")]
+    List {
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("tenant {tenant:?} has no queued execution to read (submit some first: --queue)")]
+    NothingQueued { tenant: String },
     #[error("no pgbench found in PATH or /usr/lib/postgresql/*/bin (install postgresql-contrib)")]
     PgbenchMissing,
     #[error("preparing the pgbench table failed")]
