@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole product on this machine, end to end: installs what is missing (scripts/install-deps.sh), builds the
 # release binaries, starts PostgreSQL, Redis, S3 (s3s-fs), the API and one dispatcher with the process runner
-# (scripts/stack.sh up; a stack already up is reused), then runs every workflow in examples/ through the HTTP API
-# (scripts/run-examples.py): each execution is admitted by the dispatcher, run by a flow-like-executor process,
-# and its status, timeline, per-node report and result document are printed. Exits non-zero when an example
+# (scripts/stack.sh up; a stack already up is reused), then runs every workflow in examples/ with the command-line
+# tool, `flow-like submit FILE --watch` (scripts/run-examples.py; docs/cli.md): each execution is admitted by the
+# dispatcher, run by a flow-like-executor process and followed live, then read back through the HTTP API and
+# checked; its status, timeline, per-node report and result document are printed. Exits non-zero when an example
 # does not end as examples/README.md says.
 #
 #   scripts/demo.sh                    all examples
@@ -28,9 +29,19 @@ scripts/stack.sh up
 status=0
 python3 scripts/run-examples.py "$@" || status=$?
 
-cat <<EOF
+cat <<'EOF'
 
 The stack keeps running: scripts/stack.sh status | down | clean. Logs: .state/logs/ (the executors' lines are in
 flow-like-dispatcher.log). Settings for curl and redis-cli: set -a; . .state/env; set +a
+
+Try the command-line tool next (docs/cli.md):
+  set -a; . .state/env; set +a; PATH="$PWD/target/release:$PATH"
+  export FLOWLIKE_URL="http://$API_LISTEN"
+  export FLOWLIKE_TOKEN="$(flow-like --token "$FLOWLIKE_ADMIN_TOKEN" tenants create-key demo)"
+  flow-like list --label source=demo                      # the demo's executions
+  flow-like submit examples/invoice.json --input examples/invoice.input.json --watch
+  flow-like why <id>; flow-like logs <id>; flow-like result <id>
+  flow-like queue
+  flow-like --token "$FLOWLIKE_ADMIN_TOKEN" dead-letters list
 EOF
 exit "$status"

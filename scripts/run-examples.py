@@ -4,10 +4,17 @@
     scripts/run-examples.py [EXAMPLE ...]     (the stack must be up: scripts/stack.sh up; scripts/demo.sh does both)
 
 Reads the stack's settings from .state/env, issues an API key for tenant `demo` through the admin endpoint (and
-revokes it at the end), substitutes the placeholders of the examples ({{API_URL}}, {{FLAKY_URL}}, {{RUN_ID}}),
-submits them all at once, polls GET /api/v1/executions/{id} until each is finished, then prints for each its
-status, timeline, per-node report and result document (GET /api/v1/executions/{id}/result). Exits 1 when an
-example does not end as expected, 2 when the stack cannot be used. Only the Python standard library is used.
+revokes it at the end) and substitutes the placeholders of the examples ({{API_URL}}, {{FLAKY_URL}}, {{RUN_ID}}).
+
+With the command-line tool built (target/release/flow-like, or the path in $FLOWLIKE_CLI; scripts/stack.sh up
+builds it), each example runs through it, one after the other: `flow-like submit FILE --input INPUT --label ...
+--watch` shows its progress live and ends with its outcome, timeline and output, and its exit code must match the
+expected status (0 for succeeded, 1 otherwise). Without the tool, the examples are submitted all at once over HTTP
+and GET /api/v1/executions/{id} is polled until each is finished.
+
+Either way each execution is then read back (GET /api/v1/executions/{id} and /result) and checked as below; the
+script prints for each its status, timeline, per-node report and result document. Exits 1 when an example does
+not end as expected, 2 when the stack cannot be used. Only the Python standard library is used.
 
 {{FLAKY_URL}} is a small HTTP endpoint this script serves on 127.0.0.1 while it runs: a GET of
 /<anything>?fail_first=N answers 503 to the first N requests for that path and 200 afterwards, so the retry
@@ -15,8 +22,11 @@ example fails a known number of times before it succeeds.
 """
 
 import json
+import os
 import re
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -33,6 +43,7 @@ ENV_FILE = REPO / ".state" / "env"
 TENANT = "demo"
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
 POLL_TIMEOUT_SECS = 120
+CLI = Path(os.environ.get("FLOWLIKE_CLI") or REPO / "target" / "release" / "flow-like")
 
 
 # ---- expectations (keep in step with examples/README.md) -------------------------------------------------------
@@ -300,6 +311,68 @@ def load_examples(names):
         examples.append((name, workflow, example_input))
     return examples
 
+def run_over_http(api, key, examples, replacements):
+    """Submits every example at once, then polls until each has finished (or the time is up)."""
+    submitted = {}
+    for name, workflow, example_input in examples:
+        body = {"workflow": substitute(workflow, replacements), "input": example_input,
+                "labels": {"source": "demo", "example": name}}
+        _, accepted = call("POST", f"{api}/api/v1/executions", key, body, expect=(201, 202))
+        submitted[name] = accepted["id"]
+        print(f"submitted {name:<16} -> {accepted['id']} ({accepted['status']})")
+
+    finished, waiting = {}, {}
+    deadline = time.monotonic() + POLL_TIMEOUT_SECS
+    while len(finished) < len(submitted) and time.monotonic() < deadline:
+        for name, execution_id in submitted.items():
+            if name in finished:
+                continue
+            _, execution = call("GET", f"{api}/api/v1/executions/{execution_id}", key)
+            if execution["status"] in TERMINAL:
+                finished[name] = execution
+                print(f"finished  {name:<16} -> {execution['status']}")
+            else:
+                waiting[name] = execution
+        time.sleep(0.2)
+    return finished, waiting, {}
+
+
+def run_with_cli(api, key, examples, replacements, run_id):
+    """Runs each example with `flow-like submit --watch` (its output goes straight to the terminal), checks its
+    exit code, and finds its execution again by a label unique to this run."""
+    finished, waiting, problems = {}, {}, {}
+    env = dict(os.environ, FLOWLIKE_URL=api, FLOWLIKE_TOKEN=key)
+    with tempfile.TemporaryDirectory(prefix="flow-like-examples-") as scratch:
+        for name, workflow, example_input in examples:
+            workflow_file, input_file = Path(scratch) / f"{name}.json", Path(scratch) / f"{name}.input.json"
+            workflow_file.write_text(json.dumps(substitute(workflow, replacements)))
+            input_file.write_text(json.dumps(example_input))
+            tag = f"{run_id}-{name}"
+            command = [str(CLI), "submit", str(workflow_file), "--input", str(input_file),
+                       "--label", "source=demo", "--label", f"example={name}", "--label", f"demo_run={tag}",
+                       "--watch"]
+            print(f"\n--- {name}: flow-like submit examples/{name}.json --input examples/{name}.input.json --watch",
+                  flush=True)
+            try:
+                code = subprocess.run(command, env=env, timeout=POLL_TIMEOUT_SECS).returncode
+            except subprocess.TimeoutExpired:
+                code = None
+            _, page = call("GET", f"{api}/api/v1/executions?label=demo_run%3D{tag}", key)
+            items = (page or {}).get("items", [])
+            if not items:
+                raise ApiError(f"flow-like submit did not submit {name} (exit code {code})")
+            execution = items[0]
+            if execution["status"] in TERMINAL:
+                finished[name] = execution
+            else:
+                waiting[name] = execution
+            expected_status = EXPECTED.get(name, ("succeeded", None))[0]
+            expected_code = 0 if expected_status == "succeeded" else 1
+            if code != expected_code:
+                said = "did not end in time" if code is None else f"exited {code}"
+                problems[name] = [f"flow-like submit --watch {said}, expected exit code {expected_code}"]
+    return finished, waiting, problems
+
 
 def main():
     env = read_env()
@@ -314,27 +387,11 @@ def main():
     key = issued["key"]
     print(f"API key {issued['id']} issued for tenant {TENANT} (revoked at the end)")
     try:
-        submitted = {}
-        for name, workflow, example_input in examples:
-            body = {"workflow": substitute(workflow, replacements), "input": example_input,
-                    "labels": {"source": "demo", "example": name}}
-            _, accepted = call("POST", f"{api}/api/v1/executions", key, body, expect=(201, 202))
-            submitted[name] = accepted["id"]
-            print(f"submitted {name:<16} -> {accepted['id']} ({accepted['status']})")
-
-        finished, waiting = {}, {}
-        deadline = time.monotonic() + POLL_TIMEOUT_SECS
-        while len(finished) < len(submitted) and time.monotonic() < deadline:
-            for name, execution_id in submitted.items():
-                if name in finished:
-                    continue
-                _, execution = call("GET", f"{api}/api/v1/executions/{execution_id}", key)
-                if execution["status"] in TERMINAL:
-                    finished[name] = execution
-                    print(f"finished  {name:<16} -> {execution['status']}")
-                else:
-                    waiting[name] = execution
-            time.sleep(0.2)
+        if CLI.is_file():
+            finished, waiting, cli_problems = run_with_cli(api, key, examples, replacements, run_id)
+        else:
+            print(f"run-examples: {CLI} is not built (cargo build --release -p flow-like-cli): submitting over HTTP")
+            finished, waiting, cli_problems = run_over_http(api, key, examples, replacements)
 
         failures = []
         for name, workflow, _ in examples:
@@ -352,7 +409,7 @@ def main():
             note = None
             if status != 200:
                 note, result = f"HTTP {status}: {(result or {}).get('detail') or (result or {}).get('title')}", None
-            problems = []
+            problems = list(cli_problems.get(name, []))
             if execution["status"] != expected_status:
                 problems.append(f"expected status {expected_status}, got {execution['status']}")
             if result is None:

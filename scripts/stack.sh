@@ -218,7 +218,7 @@ cmd_up() {
     "$REPO/scripts/install-deps.sh"
     if [[ -z ${STACK_SKIP_BUILD:-} ]]; then
         log "building release binaries"
-        (cd "$REPO" && cargo build --release -p flow-like-api -p flow-like-dispatcher -p flow-like-executor \
+        (cd "$REPO" && cargo build --release -p flow-like-api -p flow-like-dispatcher -p flow-like-executor -p flow-like-cli \
             -p flow-like-test-services)
     fi
     mkdir -p "$STATE" "$LOGS"

@@ -5,6 +5,7 @@
 //! `flow-like-test-harness`, the Kubernetes API simulator from `flow-like-kube-sim`; none of them depends on
 //! this crate.
 
+pub mod cli;
 pub mod fixtures;
 pub mod inspect;
 pub mod otlp;
