@@ -6,7 +6,7 @@
 Reads the stack's settings from .state/env, issues an API key for tenant `demo` through the admin endpoint (and
 revokes it at the end) and substitutes the placeholders of the examples ({{API_URL}}, {{FLAKY_URL}}, {{RUN_ID}}).
 
-With the command-line tool built (target/release/flow-like, or the path in $FLOWLIKE_CLI; scripts/stack.sh up
+With the command-line tool built (release/flow-like under $CARGO_TARGET_DIR or target/, or $FLOWLIKE_CLI; scripts/stack.sh up
 builds it), each example runs through it, one after the other: `flow-like submit FILE --input INPUT --label ...
 --watch` shows its progress live and ends with its outcome, timeline and output, and its exit code must match the
 expected status (0 for succeeded, 1 otherwise). Without the tool, the examples are submitted all at once over HTTP
@@ -43,7 +43,8 @@ ENV_FILE = REPO / ".state" / "env"
 TENANT = "demo"
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
 POLL_TIMEOUT_SECS = 120
-CLI = Path(os.environ.get("FLOWLIKE_CLI") or REPO / "target" / "release" / "flow-like")
+CLI = Path(os.environ.get("FLOWLIKE_CLI")
+           or Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target") / "release" / "flow-like")
 
 
 # ---- expectations (keep in step with examples/README.md) -------------------------------------------------------

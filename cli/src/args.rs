@@ -345,3 +345,31 @@ pub struct PauseTarget {
     #[arg(long)]
     pub workflow: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every command a user can run (the leaves of the tree) shows an example under `--help`.
+    #[test]
+    fn every_command_has_an_example() {
+        fn leaves(command: &clap::Command, path: String, out: &mut Vec<(String, bool)>) {
+            let subcommands: Vec<_> = command.get_subcommands().filter(|c| c.get_name() != "help").collect();
+            if subcommands.is_empty() {
+                let help = command.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+                out.push((path, help.contains("Example")));
+                return;
+            }
+            for sub in subcommands {
+                leaves(sub, format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut found = Vec::new();
+        leaves(&Cli::command(), "flow-like".to_owned(), &mut found);
+        assert!(found.len() >= 18, "{found:?}");
+        let missing: Vec<_> = found.iter().filter(|(_, has)| !has).map(|(path, _)| path.as_str()).collect();
+        assert!(missing.is_empty(), "no example under --help: {missing:?}");
+        Cli::command().debug_assert();
+    }
+}

@@ -1,7 +1,7 @@
 //! The `flow-like` command-line tool, run as its own process against the real stack (API, a dispatcher with the
 //! process runner and the real executor, or a scripted runner where only admission matters): `submit --watch`
 //! of workflows that succeed and fail (exit 0 and 1), `-o json` documents, `why` for a tenant held at its limit,
-//! bulk cancel with and without `--dry-run`, pause and resume, the logs of a finished attempt, dead-letter
+//! bulk cancel with and without `--dry-run`, pause and resume, the logs of a finished and of a running attempt, dead-letter
 //! redrive by reason, registered workflows, the queue view, and bad input (exit 2 with a one-line error, a 422
 //! with each JSON Pointer).
 //!
@@ -27,10 +27,12 @@ fn failing() -> Value {
         .build()
 }
 
-fn logging() -> Value {
+/// Logs one line, then sleeps `sleep_ms`.
+fn logging(sleep_ms: u64) -> Value {
     WorkflowDoc::new()
         .name("chatty")
         .node("say", json!({"type": "log", "params": {"message": "\"n is \\(.input.n)\"", "level": "warn"}}))
+        .sleep("wait", sleep_ms)
         .build()
 }
 
@@ -290,11 +292,11 @@ async fn the_queue_view_is_a_table_and_its_json_the_apis_document() -> anyhow::R
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_logs_of_a_finished_attempt_are_printed_and_followed() -> anyhow::Result<()> {
+async fn the_logs_of_a_finished_and_of_a_running_attempt_are_printed_and_followed() -> anyhow::Result<()> {
     let api = TestApi::start().await?;
     let key = api.tenant_key("acme").await?;
     let dispatcher = InProcessDispatcher::start(&DispatcherArgs::new(&api.configs, "d0")?).await?;
-    let done = Submission::of(logging()).input(json!({"n": 8})).submit(&api, &key).await?;
+    let done = Submission::of(logging(1)).input(json!({"n": 8})).submit(&api, &key).await?;
     assert_eq!(wait_terminal(&api.db, &[done], Duration::from_secs(30)).await?, ["succeeded"]);
     let id = done.to_string();
 
@@ -310,6 +312,26 @@ async fn the_logs_of_a_finished_attempt_are_printed_and_followed() -> anyhow::Re
     // No such attempt: the API's 404.
     let missing = flow_like(&api, Some(&key), &["logs", &id, "--attempt", "2"]).await;
     assert_eq!(missing.expect(2).stderr_lines().len(), 1, "{}", missing.stderr);
+
+    // A running attempt: its lines so far (from its progress events), then followed until it is cancelled.
+    let running = Submission::of(logging(60_000)).input(json!({"n": 9})).submit(&api, &key).await?.to_string();
+    let (api_ref, key_ref, running_ref) = (&api, key.as_str(), running.as_str());
+    wait_until(Duration::from_secs(30), "the running attempt's line from the tool", || async move {
+        let run = flow_like(api_ref, Some(key_ref), &["logs", running_ref]).await;
+        Ok(run.code == 0 && run.stdout.contains("n is 9"))
+    })
+    .await?;
+    assert_eq!(status(&api, &running).await, "running");
+    let follow = {
+        let (url, key, id) = (api.base.clone(), key.clone(), running.clone());
+        tokio::spawn(async move { run_at(&url, Some(&key), &["logs", &id, "--follow"]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!follow.is_finished(), "--follow waits while the attempt runs");
+    flow_like(&api, Some(&key), &["cancel", &running]).await.expect(0);
+    let followed = follow.await?;
+    assert!(followed.expect(0).stdout.contains("n is 9"), "{}", followed.stdout);
+    assert!(followed.stderr.contains("attempt ended: cancelled"), "{}", followed.stderr);
     dispatcher.stop().await?;
     Ok(())
 }
