@@ -248,11 +248,12 @@ pub struct KubernetesConfig {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub max_concurrent_requests: u32,
-    /// Executor container image.
+    /// Executor container image; defaults to this release's own tag (never `latest`, which nodes cache under
+    /// `IfNotPresent`).
     #[arg(
         long = "executor-image",
         env = "EXECUTOR_IMAGE",
-        default_value = "ghcr.io/flow-like/flow-like-executor:latest"
+        default_value = concat!("ghcr.io/flow-like/flow-like-executor:", env!("CARGO_PKG_VERSION"))
     )]
     pub image: String,
     /// Executor image pull policy (Always, IfNotPresent, Never).

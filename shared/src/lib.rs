@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod ids;
+pub mod kube_validation;
 pub mod lifecycle;
 pub mod protocol;
 pub mod quantity;

@@ -424,12 +424,14 @@ async fn server_errors_are_retried() {
 #[tokio::test]
 async fn an_invalid_job_fails_the_attempt_naming_the_field() {
     let fx = Fixture::start(Kubelet::None).await;
-    // An operator typo: a node selector key the API server refuses.
-    let runner = fx.runner_with(|c| c.node_selector = Some(r#"{"pool name": "executors"}"#.into()), |_| {}).await;
+    // An operator mistake the dispatcher does not check at start-up (it checks node selectors, tolerations,
+    // affinity, names and resources: dispatcher/src/runner/kubernetes/settings_rules_tests.rs), but the API server
+    // does: a Secret volume without a secret name.
+    let runner = fx.runner_with(|c| c.extra_volumes = Some(r#"[{"name": "ca", "secret": {}}]"#.into()), |_| {}).await;
     let (end, started) = run(&runner, &attempt(Uuid::now_v7(), 1), CancellationToken::new()).await;
     let reason = fail_reason(&end);
     assert!(reason.starts_with("Kubernetes refused the Job: invalid: "), "{reason}");
-    assert!(reason.contains("spec.template.spec.nodeSelector") && reason.contains("pool name"), "{reason}");
+    assert!(reason.contains("spec.template.spec.volumes[1].secret.secretName"), "{reason}");
     assert!(started.is_none());
     assert!(fx.sim.jobs().is_empty());
     assert_eq!(fx.sim.responses_with_status(422), 1, "refusals are not retried");

@@ -11,6 +11,7 @@ mod schema;
 mod selector;
 mod server;
 mod store;
+mod validation;
 
 pub use schema::{JobSchema, SchemaError, schema_root};
 pub use selector::LabelSelector;

@@ -43,6 +43,9 @@ pub fn schema_root() -> Result<PathBuf, SchemaError> {
     Ok(Path::new(&dir).join("kubernetes-json-schema"))
 }
 
+/// Unknown fields of a body: `(JSON pointer of the parent, field name)`.
+pub type UnknownFieldList = Vec<(String, String)>;
+
 /// A compiled validator for `batch/v1` Job objects of one Kubernetes version.
 pub struct JobSchema {
     validator: jsonschema::Validator,
@@ -85,6 +88,23 @@ impl JobSchema {
     /// Every violation as `(JSON pointer, message)`; empty when the Job is valid.
     pub fn violations(&self, job: &Value) -> Vec<(String, String)> {
         self.validator.iter_errors(job).map(|e| (e.instance_path().to_string(), e.to_string())).collect()
+    }
+
+    /// The violations split into unknown fields (`(JSON pointer of the parent, field name)`) and the rest
+    /// (`(JSON pointer, message)`), since the API server treats the first kind by `fieldValidation`.
+    pub fn violations_and_unknown_fields(&self, job: &Value) -> (Vec<(String, String)>, UnknownFieldList) {
+        let mut violations = Vec::new();
+        let mut unknown = Vec::new();
+        for error in self.validator.iter_errors(job) {
+            let pointer = error.instance_path().to_string();
+            match error.kind() {
+                jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                    unknown.extend(unexpected.iter().map(|name| (pointer.clone(), name.clone())));
+                }
+                _ => violations.push((pointer, error.to_string())),
+            }
+        }
+        (violations, unknown)
     }
 }
 

@@ -1,14 +1,16 @@
 //! The simulator's HTTP side: routing of Kubernetes REST paths, create/get/list/watch/delete, `Status` error
-//! bodies, and the request faults (latency, 429, 500).
+//! bodies, and the request faults (latency, 429, 500). What a Job create is checked against is in `validation`.
 
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{Resource, watch_line};
+use super::validation::{self, Cause};
 use super::{Access, SIM_USER, Shared, kubelet};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use flow_like_shared::kube_validation::{Path, validate_dns1123_subdomain};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -232,7 +234,7 @@ fn route(shared: &Arc<Shared>, method: &Method, uri: &Uri, query: &HashMap<Strin
             watch(shared, target.resource, namespace, query)
         }
         (Method::GET, _, None) => list(shared, target.resource, namespace, query),
-        (Method::POST, Some(ns), None) => create(shared, target.resource, ns, body),
+        (Method::POST, Some(ns), None) => create(shared, target.resource, ns, query, body),
         (Method::DELETE, Some(ns), Some(name)) => delete(shared, target.resource, ns, name, query, body),
         _ => status(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -434,122 +436,88 @@ fn watch(
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-/// `422 Invalid` with one cause per bad field, as the API server's validation answers.
-pub(super) fn invalid(resource: Resource, name: &str, causes: &[(String, String)]) -> Response {
-    let summary: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+/// `422 Invalid` with one cause per bad field, as the API server's validation answers: the message lists each
+/// distinct `field: error` once, in brackets when there are several (`NewInvalid` + `ToAggregate`).
+pub(super) fn invalid(resource: Resource, name: &str, causes: &[Cause]) -> Response {
+    let mut summary: Vec<String> = Vec::new();
+    for cause in causes {
+        let line = cause.summary();
+        if !summary.contains(&line) {
+            summary.push(line);
+        }
+    }
     let kind = match resource.group() {
         "" => resource.kind().to_owned(),
         group => format!("{}.{group}", resource.kind()),
     };
+    let listed = match summary.as_slice() {
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
+    };
     status(
         StatusCode::UNPROCESSABLE_ENTITY,
         "Invalid",
-        format!("{kind} \"{name}\" is invalid: [{}]", summary.join(", ")),
+        format!("{kind} \"{name}\" is invalid: {listed}"),
         json!({
             "name": name,
             "group": resource.group(),
             "kind": resource.kind(),
-            "causes": causes.iter().map(|(field, message)| json!({
-                "reason": "FieldValueInvalid", "message": message, "field": field,
+            "causes": causes.iter().map(|c| json!({
+                "reason": c.reason, "message": c.message, "field": c.field,
             })).collect::<Vec<_>>(),
         }),
     )
 }
 
-fn is_dns1123_label(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
+/// Why a Job create was refused: a body the API server cannot decode (`400`) or an invalid Job (`422`).
+enum Refusal {
+    BadRequest(String),
+    Invalid(Vec<Cause>),
 }
 
-fn is_dns1123_subdomain(name: &str) -> bool {
-    name.len() <= 253 && name.split('.').all(is_dns1123_label)
-}
-
-/// Checks the API server makes on Jobs beyond the schema.
-fn job_semantics(job: &Value) -> Vec<(String, String)> {
-    let mut causes = Vec::new();
-    let pod = &job["spec"]["template"]["spec"];
-    let restart = pod["restartPolicy"].as_str().unwrap_or("Always");
-    if !matches!(restart, "Never" | "OnFailure") {
-        causes.push((
-            "spec.template.spec.restartPolicy".into(),
-            format!("Unsupported value: \"{restart}\": supported values: \"OnFailure\", \"Never\""),
-        ));
+/// Checks of a Job body after decoding, in the API server's order: quantities (decoded with the body, `400`),
+/// unknown fields by `fieldValidation`, the schema, then `ValidateJob`. On success, the `Warning` headers to
+/// send (unknown fields dropped under `Warn`).
+fn check_job(
+    shared: &Shared,
+    object: &mut Value,
+    name: &str,
+    query: &HashMap<String, String>,
+) -> Result<Vec<String>, Refusal> {
+    let directive = validation::FieldValidation::parse(query.get("fieldValidation").map(String::as_str))
+        .map_err(Refusal::BadRequest)?;
+    if let Some(message) = validation::decode_error(object) {
+        return Err(Refusal::BadRequest(message));
     }
-    if !job["spec"]["podFailurePolicy"].is_null() && restart != "Never" {
-        causes.push((
-            "spec.template.spec.restartPolicy".into(),
-            "Invalid value: only \"Never\" is supported when podFailurePolicy is specified".into(),
-        ));
-    }
-    if pod["containers"].as_array().is_none_or(Vec::is_empty) {
-        causes.push(("spec.template.spec.containers".into(), "Required value".into()));
-    }
-    if job["spec"]["backoffLimit"].as_i64().is_some_and(|b| b < 0) {
-        causes.push(("spec.backoffLimit".into(), "Invalid value: must be greater than or equal to 0".into()));
-    }
-    if job["spec"]["activeDeadlineSeconds"].as_i64().is_some_and(|d| d <= 0) {
-        causes.push(("spec.activeDeadlineSeconds".into(), "Invalid value: must be greater than 0".into()));
-    }
-    for (field, map) in [
-        ("metadata.labels", &job["metadata"]["labels"]),
-        ("spec.template.metadata.labels", &job["spec"]["template"]["metadata"]["labels"]),
-        ("spec.template.spec.nodeSelector", &pod["nodeSelector"]),
-    ] {
-        for (key, value) in map.as_object().into_iter().flatten() {
-            if let Some(problem) = label_key_problem(key) {
-                causes.push((field.into(), format!("Invalid value: \"{key}\": {problem}")));
-            }
-            let value = value.as_str().unwrap_or_default();
-            if !is_label_value(value) {
-                causes.push((
-                    field.into(),
-                    format!(
-                        "Invalid value: \"{value}\": a valid label must be an empty string or consist of alphanumeric \
-                         characters, '-', '_' or '.', and must start and end with an alphanumeric character \
-                         (at most 63 characters)"
-                    ),
-                ));
-            }
-        }
-    }
-    causes
-}
-
-/// `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?`, at most 63 characters: a label value (also the name part of
-/// a key), empty allowed.
-fn is_label_value(value: &str) -> bool {
-    let b = value.as_bytes();
-    b.is_empty()
-        || (b.len() <= 63
-            && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-            && b[0].is_ascii_alphanumeric()
-            && b[b.len() - 1].is_ascii_alphanumeric())
-}
-
-/// Why a label key (`[prefix/]name`) is invalid, as the API server words it.
-fn label_key_problem(key: &str) -> Option<&'static str> {
-    let (prefix, name) = match key.split_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
+    let (violations, unknown) = match &shared.schema {
+        Some(schema) => schema.violations_and_unknown_fields(object),
+        None => (Vec::new(), Vec::new()),
     };
-    if prefix.is_some_and(|p| !is_dns1123_subdomain(p)) {
-        return Some("prefix part must be a lowercase RFC 1123 subdomain");
+    let unknown = validation::UnknownFields(unknown);
+    let mut causes: Vec<Cause> = violations.into_iter().map(|(f, m)| Cause::schema(f, m)).collect();
+    let mut warnings = Vec::new();
+    match directive {
+        validation::FieldValidation::Strict if !unknown.0.is_empty() => {
+            return Err(Refusal::BadRequest(unknown.strict_message()));
+        }
+        validation::FieldValidation::Unset => causes.extend(unknown.0.iter().map(|(parent, field)| {
+            Cause::schema(parent.clone(), format!("Additional properties are not allowed ('{field}' was unexpected)"))
+        })),
+        validation::FieldValidation::Warn => warnings = unknown.warnings(),
+        _ => {}
     }
-    if name.is_empty() || !is_label_value(name) {
-        return Some(
-            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an \
-             alphanumeric character (at most 63 characters)",
-        );
-    }
-    None
+    unknown.drop_from(object);
+    causes.extend(validation::validate_job(object, name).into_iter().map(Cause::from));
+    if causes.is_empty() { Ok(warnings) } else { Err(Refusal::Invalid(causes)) }
 }
 
-fn create(shared: &Arc<Shared>, resource: Resource, namespace: &str, body: &Bytes) -> Response {
+fn create(
+    shared: &Arc<Shared>,
+    resource: Resource,
+    namespace: &str,
+    query: &HashMap<String, String>,
+    body: &Bytes,
+) -> Response {
     if resource == Resource::Jobs {
         shared.job_creates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -578,32 +546,27 @@ fn create(shared: &Arc<Shared>, resource: Resource, namespace: &str, body: &Byte
             return invalid(
                 resource,
                 "",
-                &[("metadata.name".into(), "Required value: name or generateName is required".into())],
+                &[Cause {
+                    reason: "FieldValueRequired",
+                    field: "metadata.name".into(),
+                    message: "Required value: name or generateName is required".into(),
+                }],
             );
         }
     };
-    // A Job's name becomes its pods' `job-name` label, so it must also fit a label value.
-    let name_ok = match resource {
-        Resource::Jobs => is_dns1123_subdomain(&name) && name.len() <= 63,
-        _ => is_dns1123_subdomain(&name),
-    };
-    if !name_ok {
-        return invalid(
-            resource,
-            &name,
-            &[(
-                "metadata.name".into(),
-                format!("Invalid value: \"{name}\": a lowercase RFC 1123 subdomain (at most 63 characters for a Job)"),
-            )],
-        );
-    }
-    if resource == Resource::Jobs {
-        let mut causes = shared.schema.as_ref().map(|s| s.violations(&object)).unwrap_or_default();
-        causes.extend(job_semantics(&object));
-        if !causes.is_empty() {
-            return invalid(resource, &name, &causes);
+    let warnings = if resource == Resource::Jobs {
+        match check_job(shared, &mut object, &name, query) {
+            Ok(warnings) => warnings,
+            Err(Refusal::BadRequest(message)) => return bad_request(message),
+            Err(Refusal::Invalid(causes)) => return invalid(resource, &name, &causes),
         }
-    }
+    } else {
+        let errs = validate_dns1123_subdomain(&name, &Path::new("metadata").child("name"));
+        if !errs.is_empty() {
+            return invalid(resource, &name, &errs.into_iter().map(Cause::from).collect::<Vec<_>>());
+        }
+        Vec::new()
+    };
 
     let uid = shared.new_uid();
     let stored = {
@@ -638,7 +601,13 @@ fn create(shared: &Arc<Shared>, resource: Resource, namespace: &str, body: &Byte
     if resource == Resource::Jobs && shared.kubelet.is_some() {
         kubelet::start_job(shared, namespace, &name);
     }
-    (StatusCode::CREATED, axum::Json(stored)).into_response()
+    let mut response = (StatusCode::CREATED, axum::Json(stored)).into_response();
+    for warning in warnings {
+        if let Ok(value) = HeaderValue::from_str(&warning) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
 }
 
 /// Defaults and labels the API server adds to a Job.

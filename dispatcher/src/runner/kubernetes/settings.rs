@@ -7,6 +7,9 @@ use flow_like_shared::config::{LogFormat, RedisConfig, S3Config, TelemetryConfig
 use k8s_openapi::api::core::v1::{Affinity, EnvFromSource, EnvVar, Toleration, Volume, VolumeMount};
 use std::collections::BTreeMap;
 
+#[path = "settings_rules.rs"]
+mod rules;
+
 /// A setting the operator gave that no Job could be built from.
 #[derive(Debug, thiserror::Error)]
 #[error("setting {setting}: {reason}")]
@@ -231,7 +234,7 @@ impl JobSettings {
         };
         check_pod_extras(&pod_extras)?;
 
-        Ok(Self {
+        let settings = Self {
             image: config.image.trim().to_owned(),
             image_pull_policy: config.image_pull_policy.clone(),
             image_pull_secrets,
@@ -253,7 +256,9 @@ impl JobSettings {
             executor_env,
             pod_extras,
             run_as_user,
-        })
+        };
+        rules::check(&settings)?;
+        Ok(settings)
     }
 }
 
