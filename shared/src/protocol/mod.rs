@@ -17,7 +17,7 @@
 //! | hand a lease back at the end of a drain | [`hand_back`] | `hand_back.lua` |
 //! | limits: publish defaults and overrides, read the effective ones | [`limits`] | |
 //! | status and progress streams: append, consume, read | [`streams`] | |
-//! | read-only views of the queue (API, gauges, reconciler) | [`reads`] | |
+//! | read-only views of the queue (API, gauges, reconciler); what is ahead of a queued execution | [`reads`] | `queue_ahead.lua` (read-only) |
 //! | each dispatcher's admissions of the last minute, for the queue view | [`dispatcher_stats`] | |
 //!
 //! The services call these functions and make no Redis calls of their own, besides `PING` in health checks

@@ -3,6 +3,7 @@
 
 use super::keys::{DISPATCH_GROUP, Keys};
 use super::message::QueueError;
+use super::scripts::QUEUE_AHEAD;
 use redis::Value;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
@@ -272,11 +273,9 @@ pub struct Ahead {
 }
 
 /// Unclaimed entries ahead of `entry` in its tenant's queue, at most `max_per_lane` counted per lane: in its own
-/// lane before it, and in the tenant's other lanes those admission ranks before it. With strict priority those
-/// are every entry of a higher lane; with priority aging (`aging` in the limits hash, published by the
-/// dispatchers) an entry of lane p' ranks before it when it was queued less than (p' - p) x aging after it (or,
-/// for a lower lane, more than (p - p') x aging before it). Times come from the entries' ids (when they were
-/// added to the lane). Three round trips (lanes and aging, XINFO GROUPS, XRANGE).
+/// lane before it, and in the tenant's other lanes those admission ranks before it (strict priority, or priority
+/// aging as the dispatchers publish it; `queue_ahead.lua` says how). One script call that counts in Redis and
+/// returns only the count, so a deep queue costs Redis time up to the cap but sends nothing back.
 pub async fn unclaimed_ahead(
     conn: &mut ConnectionManager,
     keys: &Keys,
@@ -285,60 +284,19 @@ pub async fn unclaimed_ahead(
     entry: &str,
     max_per_lane: usize,
 ) -> Result<Ahead, QueueError> {
-    let (priorities, aging_ms): (Vec<u8>, Option<i64>) = redis::pipe()
-        .cmd("ZRANGE")
-        .arg(keys.lanes(tenant))
-        .arg(0)
-        .arg(-1)
-        .cmd("HGET")
-        .arg(keys.limits())
-        .arg("aging")
-        .query_async(conn)
+    let (count, capped): (usize, u8) = QUEUE_AHEAD
+        .script()
+        .key(keys.lanes(tenant))
+        .key(keys.limits())
+        .key(own_lane)
+        .arg(keys.prefix())
+        .arg(tenant)
+        .arg(entry)
+        .arg(max_per_lane)
+        .arg(DISPATCH_GROUP)
+        .invoke_async(conn)
         .await?;
-    let aging_ms = aging_ms.unwrap_or(0);
-    let own_priority = priorities.iter().copied().find(|p| keys.lane(tenant, *p) == own_lane);
-    let own_ms: Option<i64> = entry.split('-').next().and_then(|ms| ms.parse().ok());
-    // (lane, end of the range): the own lane up to the entry, the others up to what ranks before it.
-    let mut lanes = vec![(own_lane.to_string(), format!("({entry}"))];
-    for priority in priorities {
-        let Some(own) = own_priority.filter(|own| *own != priority) else { continue };
-        match own_ms.filter(|_| aging_ms > 0) {
-            None if priority > own => lanes.push((keys.lane(tenant, priority), "+".to_string())),
-            None => {}
-            Some(own_ms) => {
-                let bound = own_ms + (i64::from(priority) - i64::from(own)) * aging_ms;
-                if bound > 0 {
-                    lanes.push((keys.lane(tenant, priority), (bound - 1).to_string()));
-                }
-            }
-        }
-    }
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    for (lane, _) in &lanes {
-        pipe.cmd("XINFO").arg("GROUPS").arg(lane);
-    }
-    // A lane listed in the tenant's lanes but already removed answers with an error: nothing waits there.
-    let groups: Vec<redis::RedisResult<Vec<HashMap<String, Value>>>> = pipe.query_async(conn).await?;
-    let mut pipe = redis::pipe();
-    let mut ranged = 0;
-    for ((lane, end), groups) in lanes.iter().zip(&groups) {
-        let Ok(groups) = groups else { continue };
-        let last = dispatch_group(groups).and_then(last_delivered_id);
-        let start = format!("({}", last.as_deref().unwrap_or("0-0"));
-        pipe.cmd("XRANGE").arg(lane).arg(start).arg(end).arg("COUNT").arg(max_per_lane);
-        ranged += 1;
-    }
-    let mut ahead = Ahead::default();
-    if ranged == 0 {
-        return Ok(ahead);
-    }
-    let ranges: Vec<redis::streams::StreamRangeReply> = pipe.query_async(conn).await?;
-    for range in ranges {
-        ahead.capped |= range.ids.len() >= max_per_lane;
-        ahead.count += range.ids.len();
-    }
-    Ok(ahead)
+    Ok(Ahead { count, capped: capped == 1 })
 }
 
 /// The dispatch group in an `XINFO GROUPS` reply.

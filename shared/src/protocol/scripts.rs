@@ -44,9 +44,10 @@ pub static DEAD_LETTER: LuaScript = LuaScript::new("dead_letter", include_str!("
 pub static HAND_BACK: LuaScript = LuaScript::new("hand_back", include_str!("hand_back.lua"));
 pub static ACK_STATUS: LuaScript = LuaScript::new("ack_status", include_str!("ack_status.lua"));
 pub static SUBMIT_RATE: LuaScript = LuaScript::new("submit_rate", include_str!("submit_rate.lua"));
+pub static QUEUE_AHEAD: LuaScript = LuaScript::new("queue_ahead", include_str!("queue_ahead.lua"));
 
 /// Every script, in the order of the protocol's life cycle.
-pub static ALL: [&LuaScript; 11] = [
+pub static ALL: [&LuaScript; 12] = [
     &SUBMIT_RATE,
     &ENQUEUE,
     &ADMIT,
@@ -58,6 +59,7 @@ pub static ALL: [&LuaScript; 11] = [
     &DEAD_LETTER,
     &HAND_BACK,
     &ACK_STATUS,
+    &QUEUE_AHEAD,
 ];
 
 /// Loads every script into Redis (`SCRIPT LOAD`); an error names the script that does not compile.
