@@ -11,6 +11,8 @@ use std::time::Duration;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an ordinary (non-streaming) request may take in all.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most items asked for per page of a list (the API's own maximum).
+pub const PAGE: usize = 500;
 
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -102,6 +104,31 @@ impl Client {
         }
         let response = self.send(request).await?;
         self.json(path, response).await
+    }
+
+    /// The `items` of a paginated list (`GET path?query&limit&cursor`), following `next_cursor`, at most `limit`
+    /// of them, asked for in pages of at most [`PAGE`].
+    pub async fn list(&self, path: &str, query: &[(&str, String)], limit: u32) -> Result<Vec<Value>, CliError> {
+        let limit = limit as usize;
+        let mut items: Vec<Value> = Vec::new();
+        let mut cursor: Option<String> = None;
+        while items.len() < limit {
+            let mut page_query = query.to_vec();
+            page_query.push(("limit", (limit - items.len()).min(PAGE).to_string()));
+            if let Some(cursor) = &cursor {
+                page_query.push(("cursor", cursor.clone()));
+            }
+            let page = self.get(path, &page_query).await?;
+            let page_items = page["items"].as_array().cloned().unwrap_or_default();
+            let done = page_items.is_empty();
+            items.extend(page_items);
+            cursor = page["next_cursor"].as_str().map(str::to_owned);
+            if done || cursor.is_none() {
+                break;
+            }
+        }
+        items.truncate(limit);
+        Ok(items)
     }
 
     pub async fn post(&self, path: &str, body: Option<&Value>) -> Result<Value, CliError> {

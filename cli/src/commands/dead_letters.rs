@@ -7,10 +7,7 @@ use crate::commands::cancel;
 use crate::error::CliError;
 use crate::render::{self, Table};
 use crate::{Context, Finish};
-use serde_json::{Map, Value};
-
-/// Most entries one list page asks for.
-const PAGE: u32 = 500;
+use serde_json::Map;
 
 pub async fn run(context: &Context, command: DeadLetters) -> Result<Finish, CliError> {
     match command {
@@ -20,23 +17,7 @@ pub async fn run(context: &Context, command: DeadLetters) -> Result<Finish, CliE
 }
 
 async fn list(context: &Context, limit: u32) -> Result<Finish, CliError> {
-    let mut items: Vec<Value> = Vec::new();
-    let mut cursor: Option<String> = None;
-    while items.len() < limit as usize {
-        let mut query = vec![("limit", (limit - items.len() as u32).min(PAGE).to_string())];
-        if let Some(cursor) = &cursor {
-            query.push(("cursor", cursor.clone()));
-        }
-        let page = context.client.get("/api/v1/dead-letters", &query).await?;
-        let page_items = page["items"].as_array().cloned().unwrap_or_default();
-        let done = page_items.is_empty();
-        items.extend(page_items);
-        cursor = page["next_cursor"].as_str().map(str::to_owned);
-        if done || cursor.is_none() {
-            break;
-        }
-    }
-    items.truncate(limit as usize);
+    let items = context.client.list("/api/v1/dead-letters", &[], limit).await?;
     if context.json() {
         for item in &items {
             context.document(item)?;

@@ -10,9 +10,6 @@ use crate::{Context, Finish};
 use chrono::{DateTime, Local, Utc};
 use serde_json::Value;
 
-/// Most executions one list page asks for (the API's maximum).
-const PAGE: u32 = 500;
-
 pub fn path(id: &str) -> String {
     format!("/api/v1/executions/{}", segment(id))
 }
@@ -100,24 +97,7 @@ pub async fn list(context: &Context, list: List) -> Result<Finish, CliError> {
     if let Some(tenant) = list.tenant {
         query.push(("tenant", tenant));
     }
-    let mut items: Vec<Value> = Vec::new();
-    let mut cursor: Option<String> = None;
-    while items.len() < list.limit as usize {
-        let mut page_query = query.clone();
-        page_query.push(("limit", (list.limit - items.len() as u32).min(PAGE).to_string()));
-        if let Some(cursor) = &cursor {
-            page_query.push(("cursor", cursor.clone()));
-        }
-        let page = context.client.get("/api/v1/executions", &page_query).await?;
-        let page_items = page["items"].as_array().cloned().unwrap_or_default();
-        let done = page_items.is_empty();
-        items.extend(page_items);
-        cursor = page["next_cursor"].as_str().map(str::to_owned);
-        if done || cursor.is_none() {
-            break;
-        }
-    }
-    items.truncate(list.limit as usize);
+    let items = context.client.list("/api/v1/executions", &query, list.limit).await?;
     if context.json() {
         for item in &items {
             context.document(item)?;
