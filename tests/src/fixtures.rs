@@ -194,6 +194,20 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> Value {
     body
 }
 
+/// One attempt's Job input as the dispatcher passes it to the manifest builder: attempt 1 of a fresh execution of
+/// tenant `acme`'s workflow `wf`, no deadline, resources or trace.
+pub fn job_spec_input() -> flow_like_dispatcher::runner::kubernetes::JobSpecInput {
+    flow_like_dispatcher::runner::kubernetes::JobSpecInput {
+        execution_id: Uuid::new_v4(),
+        attempt: 1,
+        tenant: "acme".into(),
+        workflow: "wf".into(),
+        deadline_ms: None,
+        resources: None,
+        traceparent: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! the kubelet running Jobs (success, podFailurePolicy, backoff, deadline, TTL, eviction) and request faults.
 
 use flow_like_dispatcher::config::KubernetesConfig;
-use flow_like_dispatcher::runner::kubernetes::{ExecutorEnv, JobSettings, JobSpecInput, job_manifest, label_selector};
+use flow_like_dispatcher::runner::kubernetes::{ExecutorEnv, JobSettings, job_manifest, label_selector};
 use flow_like_kube_sim::{Fault, KubeSim, KubeSimOptions, KubeletOptions};
 use futures::StreamExt as _;
 use k8s_openapi::api::batch::v1::Job;
@@ -10,7 +10,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::runtime::watcher;
 use std::time::Duration;
-use uuid::Uuid;
 
 fn settings() -> JobSettings {
     let config = KubernetesConfig {
@@ -24,15 +23,7 @@ fn settings() -> JobSettings {
 fn job(script: &str, adjust: impl FnOnce(&mut JobSettings)) -> Job {
     let mut settings = settings();
     adjust(&mut settings);
-    let spec = JobSpecInput {
-        execution_id: Uuid::new_v4(),
-        attempt: 1,
-        tenant: "acme".into(),
-        workflow: "wf".into(),
-        deadline_ms: None,
-        resources: None,
-        traceparent: None,
-    };
+    let spec = flow_like_tests::fixtures::job_spec_input();
     let mut job = job_manifest(&spec, &settings).unwrap();
     let pod = job.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
     pod.containers[0].command = Some(vec!["sh".into(), "-c".into(), script.into()]);

@@ -4,25 +4,16 @@
 //! with `400`, and the Job the product really creates is still accepted.
 
 use flow_like_dispatcher::config::KubernetesConfig;
-use flow_like_dispatcher::runner::kubernetes::{ExecutorEnv, JobSettings, JobSpecInput, job_manifest};
+use flow_like_dispatcher::runner::kubernetes::{ExecutorEnv, JobSettings, job_manifest};
 use flow_like_kube_sim::{KubeSim, KubeSimOptions};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 /// The executor Job the dispatcher builds with its default settings, as JSON.
 fn product_job() -> Value {
     let config =
         KubernetesConfig { service_account: "flow-like-executor".into(), ..KubernetesConfig::from_env().unwrap() };
     let settings = JobSettings::from_config(&config, ExecutorEnv::default()).unwrap();
-    let spec = JobSpecInput {
-        execution_id: Uuid::new_v4(),
-        attempt: 1,
-        tenant: "acme".into(),
-        workflow: "wf".into(),
-        deadline_ms: None,
-        resources: None,
-        traceparent: None,
-    };
+    let spec = flow_like_tests::fixtures::job_spec_input();
     serde_json::to_value(job_manifest(&spec, &settings).unwrap()).unwrap()
 }
 
